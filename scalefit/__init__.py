@@ -1,0 +1,49 @@
+"""scalefit: predict a large language-model training run from small proxy runs.
+
+The public API is re-exported here lazily, so that ``import scalefit`` stays cheap and never imports
+torch or ray (those are imported only by the trainer and the runner).
+
+    import scalefit as sf
+    curves = sf.read_curves("runs/")
+    fit = sf.fit(curves, law="momentum")
+    pred = fit.predict(other_curves)
+    sf.evaluate(pred, other_curves)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "Curves": ("scalefit.curves", "Curves"),
+    "read_curves": ("scalefit.store", "read_curves"),
+    "write_curves": ("scalefit.store", "write_curves"),
+    "fit": ("scalefit.api", "fit"),
+    "evaluate": ("scalefit.api", "evaluate"),
+    "Fit": ("scalefit.results", "Fit"),
+    "get_law": ("scalefit.laws", "get_law"),
+    "schedules": ("scalefit.schedules", None),
+    "datasets": ("scalefit.datasets", None),
+    "importers": ("scalefit.importers", None),
+    "errors": ("scalefit.errors", None),
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'scalefit' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
