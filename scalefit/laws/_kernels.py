@@ -1,0 +1,269 @@
+"""Fast numerics shared by the schedule-aware laws (momentum, multipower, multipower-size).
+
+Conventions (see ``scalefit.schedules``): ``lr[k]`` is the LR of optimizer update ``k`` (0-indexed); the
+loss logged at step ``s`` was computed before update ``s``, so it has seen updates ``0..s-1``:
+
+- forward area ``S1(s) = P[s] = sum_{tau < s} lr[tau]`` (warmup included: the MPL paper's ``S1 + S_W``);
+- signed LR increment of update ``k``: ``d[k] = lr[k-1] - lr[k]`` for ``k > warmup`` (a decay is
+  positive, a re-warming negative); increments during warmup (``k <= warmup``) are zero by convention;
+- Multi-Power Law drop sum at step ``s``: ``sum_{k < s} d[k] * G(lr[k]^-gamma * (P[s] - P[k]))``,
+  i.e. the paper's ``S_k(t) = sum_{tau=k}^{t} lr[tau]`` with ``t = s - 1``.
+
+The MPL drop sum is O(T^2) when written directly. ``mpl_terms`` turns it into a list of
+(point, weight, area offset, log LR) terms, built once per design, so every evaluation is one vectorized
+pass. With ``ratio=None`` the list is exact (every non-zero increment against every later point). With
+a finite ``ratio`` R, increments further than ``R * 2**l`` steps from the point are merged into aligned
+groups of ``2**l`` steps (multipole style, O(T log T) terms): a group of same-signed increments whose
+log LR spreads by at most ``max_log_spread`` is replaced by one term of the same total weight placed at
+its weighted mean area and weighted mean log LR, which cancels the first-order error. The remaining
+second-order error of a group is at most ``beta*(beta+1)/24 * rho**2 + beta*(beta+1)*gamma**2 *
+spread**2 / 8`` of its weight, where ``rho`` = group area width / area distance <= (lr_max/lr_min)/R.
+With the defaults (R=256, spread 0.02) that is below 1e-5 relative; the measured error on realistic
+schedules is below 1e-7 in loss (tests/test_multipower.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import lfilter
+
+__all__ = ["MPLTerms", "lr_area", "lr_increments", "momentum_s2", "mpl_terms", "mpl_drop", "LOG_LR_FLOOR"]
+
+LOG_LR_FLOOR = float(np.log(1e-12))  # log LR used for an LR of exactly 0 (e.g. the last step of WSD-to-0)
+
+
+def lr_area(lr: np.ndarray) -> np.ndarray:
+    """``P`` with ``P[s] = sum_{tau < s} lr[tau]``, length ``len(lr) + 1`` (LR x steps)."""
+    return np.concatenate([[0.0], np.cumsum(np.asarray(lr, dtype=float))])
+
+
+def lr_increments(lr: np.ndarray, warmup: int) -> np.ndarray:
+    """Signed decrements ``d[k] = lr[k-1] - lr[k]`` for ``k > warmup``, zero elsewhere; length ``len(lr)``."""
+    lr = np.asarray(lr, dtype=float)
+    d = np.zeros_like(lr)
+    d[1:] = lr[:-1] - lr[1:]
+    d[: max(int(warmup), 0) + 1] = 0.0
+    return d
+
+
+def momentum_s2(d: np.ndarray, lam: float) -> np.ndarray:
+    """Annealing area of Tissue et al.: ``S2[s] = sum_{i < s} m_i``, ``m_i = lam*m_{i-1} + d[i]``.
+
+    O(T) by a first-order recursive filter; length ``len(d) + 1`` (``S2[0] = 0``).
+    """
+    m = lfilter([1.0], [1.0, -float(lam)], np.asarray(d, dtype=float))
+    return np.concatenate([[0.0], np.cumsum(m)])
+
+
+@dataclass(frozen=True)
+class MPLTerms:
+    """Terms of the MPL drop sum: ``LD[point] = B * sum_{i: point_i = point} w_i * G(C*exp(-gamma*ell_i)*x_i)``."""
+
+    point: np.ndarray  # int index of the design point
+    w: np.ndarray  # signed LR decrement (summed over a group)
+    x: np.ndarray  # area since the decrement, P[s] - P[k] (> 0)
+    ell: np.ndarray  # log LR after the decrement
+    n_points: int
+
+    def __len__(self) -> int:
+        return int(self.point.size)
+
+
+def _log_lr(lr: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(np.maximum(lr, 0.0)), LOG_LR_FLOOR)
+
+
+def _level_units(prev: dict, d: np.ndarray, P: np.ndarray, ell: np.ndarray, size: int, spread: float) -> dict:
+    """Units of level with group ``size``: a group's summary where compressible, else its children's units."""
+    g = d.reshape(-1, size)
+    absd = np.abs(g).sum(1)
+    tot = g.sum(1)
+    nz = g != 0
+    lo = np.where(nz, ell.reshape(-1, size), np.inf).min(1)
+    hi = np.where(nz, ell.reshape(-1, size), -np.inf).max(1)
+    comp = (absd > 0) & np.isclose(np.abs(tot), absd, rtol=1e-12, atol=0.0) & (hi - lo <= spread)
+    safe = np.where(comp, tot, 1.0)
+    pbar = (g * P.reshape(-1, size)).sum(1) / safe
+    lbar = (g * np.where(nz, ell.reshape(-1, size), 0.0)).sum(1) / safe
+    keep = ~comp[prev["group"] // 2]
+    gid = np.flatnonzero(comp)
+    group = np.concatenate([prev["group"][keep] // 2, gid])
+    order = np.argsort(group, kind="stable")
+    units = {
+        "group": group[order],
+        "w": np.concatenate([prev["w"][keep], tot[gid]])[order],
+        "p": np.concatenate([prev["p"][keep], pbar[gid]])[order],
+        "ell": np.concatenate([prev["ell"][keep], lbar[gid]])[order],
+    }
+    units["offsets"] = np.searchsorted(units["group"], np.arange(g.shape[0] + 1))
+    return units
+
+
+def _gather(units: dict, point: np.ndarray, start: np.ndarray, stop: np.ndarray, P_s: np.ndarray) -> tuple:
+    count = np.maximum(stop - start, 0)
+    total = int(count.sum())
+    base = np.repeat(start - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+    idx = np.arange(total) + base
+    rows = np.repeat(np.arange(point.size), count)
+    return point[rows], units["w"][idx], P_s[rows] - units["p"][idx], units["ell"][idx]
+
+
+def mpl_terms(
+    lr: np.ndarray,
+    steps: np.ndarray,
+    warmup: int,
+    *,
+    ratio: float | None = 256.0,
+    max_log_spread: float = 0.02,
+    offset: int = 0,
+) -> MPLTerms:
+    """Terms of the MPL drop sum for one run at logged ``steps`` (each ``<= len(lr)``).
+
+    ``offset`` is added to the point indices (to stack several runs in one design).
+    """
+    lr = np.asarray(lr, dtype=float)
+    steps = np.asarray(steps, dtype=np.int64)
+    P, d, ell = lr_area(lr), lr_increments(lr, warmup), _log_lr(lr)
+    n_levels = 0 if ratio is None else max(int(np.ceil(np.log2(max(lr.size, 2) / ratio))) + 1, 0)
+    width = 2**n_levels
+    pad = (-lr.size) % width
+    d_p, P_p, ell_p = (np.pad(a, (0, pad)) for a in (d, P[:-1], ell))
+    nzk = np.flatnonzero(d_p)
+    units = {"group": nzk, "w": d_p[nzk], "p": P_p[nzk], "ell": ell_p[nzk]}
+    units["offsets"] = np.searchsorted(nzk, np.arange(d_p.size + 1))
+    pts = np.arange(steps.size)
+    P_s = P[steps]
+    upper = steps.copy()
+    parts = []
+    for level in range(n_levels + 1):
+        size = 2**level
+        if level < n_levels:
+            lower = np.maximum((steps - ratio * 2 * size) // (2 * size) * (2 * size), 0).astype(np.int64)
+        else:
+            lower = np.zeros_like(steps)
+        start, stop = units["offsets"][lower // size], units["offsets"][upper // size]
+        parts.append(_gather(units, pts, start, stop, P_s))
+        upper = lower
+        if level < n_levels:
+            units = _level_units(units, d_p, P_p, ell_p, 2 * size, max_log_spread)
+    point, w, x, ell_t = (np.concatenate(a) for a in zip(*parts, strict=True))
+    return MPLTerms(point + offset, w, x, ell_t, steps.size + offset)
+
+
+def mpl_drop(terms: MPLTerms, C: float, beta: float, gamma: float, *, grad: bool = False) -> tuple:
+    """``sum w*G`` per point and, with ``grad``, its derivatives in C, beta, gamma.
+
+    ``G = 1 - (1 + u)^-beta`` with ``u = C * exp(-gamma*ell) * x``.
+    """
+    n = terms.n_points
+    u = C * np.exp(-gamma * terms.ell) * terms.x
+    log1pu = np.log1p(u)
+    q = np.exp(-beta * log1pu)
+    s = np.bincount(terms.point, weights=terms.w * (1.0 - q), minlength=n)
+    if not grad:
+        return (s,)
+    dq = terms.w * beta * q * u / (1.0 + u)  # w * dG/du * u
+    dC = np.bincount(terms.point, weights=dq, minlength=n) / C
+    dbeta = np.bincount(terms.point, weights=terms.w * log1pu * q, minlength=n)
+    dgamma = -np.bincount(terms.point, weights=dq * terms.ell, minlength=n)
+    return s, dC, dbeta, dgamma
+
+
+@dataclass(frozen=True)
+class RunArrays:
+    """One run prepared for a schedule-aware law: dense LR, warmup end, logged steps and losses."""
+
+    run_id: str
+    lr: np.ndarray  # LR of updates 0..n-1, n = last logged step
+    warmup: int
+    steps: np.ndarray
+    loss: np.ndarray
+    meta: dict
+
+
+def _warmup_of(rc, lr: np.ndarray) -> int:
+    """Warmup length: the runs table, else the schedule, else the leading non-decreasing LR prefix."""
+    for source in (rc.meta.get("warmup_steps"), getattr(rc.schedule, "warmup_steps", None)):
+        if source is not None and np.isfinite(float(source)):
+            return int(source)
+    falls = np.flatnonzero(np.diff(lr) < 0)
+    return int(falls[0]) if falls.size else int(lr.size)
+
+
+def run_arrays(curves, law_name: str) -> list[RunArrays]:
+    """Per-run arrays of ``curves`` (a ``Curves``); rows at step 0 (no update yet) are dropped."""
+    from scalefit.errors import DataError
+
+    out = []
+    for run_id in curves.run_ids:
+        rc = curves.run(run_id)
+        keep = rc.steps > 0
+        steps, loss = rc.steps[keep].astype(np.int64), rc.loss[keep].astype(float)
+        if steps.size == 0:
+            continue
+        lr = np.asarray(curves.lr_sequence(run_id, int(steps.max())), dtype=float)
+        if np.any(lr < 0) or not np.all(np.isfinite(lr)) or not np.any(lr > 0):
+            raise DataError(
+                f"{law_name} needs a finite, non-negative LR that is positive somewhere",
+                run_id=run_id, column="lr", value=float(lr.min()) if lr.size else None,
+                fix="check the run's schedule or logged LR",
+            )  # fmt: skip
+        out.append(RunArrays(run_id, lr, _warmup_of(rc, lr), steps, loss, dict(rc.meta)))
+    return out
+
+
+def curve_design(law, data, *, predict: bool, per_run, needs_drop: bool):
+    """A ``Design`` over every logged step of every run with a positive LR area.
+
+    ``per_run(run, P, d, offset) -> dict`` returns the law's extra arrays for one run (each per point,
+    or objects the law concatenates itself); this helper stacks S1, y, groups and keys. Without
+    ``predict`` it raises ``FitError`` for data that cannot identify the law (no finite loss, too few
+    points, no LR decrease when ``needs_drop``).
+    """
+    import pandas as pd
+
+    from scalefit.errors import FitError
+    from scalefit.laws.base import Design
+
+    runs = run_arrays(data, law.name)
+    parts, excluded, offset, has_drop = [], [], 0, False
+    for run in runs:
+        P, d = lr_area(run.lr), lr_increments(run.lr, run.warmup)
+        ok = P[run.steps] > 0
+        if not ok.all():
+            excluded.append((run.run_id, f"{int((~ok).sum())} step(s) before any LR area (S1 = 0)"))
+        run = RunArrays(run.run_id, run.lr, run.warmup, run.steps[ok], run.loss[ok], run.meta)
+        if run.steps.size == 0:
+            continue
+        finite = np.isfinite(run.loss)
+        has_drop |= bool(finite.any() and np.any(d[: run.steps[finite].max()] != 0))
+        parts.append((run, P[run.steps], per_run(run, P, d, offset)))
+        offset += run.steps.size
+    if not predict:
+        _check_identifiable(law, parts, has_drop, needs_drop, FitError)
+    x = {"S1": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0), "parts": [p[2] for p in parts]}
+    groups = np.concatenate([np.full(p[0].steps.size, p[0].run_id, dtype=object) for p in parts] or [[]])
+    keys = pd.DataFrame({"run_id": groups.astype(str), "step": np.concatenate([p[0].steps for p in parts] or [[]])})
+    y = None if predict else np.concatenate([p[0].loss for p in parts])
+    meta = {"n_params": {p[0].run_id: p[0].meta.get("n_params") for p in parts}}
+    return Design(x=x, y=y, groups=groups, keys=keys, excluded=tuple(excluded), meta=meta)
+
+
+def _check_identifiable(law, parts, has_drop: bool, needs_drop: bool, FitError) -> None:
+    n_finite = sum(int(np.isfinite(p[0].loss).sum()) for p in parts)
+    n_params = len(law.parameters())
+    if n_finite == 0:
+        raise FitError(f"{law.name}: no finite loss to fit", column="loss", fix="give curves with finite losses")
+    if n_finite <= n_params:
+        raise FitError(
+            f"{law.name}: too few points ({n_finite}) for {n_params} parameters", column="loss",
+            value=n_finite, fix="give longer or more curves",
+        )  # fmt: skip
+    if needs_drop and not has_drop:
+        raise FitError(
+            f"{law.name}: no LR decrease in the fitting curves, so the LR-drop term is not identifiable",
+            column="lr", fix="add a curve whose LR decays (cosine, WSD or a step drop)",
+        )  # fmt: skip

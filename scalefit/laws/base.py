@@ -1,0 +1,215 @@
+"""The contract every scaling law implements, and the containers it exchanges with the fitting engine.
+
+A law holds *structure* only: its functional form and structural options (``config()``). Data enters at
+fit time through ``design(data)``, which turns curves or a table into the arrays the law needs. The
+engine (``scalefit.fitting.fit_law``) then minimises a loss over the parameters declared by
+``parameters()``, using ``predict`` and its analytic ``jacobian``.
+
+Conventions:
+- ``theta`` is a 1-D float array in the order of ``parameters()``, in natural units (not log space;
+  the engine does the log reparametrization of ``Param.log`` parameters itself).
+- ``predict`` returns the predicted loss (natural units, > 0) at every design point, shape (n_points,).
+- ``jacobian`` returns d predict / d theta, shape (n_points, n_params).
+- ``Param.grid`` values are natural-unit start values; the engine takes their Cartesian product.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from scalefit.errors import ConfigError
+
+__all__ = ["Design", "Law", "Param", "numeric_jacobian"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One named, bounded parameter (lmfit style).
+
+    ``log=True`` means the parameter is positive and optimized as log(value); its bounds must then be
+    > 0 (use ``lower=0`` for "positive, unbounded below": the engine maps it to -inf in log space).
+    ``grid`` holds the start values of the multi-start search; ``init`` is used when the grid is empty.
+    """
+
+    name: str
+    lower: float = -math.inf
+    upper: float = math.inf
+    log: bool = False
+    grid: tuple[float, ...] = ()
+    init: float | None = None
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ConfigError("parameter name must be an identifier", field="name", value=self.name)
+        if not self.lower < self.upper:
+            raise ConfigError(
+                "parameter lower bound must be below its upper bound",
+                field=self.name,
+                value=(self.lower, self.upper),
+                fix="give lower < upper",
+            )
+        if self.log and self.lower < 0:
+            raise ConfigError(
+                "a log-parametrized parameter must have lower >= 0",
+                field=self.name,
+                value=self.lower,
+                fix="set lower=0 or log=False",
+            )
+        object.__setattr__(self, "grid", tuple(float(g) for g in self.grid))
+        for g in self.grid:
+            if not self.lower <= g <= self.upper:
+                raise ConfigError(
+                    "grid value outside the parameter bounds",
+                    field=self.name,
+                    value=g,
+                    fix=f"keep grid values in [{self.lower}, {self.upper}]",
+                )
+
+    def starts(self) -> tuple[float, ...]:
+        """The start values: the grid, else ``init``, else a default inside the bounds."""
+        if self.grid:
+            return self.grid
+        if self.init is not None:
+            return (float(self.init),)
+        lo, hi = self.lower, self.upper
+        if self.log:
+            lo = max(lo, 1e-12)
+            if math.isfinite(hi):
+                return (math.sqrt(lo * hi) if lo > 1e-12 else min(1.0, hi / 2),)
+            return (max(1.0, lo * 10),)
+        if math.isfinite(lo) and math.isfinite(hi):
+            return ((lo + hi) / 2,)
+        if math.isfinite(lo):
+            return (lo + 1.0,)
+        if math.isfinite(hi):
+            return (hi - 1.0,)
+        return (0.0,)
+
+
+@dataclass(frozen=True)
+class Design:
+    """The arrays a law needs at a set of points, plus what the engine needs around them.
+
+    - ``x``: named arrays (per point, or any structure the law understands: e.g. per-run LR sums).
+    - ``y``: observed loss per point (None when built for prediction only). Non-finite values are
+      excluded by the engine and listed by run in the Fit's diagnostics.
+    - ``groups``: the resampling unit per point (run id for curve laws, point id for static laws).
+    - ``keys``: identifying columns per point, carried into ``Fit.predict`` output (run_id, step, ...).
+    - ``weights``: optional per-point weights (default 1).
+    - ``excluded``: rows the law itself left out, as (run_id, reason) pairs, reported in diagnostics.
+    """
+
+    x: Mapping[str, Any]
+    y: np.ndarray | None
+    groups: np.ndarray
+    keys: pd.DataFrame | None = None
+    weights: np.ndarray | None = None
+    excluded: tuple[tuple[str, str], ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        groups = np.asarray(self.groups).astype(str)
+        object.__setattr__(self, "groups", groups)
+        n = groups.shape[0]
+        if self.y is not None:
+            y = np.asarray(self.y, dtype=float)
+            if y.shape != (n,):
+                raise ConfigError("design y and groups differ in length", field="y", value=(y.shape, n))
+            object.__setattr__(self, "y", y)
+        if self.weights is not None:
+            w = np.asarray(self.weights, dtype=float)
+            if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
+                raise ConfigError(
+                    "weights must be finite, >= 0, one per point", field="weights", value=w.shape
+                )
+            object.__setattr__(self, "weights", w)
+        if self.keys is not None and len(self.keys) != n:
+            raise ConfigError("design keys and groups differ in length", field="keys", value=len(self.keys))
+
+    @property
+    def n_points(self) -> int:
+        return int(self.groups.shape[0])
+
+
+class Law(abc.ABC):
+    """A scaling law: structure only. Subclasses implement parameters/design/predict/jacobian/config."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def parameters(self) -> tuple[Param, ...]:
+        """The parameters, in the order of ``theta``."""
+
+    @abc.abstractmethod
+    def design(self, data: Any, *, predict: bool = False) -> Design:
+        """Arrays the law needs from ``data``; with ``predict=True`` the observed loss may be absent."""
+
+    @abc.abstractmethod
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        """Predicted loss at the design points, shape (n_points,)."""
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        """d predict / d theta, shape (n_points, n_params). Override with the analytic form.
+
+        The default is a central finite difference (accurate to ~1e-7 relative), for prototyping only.
+        """
+        return numeric_jacobian(self, theta, design)
+
+    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        """Predictions for many parameter vectors, shape (n_thetas, n_points). Override to vectorize."""
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+        return np.stack([self.predict(t, design) for t in thetas]) if len(thetas) else np.empty((0, 0))
+
+    def config(self) -> dict[str, Any]:
+        """Structural options, JSON-able; ``type(self)(**self.config())`` rebuilds the law."""
+        return {}
+
+    def profile(self) -> dict[str, list]:
+        """Structural options chosen by profile likelihood: option -> candidate values (default none).
+
+        The engine fits every combination and keeps the lowest objective.
+        """
+        return {}
+
+    def replace(self, **changes: Any) -> Law:
+        """A copy of the law with some structural options changed."""
+        return type(self)(**{**self.config(), **changes})
+
+    def floor(self, values: Mapping[str, float]) -> float | None:
+        """The irreducible loss implied by ``values`` (e.g. E or L0), or None if the law has none.
+
+        The engine warns when the fitted floor lies above the lowest observed loss.
+        """
+        for key in ("E", "L0"):
+            if key in values:
+                return float(values[key])
+        return None
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters())
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({opts})"
+
+
+def numeric_jacobian(law: Law, theta: Sequence[float], design: Design, rel: float = 1e-6) -> np.ndarray:
+    """Central finite-difference d predict / d theta; use it to test an analytic ``jacobian``."""
+    theta = np.asarray(theta, dtype=float)
+    cols = []
+    for j in range(theta.size):
+        h = rel * max(abs(theta[j]), 1e-3)
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        cols.append((law.predict(up, design) - law.predict(down, design)) / (2 * h))
+    return np.stack(cols, axis=1)

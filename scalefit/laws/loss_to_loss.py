@@ -1,0 +1,176 @@
+"""Loss-to-loss prediction of Brandfonbrener et al. 2024, "Loss-to-Loss Prediction: Scaling Laws for All
+Datasets" (arXiv:2411.12925): a shifted power law maps one loss onto another,
+
+    L1 = K * (L0 - E0)^kappa + E1
+
+for train-to-train (the losses of two models trained on different data, paired by identical N and D),
+train-to-test (a model's train loss against its own test loss) and test-to-test (two test sets, paired
+by N and D). E0 and E1 are the irreducible losses, normally fixed from per-dataset fits (``e0=``/``e1=``);
+left as None they are fitted (E0 < min L0 is enforced in ``predict`` by flooring ``L0 - E0`` at 1e-9).
+
+Also here: the per-dataset "Kaplan" form the paper uses for E0/E1,
+``L(N, D) = [(A/N)^(alpha/beta) + B/D]^beta + E``, because a shifted power law maps it onto another law
+of the same form exactly: alpha' = kappa alpha, beta' = kappa beta, A' = A K^(1/(kappa alpha)),
+B' = B K^(1/(kappa beta)), E' = E1 (``scalefit.chains.translate_values``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from scalefit.conventions import Counting, run_labels, static_table
+from scalefit.laws.base import Design, Law, Param
+
+__all__ = ["LossToLossLaw", "KaplanLaw", "pair_runs", "shifted_power_lsq"]
+
+_FLOOR = 1e-9
+
+
+class LossToLossLaw(Law):
+    """``L1 = K (L0 - E0)^kappa + E1``; parameters K, kappa, then E0 and E1 where not fixed."""
+
+    name: ClassVar[str] = "loss-to-loss"
+
+    def __init__(self, *, x: str = "loss0", y: str = "loss1", e0: float | None = None,
+                 e1: float | None = None) -> None:
+        self.x, self.y = x, y
+        self.e0 = None if e0 is None else float(e0)
+        self.e1 = None if e1 is None else float(e1)
+
+    def config(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "e0": self.e0, "e1": self.e1}
+
+    def parameters(self) -> tuple[Param, ...]:
+        out = [
+            Param("K", 0.0, 1e6, log=True, grid=(0.3, 1.0, 3.0), doc="scale"),
+            Param("kappa", 0.0, 20.0, log=True, grid=(0.5, 1.0, 1.5), doc="exponent"),
+        ]
+        if self.e0 is None:
+            out.append(Param("E0", 0.0, 50.0, log=True, grid=(0.25, 0.5, 1.0, 1.5, 2.0), doc="offset of L0"))
+        if self.e1 is None:
+            out.append(Param("E1", 0.0, 50.0, log=True, grid=(0.25, 0.5, 1.0, 1.5, 2.0), doc="offset of L1"))
+        return tuple(out)
+
+    def floor(self, values: Any) -> float | None:
+        return self.e1 if self.e1 is not None else float(values["E1"])
+
+    def design(self, data: Any, *, predict: bool = False) -> Design:
+        frame = static_table(data, (self.x,) if predict else (self.x, self.y), law=self.name)
+        x = frame[self.x].to_numpy(float)
+        labels = run_labels(frame)
+        y = None if predict or self.y not in frame else frame[self.y].to_numpy(float)
+        return Design(x={"l0": x}, y=y, groups=labels, keys=pd.DataFrame({"run_id": labels, self.x: x}))
+
+    def _unpack(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
+        theta = np.asarray(theta, dtype=float)
+        cols = [theta[..., j, None] for j in range(theta.shape[-1])]
+        K, kappa = cols[0], cols[1]
+        rest = iter(cols[2:])
+        e0 = next(rest) if self.e0 is None else np.full_like(K, self.e0)
+        e1 = next(rest) if self.e1 is None else np.full_like(K, self.e1)
+        return K, kappa, e0, e1
+
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        K, kappa, e0, e1 = self._unpack(theta)
+        base = np.maximum(design.x["l0"] - e0, _FLOOR)
+        return K * base**kappa + e1
+
+    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        K, kappa, e0, _ = (v[0] for v in self._unpack(theta))
+        diff = design.x["l0"] - e0
+        base = np.maximum(diff, _FLOOR)
+        power = base**kappa
+        cols = [power, K * power * np.log(base)]
+        if self.e0 is None:
+            cols.append(np.where(diff > _FLOOR, -K * kappa * base ** (kappa - 1), 0.0))
+        if self.e1 is None:
+            cols.append(np.ones_like(base))
+        return np.stack(cols, axis=1)
+
+
+class KaplanLaw(Law):
+    """``L = [(A/N)^(alpha/beta) + B/D]^beta + E``, the per-dataset form of Brandfonbrener et al."""
+
+    name: ClassVar[str] = "kaplan"
+
+    def __init__(self, *, loss: str = "loss", n: str = "N", d: str = "D",
+                 counting: Counting | dict[str, Any] | None = None) -> None:
+        self.loss, self.n, self.d = loss, n, d
+        self.counting = Counting.coerce(counting)
+
+    def config(self) -> dict[str, Any]:
+        return {"loss": self.loss, "n": self.n, "d": self.d, "counting": self.counting.to_dict()}
+
+    def parameters(self) -> tuple[Param, ...]:
+        return (
+            Param("E", 0.0, 20.0, log=True, grid=(0.5, 1.0, 2.0), doc="irreducible loss"),
+            Param("A", 0.0, 1e30, log=True, grid=(1e2, 1e5, 1e8, 1e11), doc="size scale (params)"),
+            Param("B", 0.0, 1e30, log=True, grid=(1e2, 1e5, 1e8, 1e11), doc="data scale (tokens)"),
+            Param("alpha", 1e-3, 3.0, grid=(0.1, 0.3, 0.6), doc="size exponent"),
+            Param("beta", 1e-3, 3.0, grid=(0.1, 0.3, 0.6), doc="data exponent"),
+        )
+
+    def design(self, data: Any, *, predict: bool = False) -> Design:
+        cols = (self.n, self.d) + (() if predict else (self.loss,))
+        frame = static_table(data, cols, law=self.name)
+        n, d = frame[self.n].to_numpy(float), frame[self.d].to_numpy(float)
+        labels = run_labels(frame)
+        y = None if predict or self.loss not in frame else frame[self.loss].to_numpy(float)
+        keys = pd.DataFrame({"run_id": labels, "N": n, "D": d})
+        return Design(x={"log_n": np.log(n), "log_d": np.log(d)}, y=y, groups=labels, keys=keys)
+
+    @staticmethod
+    def _parts(theta: np.ndarray, x: Any) -> tuple[np.ndarray, ...]:
+        E, A, B, alpha, beta = (theta[..., j, None] for j in range(5))
+        lnr = np.log(A) - x["log_n"]
+        u = np.exp(alpha / beta * lnr)
+        s = u + B * np.exp(-x["log_d"])
+        return E, alpha, beta, lnr, u, s
+
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        E, _, beta, _, _, s = self._parts(np.asarray(theta, dtype=float), design.x)
+        return s**beta + E
+
+    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        _, alpha, beta, lnr, u, s = (v[0] for v in self._parts(theta, design.x))
+        sb1 = s ** (beta - 1)
+        cols = [
+            np.ones_like(s),
+            sb1 * alpha * u / theta[1],
+            beta * sb1 * np.exp(-design.x["log_d"]),
+            sb1 * u * lnr,
+            s**beta * np.log(s) - sb1 * u * lnr * alpha / beta,
+        ]
+        return np.stack(cols, axis=1)
+
+
+def pair_runs(
+    frame0: pd.DataFrame, frame1: pd.DataFrame, *, loss0: str, loss1: str, on: tuple[str, ...] = ("params", "tokens")
+) -> pd.DataFrame:
+    """Train-to-train / test-to-test pairs: runs of two tables joined on identical ``on`` columns.
+
+    Returns the ``on`` columns plus ``loss0`` (from frame0), ``loss1`` (from frame1) and any ``run_id``.
+    """
+    keep0 = frame0[list(on) + [loss0]].rename(columns={loss0: "loss0"})
+    keep1 = frame1[list(on) + [loss1]].rename(columns={loss1: "loss1"})
+    pairs = keep0.merge(keep1, on=list(on), how="inner").drop_duplicates(subset=list(on))
+    pairs.insert(0, "run_id", [f"pair{i}" for i in range(len(pairs))])
+    return pairs.reset_index(drop=True)
+
+
+def shifted_power_lsq(l0: np.ndarray, l1: np.ndarray, e0: float, e1: float) -> dict[str, float]:
+    """The paper's fit with E0/E1 fixed: linear least squares of log(L1 - E1) on log(L0 - E0)."""
+    x = np.log(np.asarray(l0, dtype=float) - e0)
+    y = np.log(np.asarray(l1, dtype=float) - e1)
+    kappa, log_k = np.polyfit(x, y, 1)
+    return {"K": float(np.exp(log_k)), "kappa": float(kappa), "E0": float(e0), "E1": float(e1)}

@@ -1,0 +1,102 @@
+"""Multi-Power Law (Luo et al. 2025, "A Multi-Power Law for Loss Curve Prediction Across Learning Rate
+Schedules", ICLR 2025, arXiv:2503.12811; reference code thu-yao-01-luo/MultiPowerLaw).
+
+    L(s) = L0 + A * S1(s)^-alpha - LD(s)
+    LD(s) = B * sum_{k < s} (lr[k-1] - lr[k]) * G(lr[k]^-gamma * S_k(s)),   G(x) = 1 - (C*x + 1)^-beta
+    S1(s) = sum_{tau < s} lr[tau],   S_k(s) = sum_{k <= tau < s} lr[tau]
+
+Conventions:
+- Step indexing: ``lr[k]`` is the LR of update ``k`` (0-indexed), the loss at step ``s`` has seen
+  updates ``0..s-1`` (``scalefit.schedules``); the paper's ``t`` is ``s - 1``.
+- Warmup: the warmup area is part of S1 (the paper's ``S1 + S_W``, with S_W the warmup LR sum, here
+  exact rather than a constant); LR increases during warmup are not drops (``d = 0`` there).
+- LR is used raw (not normalised by peak), as in the paper, so B is of order 1/peak LR; increments are
+  signed, so re-warming (an LR increase after warmup) enters with a negative weight.
+- The O(T^2) drop sum is evaluated by ``_kernels.mpl_terms`` (multipole grouping, error < 1e-8 in loss
+  on realistic schedules; ``ratio=None`` makes it exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from scalefit.errors import ConfigError
+from scalefit.laws import _kernels as K
+from scalefit.laws.base import Design, Law, Param
+
+__all__ = ["MultiPowerLaw", "mpl_parameters", "stack_terms"]
+
+
+def mpl_parameters() -> tuple[Param, ...]:
+    """The kernel parameters shared by the MPL family (after the floor and power-law terms)."""
+    return (
+        Param("A", 0.0, 100.0, log=True, grid=(0.3, 1.0), doc="power-law amplitude (loss)"),
+        Param("alpha", 0.0, 3.0, log=True, grid=(0.3, 0.6), doc="power-law exponent in S1"),
+        Param("B", 0.0, 1e6, log=True, grid=(100.0, 600.0), doc="LR-drop scale (loss / LR)"),
+        Param("C", 0.0, 1e4, log=True, grid=(0.5, 2.0), doc="LR-drop saturation rate"),
+        Param("beta", 0.0, 10.0, log=True, grid=(0.6,), doc="LR-drop power"),
+        Param("gamma", 0.0, 3.0, log=True, grid=(0.6,), doc="LR exponent of the drop time scale"),
+    )
+
+
+def stack_terms(design: Design) -> Design:
+    """``design`` with its per-run drop-sum terms (``x["parts"]``) stacked into ``x["terms"]``."""
+    parts = design.x["parts"]
+    cols = [np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0) for f in ("point", "w", "x", "ell")]
+    terms = K.MPLTerms(cols[0].astype(np.int64), cols[1], cols[2], cols[3], design.n_points)
+    return replace(design, x={**design.x, "terms": terms})
+
+
+class MultiPowerLaw(Law):
+    """Multi-Power Law: a power law in the LR area minus a saturating power-law loss drop per LR decrease."""
+
+    name: ClassVar[str] = "multipower"
+
+    def __init__(self, ratio: float | None = 128.0, max_log_spread: float = 0.02) -> None:
+        if ratio is not None and not ratio >= 4:
+            raise ConfigError("grouping ratio must be >= 4 or None (exact)", field="ratio", value=ratio)
+        if not max_log_spread >= 0:
+            raise ConfigError("max_log_spread must be >= 0", field="max_log_spread", value=max_log_spread)
+        self.ratio = None if ratio is None else float(ratio)
+        self.max_log_spread = float(max_log_spread)
+        self._cache: tuple[Any, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {"ratio": self.ratio, "max_log_spread": self.max_log_spread}
+
+    def parameters(self) -> tuple[Param, ...]:
+        return (Param("L0", 0.0, 20.0, log=True, grid=(2.0, 3.0), doc="irreducible loss"), *mpl_parameters())
+
+    def _terms(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> K.MPLTerms:
+        return K.mpl_terms(
+            run.lr, run.steps, run.warmup, ratio=self.ratio, max_log_spread=self.max_log_spread, offset=offset
+        )
+
+    def design(self, data: Any, *, predict: bool = False) -> Design:
+        return stack_terms(K.curve_design(self, data, predict=predict, per_run=self._terms, needs_drop=True))
+
+    def _drop(self, theta: np.ndarray, design: Design, grad: bool) -> tuple:
+        key = (theta[-3:].tobytes(), grad)
+        if self._cache and self._cache[0] is design and self._cache[1] == key:
+            return self._cache[2]
+        C, beta, gamma = theta[-3:]
+        out = K.mpl_drop(design.x["terms"], C, beta, gamma, grad=grad)
+        self._cache = (design, key, out)
+        return out
+
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        L0, A, alpha, B = theta[:4]
+        (ld,) = self._drop(np.asarray(theta, dtype=float), design, False)[:1]
+        return L0 + A * design.x["S1"] ** -alpha - B * ld
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        L0, A, alpha, B = theta[:4]
+        s1 = design.x["S1"]
+        pw = s1**-alpha
+        ld, dC, dbeta, dgamma = self._drop(theta, design, True)
+        cols = [np.ones_like(s1), pw, -A * np.log(s1) * pw, -ld, -B * dC, -B * dbeta, -B * dgamma]
+        return np.stack(cols, axis=1)

@@ -1,0 +1,109 @@
+"""Over-training law of Gadre et al. 2024, "Language models scale reliably with over-training and on
+downstream tasks" (arXiv:2403.08540):
+
+    L(C, M) = E + (a * M^eta + b * M^-eta) * C^-eta,     M = D / N (tokens per parameter),  C = 6 N D
+
+It is Chinchilla ``E + A/N^alpha + B/D^beta`` with tied exponents alpha = beta = 2 eta
+(a = A 6^eta, b = B 6^eta). Over-training (larger M at fixed C) moves along a curve of constant shape
+in log C, so a few small runs at two multipliers predict a large over-trained run.
+
+Conventions: N and D columns are the run's parameter count and training tokens (``counting`` records how
+N was counted); C = 6 N D under ``flops="6N"``, else C = D * the ``flops_per_token`` column. Gadre et al.
+fit by plain least squares on the raw loss (``scipy.optimize.curve_fit``) from a 4x4x2x4 start grid and
+keep the best RMSE: ``fit_law(law, data, objective="lsq", starts="all")`` does the same; the default
+engine objective (Huber on log loss) is the robust alternative.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from scalefit.conventions import Counting, run_labels, static_table
+from scalefit.errors import DataError
+from scalefit.laws.base import Design, Law, Param
+
+__all__ = ["OvertrainingLaw"]
+
+
+class OvertrainingLaw(Law):
+    """``L = E + (a M^eta + b M^-eta) C^-eta``; parameters E, a, b, eta."""
+
+    name: ClassVar[str] = "overtraining"
+
+    def __init__(
+        self,
+        *,
+        loss: str = "loss",
+        n: str = "N",
+        d: str = "D",
+        counting: Counting | dict[str, Any] | None = None,
+    ) -> None:
+        self.loss, self.n, self.d = loss, n, d
+        self.counting = Counting.coerce(counting)
+
+    def config(self) -> dict[str, Any]:
+        return {"loss": self.loss, "n": self.n, "d": self.d, "counting": self.counting.to_dict()}
+
+    def parameters(self) -> tuple[Param, ...]:
+        return (
+            Param("E", 0.0, 20.0, log=True, grid=(0.5, 1.0, 2.0, 3.0), doc="irreducible loss (nats)"),
+            Param("a", 0.0, 1e12, log=True, grid=(1e1, 1e2, 1e3, 1e4), doc="size term, A 6^eta"),
+            Param("b", 0.0, 1e12, log=True, grid=(1e1, 1e2, 1e3, 1e4), doc="data term, B 6^eta"),
+            Param("eta", 1e-3, 2.0, grid=(0.1, 0.3), doc="compute exponent (alpha = beta = 2 eta)"),
+        )
+
+    def design(self, data: Any, *, predict: bool = False) -> Design:
+        cols = (self.n, self.d) + (() if predict else (self.loss,))
+        if self.counting.flops != "6N":
+            cols += ("flops_per_token",)
+        frame = static_table(data, cols, law=self.name)
+        n = frame[self.n].to_numpy(float)
+        d = frame[self.d].to_numpy(float)
+        if np.any(~(n > 0)) or np.any(~(d > 0)):
+            bad = self.n if np.any(~(n > 0)) else self.d
+            raise DataError("sizes and token counts must be positive", column=bad, fix="drop or fix those rows")
+        fpt = 6.0 * n if self.counting.flops == "6N" else frame["flops_per_token"].to_numpy(float)
+        c, m = fpt * d, d / n
+        labels = run_labels(frame)
+        keys = pd.DataFrame({"run_id": labels, "N": n, "D": d, "C": c, "M": m})
+        y = None if predict or self.loss not in frame else frame[self.loss].to_numpy(float)
+        return Design(x={"log_c": np.log(c), "log_m": np.log(m)}, y=y, groups=labels, keys=keys)
+
+    @staticmethod
+    def _terms(theta: np.ndarray, x: Any) -> tuple[np.ndarray, ...]:
+        """(size term, data term) in broadcastable form; theta (..., 4)."""
+        E, a, b, eta = (theta[..., j, None] for j in range(4))
+        log_c, log_m = x["log_c"], x["log_m"]
+        up = a * np.exp(eta * (log_m - log_c))
+        down = b * np.exp(-eta * (log_m + log_c))
+        return E, up, down
+
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        E, up, down = self._terms(np.asarray(theta, dtype=float), design.x)
+        return E + up + down
+
+    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        _, up, down = self._terms(theta, design.x)
+        log_c, log_m = design.x["log_c"], design.x["log_m"]
+        cols = [
+            np.ones_like(log_c),
+            up / theta[1],
+            down / theta[2],
+            up * (log_m - log_c) - down * (log_m + log_c),
+        ]
+        return np.stack(cols, axis=1)
+
+    @staticmethod
+    def chinchilla_values(values: dict[str, float]) -> dict[str, float]:
+        """The equivalent Chinchilla parameters: A = a 6^-eta, B = b 6^-eta, alpha = beta = 2 eta."""
+        eta = values["eta"]
+        scale = 6.0**-eta
+        return {"E": values["E"], "A": values["a"] * scale, "B": values["b"] * scale,
+                "alpha": 2 * eta, "beta": 2 * eta}

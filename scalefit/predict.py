@@ -1,0 +1,305 @@
+"""Predictions for a run not yet trained: its loss curve and final loss with a band, how far outside the
+fitted range it lies, the downstream error, the compute-optimal N and D, and the best schedule in a family.
+
+Every result is a plain JSON-able dictionary (the report embeds them as they are). Conventions: steps are
+0-indexed optimizer updates, the final loss is the loss logged at step ``total_steps - 1``; losses in
+nats per token; compute in FLOPs; N in parameters (the fit's counting convention); D in tokens.
+
+    target = Target("wsd:peak=3e-4,steps=48000,decay=0.2", n_params=4e8)
+    predict_target(fit, target)["final_pred"]
+    best_schedule(fit, target, family="wsd")["best"]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalefit import schedules
+from scalefit.errors import ConfigError, DataError, ExtrapolationWarning
+
+__all__ = [
+    "Target",
+    "predict_target",
+    "extrapolation",
+    "schedule_family",
+    "best_schedule",
+    "compute_optimal",
+    "load_data",
+    "load_fit",
+    "read_json",
+]
+
+WSD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+WSD_SHAPES = ("linear", "cosine", "1-sqrt")
+COSINE_FINALS = (0.0, 0.01, 0.1, 0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A run to predict: its LR schedule (which fixes the steps and peak LR) and its model size.
+
+    ``meta`` holds further runs-table columns the law may need (e.g. ``n_params_nonembed``).
+    """
+
+    schedule: Any
+    n_params: float | None = None
+    tokens_per_step: float | None = None
+    run_id: str = "target"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sched = self.schedule
+        if isinstance(sched, str):
+            sched = schedules.parse(sched)
+        elif isinstance(sched, Mapping):
+            sched = schedules.from_dict(dict(sched))
+        object.__setattr__(self, "schedule", sched)
+        for name in ("n_params", "tokens_per_step"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"target {name} must be > 0", field=name, value=value)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.schedule.total_steps)
+
+    def runs_row(self) -> dict[str, Any]:
+        """The target's runs-table row."""
+        row = {
+            "schedule": str(self.schedule),
+            "peak_lr": self.schedule.peak_lr,
+            "total_steps": self.total_steps,
+        }
+        row.update(
+            {k: getattr(self, k) for k in ("n_params", "tokens_per_step") if getattr(self, k) is not None}
+        )
+        return {**row, **dict(self.meta)}
+
+    def steps(self, n_points: int) -> np.ndarray:
+        """About ``n_points`` steps, log-spaced from 1, always including the final step."""
+        last = self.total_steps - 1
+        if n_points <= 1:
+            return np.array([last])
+        grid = np.unique(np.geomspace(1, max(last, 1), n_points).round().astype(int))
+        return np.unique(np.append(grid[grid < last], last))
+
+
+def target_curves(targets: Sequence[Target], n_points: int = 200) -> Any:
+    """The targets as `Curves` with an unknown (NaN) loss, for `Fit.predict`."""
+    from scalefit.curves import Curves
+
+    frames, rows = [], []
+    for t in targets:
+        steps = t.steps(n_points)
+        lr = t.schedule(steps)
+        frames.append(pd.DataFrame({"run_id": t.run_id, "step": steps, "lr": lr, "loss": np.nan}))
+        rows.append({"run_id": t.run_id, **t.runs_row()})
+        if t.tokens_per_step is not None:
+            frames[-1]["tokens"] = steps * t.tokens_per_step
+    return Curves.from_frame(pd.concat(frames, ignore_index=True), runs=pd.DataFrame(rows), source="target")
+
+
+def _ratio_note(label: str, value: float, lo: float, hi: float, unit: str) -> tuple[float, str | None]:
+    if value > hi:
+        return value / hi, f"{value / hi:.3g}x the largest fitted {label} ({hi:.4g} {unit})"
+    if value < lo:
+        return value / lo, f"{lo / value:.3g}x below the smallest fitted {label} ({lo:.4g} {unit})"
+    return 1.0, None
+
+
+def extrapolation(fit: Any, target: Target, fitted: Any = None) -> dict[str, Any]:
+    """How far the target lies outside what the fit saw (model size, horizon in steps).
+
+    Ranges come from ``fit.data_summary`` (``<key>_range``), else from the runs table of ``fitted``
+    (the Curves the fit was made on). Emits an `ExtrapolationWarning` when outside.
+    """
+    summary = dict(getattr(fit, "data_summary", None) or {})
+    ranges = {k[: -len("_range")]: v for k, v in summary.items() if k.endswith("_range")}
+    if fitted is not None:
+        runs = fitted.runs
+        if "n_params" in runs.columns and "n_params" not in ranges and runs["n_params"].notna().any():
+            ranges["n_params"] = [float(runs["n_params"].min()), float(runs["n_params"].max())]
+        last = fitted.frame.groupby("run_id")["step"].max()
+        ranges.setdefault("step", [0.0, float(last.max())])
+    factors, notes = {}, []
+    checks = [
+        ("n_params", "N", target.n_params, "params"),
+        ("step", "horizon", target.total_steps - 1, "steps"),
+    ]
+    for key, label, value, unit in checks:
+        if value is None or key not in ranges:
+            continue
+        factors[key], note = _ratio_note(label, float(value), *map(float, ranges[key]), unit)
+        if note:
+            notes.append(note)
+    if notes:
+        warnings.warn(f"target {target.run_id}: " + "; ".join(notes), ExtrapolationWarning, stacklevel=2)
+    return {"outside": bool(notes), "factors": factors, "notes": notes, "fitted_ranges": ranges}
+
+
+def predict_target(
+    fit: Any,
+    target: Target,
+    *,
+    name: str | None = None,
+    fitted: Any = None,
+    downstream: Any = None,
+    n_points: int = 200,
+) -> dict[str, Any]:
+    """The target's predicted curve and final loss with band, its extrapolation, and downstream error."""
+    pred = fit.predict(target_curves([target], n_points))
+    pred = pred.sort_values("step")
+    final = pred.iloc[-1]
+    out = {
+        "run_id": target.run_id,
+        "fit": name or fit.law,
+        "law": fit.law,
+        "schedule": str(target.schedule),
+        "n_params": target.n_params,
+        "steps": target.total_steps,
+        "final_pred": float(final["loss_pred"]),
+        "lo": float(final["lo"]),
+        "hi": float(final["hi"]),
+        "curve": {c: pred[c].astype(float).tolist() for c in ("step", "loss_pred", "lo", "hi")},
+        "extrapolation": extrapolation(fit, target, fitted),
+    }
+    out["curve"]["steps"] = out["curve"].pop("step")
+    if downstream is not None:
+        out["downstream"] = downstream_error(downstream, out)
+    return out
+
+
+def downstream_error(fit: Any, loss_pred: Mapping[str, Any]) -> dict[str, float]:
+    """Downstream error at the predicted final loss (and at the ends of its band), from a downstream fit."""
+    losses = [loss_pred["final_pred"], loss_pred["lo"], loss_pred["hi"]]
+    table = pd.DataFrame({"run_id": ["mid", "lo", "hi"], "loss": losses})
+    err = fit.predict(table)["loss_pred"].astype(float).to_numpy()
+    return {"err_pred": float(err[0]), "lo": float(np.nanmin(err)), "hi": float(np.nanmax(err))}
+
+
+def schedule_family(base: Any, family: str) -> list[Any]:
+    """Members of a schedule family at the base schedule's peak LR, steps and warmup, cosine first.
+
+    ``wsd``: decay fraction 0.1..0.9 x shapes linear/cosine/1-sqrt (to zero); ``cosine``: final LR ratio
+    0, 0.01, 0.1, 0.2, 0.5. Both include cosine to 0 and to 0.1 as baselines.
+    """
+    common = {"peak_lr": base.peak_lr, "total_steps": base.total_steps, "warmup_steps": base.warmup_steps}
+    cosines = [schedules.Cosine(final_ratio=f, **common) for f in COSINE_FINALS]
+    if family == "cosine":
+        return cosines
+    if family == "wsd":
+        wsds = [schedules.WSD(decay_fraction=f, shape=s, **common) for s in WSD_SHAPES for f in WSD_FRACTIONS]
+        return [cosines[0], cosines[2], *wsds]
+    raise ConfigError("unknown schedule family", field="family", value=family, fix="use wsd or cosine")
+
+
+def best_schedule(fit: Any, target: Target, family: str = "wsd") -> dict[str, Any]:
+    """Predicted final loss of every member of ``family`` for the target's budget; the best one and its
+    gain (in nats, positive = better) over the best cosine member."""
+    members = schedule_family(target.schedule, family)
+    targets = [
+        Target(s, target.n_params, target.tokens_per_step, f"m{i}", target.meta)
+        for i, s in enumerate(members)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        pred = fit.predict(target_curves(targets, n_points=1)).set_index("run_id")
+    rows = [
+        {
+            "schedule": str(t.schedule),
+            "final_pred": float(pred.at[t.run_id, "loss_pred"]),
+            "lo": float(pred.at[t.run_id, "lo"]),
+            "hi": float(pred.at[t.run_id, "hi"]),
+        }
+        for t in targets
+    ]
+    cosine = min((r for r in rows if r["schedule"].startswith("cosine")), key=lambda r: r["final_pred"])
+    for r in rows:
+        r["gain_vs_cosine"] = cosine["final_pred"] - r["final_pred"]
+    best = min(rows, key=lambda r: r["final_pred"])
+    title = f"{family} family at {target.total_steps} steps, peak LR {target.schedule.peak_lr:g}"
+    return {"family": family, "title": title, "rows": rows, "best": best, "baseline": cosine}
+
+
+def _frontier(values: Mapping[str, float], budget: float) -> tuple[float, float, float]:
+    """Closed-form Chinchilla optimum at compute C = 6 N D: N* = G (C/6)^a, D* = (C/6)/N*."""
+    e, a_, b_, alpha, beta = (float(values[k]) for k in ("E", "A", "B", "alpha", "beta"))
+    g = (alpha * a_ / (beta * b_)) ** (1.0 / (alpha + beta))
+    n_opt = g * (budget / 6.0) ** (beta / (alpha + beta))
+    d_opt = budget / 6.0 / n_opt
+    return n_opt, d_opt, e + a_ / n_opt**alpha + b_ / d_opt**beta
+
+
+def compute_optimal(fit: Any, budgets: Iterable[float]) -> list[dict[str, Any]]:
+    """Compute-optimal N*, D*, D*/N* and loss per budget (FLOPs, C = 6ND) from a Chinchilla fit,
+    with a 95% bootstrap band on N* when the fit carries bootstrap samples."""
+    names = list(fit.values)
+    boot = getattr(fit, "bootstrap", None)
+    out = []
+    for budget in budgets:
+        n_opt, d_opt, loss = _frontier(fit.values, float(budget))
+        row = {
+            "budget_flops": float(budget),
+            "n_opt": n_opt,
+            "d_opt": d_opt,
+            "tokens_per_param": d_opt / n_opt,
+            "loss_pred": loss,
+            "n_lo": None,
+            "n_hi": None,
+        }
+        if boot is not None and len(boot):
+            ns = [_frontier(dict(zip(names, b, strict=True)), float(budget))[0] for b in np.asarray(boot)]
+            row["n_lo"], row["n_hi"] = (float(q) for q in np.nanquantile(ns, [0.025, 0.975]))
+        out.append(row)
+    return out
+
+
+def load_data(spec: str, *, loss: str = "train_loss", runs: str | Sequence[str] | None = None) -> Any:
+    """Curves (or a table) from a store directory or a bundled dataset name, optionally a subset of runs."""
+    path = Path(spec)
+    if path.is_dir():
+        from scalefit.store import read_curves
+
+        data = read_curves(path, loss=loss)
+    else:
+        from scalefit import datasets
+
+        data = datasets.load(spec)
+    if runs:
+        ids = runs.split(",") if isinstance(runs, str) else list(runs)
+        data = data.select(ids) if hasattr(data, "select") else data[data["run_id"].isin(ids)]
+    return data
+
+
+def read_json(path: str | Path, kind: str) -> Any:
+    """A JSON file's content; a `DataError` naming the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError("not a JSON file", file=str(path), value=str(err)[:80], fix=f"give {kind}") from None
+
+
+def load_fit(path: str | Path) -> Any:
+    """A `Fit` from its JSON file (as written by ``scalefit fit`` or ``Fit.to_json``)."""
+    from scalefit.results import Fit
+
+    d = read_json(path, "a Fit JSON written by `scalefit fit`")
+    if not isinstance(d, dict) or d.get("format") != "scalefit.Fit/1":
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise DataError(
+            "not a scalefit Fit",
+            file=str(path),
+            field="format",
+            value=got,
+            fix="give a Fit JSON written by `scalefit fit` (format scalefit.Fit/1)",
+        )
+    return Fit.from_dict(d)

@@ -1,0 +1,111 @@
+"""Curves: validation, immutability, selection, final rows and the dense LR sequence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalefit.curves import Curves
+from scalefit.errors import DataError
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_id": ["b", "b", "a", "a", "a", "a", "b"],
+            "step": [1, 0, 0, 1, 2, 1, 2],
+            "lr": [1e-3, 1e-3, 2e-3, 2e-3, 2e-3, 2e-3, 1e-3],
+            "loss": [4.0, 5.0, 6.0, 5.5, 5.0, 5.2, 3.0],
+            "n_params": [20, 20, 10, 10, 10, 10, 20],
+            "tokens": [200, 100, 0, 10, 20, 10, 300],
+        }
+    )
+
+
+def test_sorted_dedup_keeps_last_and_moves_run_columns() -> None:
+    c = Curves.from_frame(_frame())
+    assert c.run_ids == ["a", "b"]
+    a = c.run("a")
+    np.testing.assert_array_equal(a.steps, [0, 1, 2])
+    np.testing.assert_array_equal(a.loss, [6.0, 5.2, 5.0])  # the later duplicate of step 1 wins
+    assert c.runs.loc["a", "n_params"] == 10 and c.runs.loc["b", "n_params"] == 20
+    assert "n_params" not in c.frame.columns and "tokens" in c.frame.columns
+    assert list(c.frame.columns[:5]) == ["run_id", "step", "lr", "loss", "finite"]
+    assert len(c) == 2 and [r.run_id for r in c] == ["a", "b"]
+
+
+def test_nan_and_inf_are_kept_and_mark_divergence() -> None:
+    df = _frame()
+    df.loc[6, "loss"] = np.inf
+    c = Curves.from_frame(df)
+    b = c.run("b")
+    np.testing.assert_array_equal(b.finite, [True, True, False])
+    assert c.runs.loc["b", "status"] == "diverged" and c.runs.loc["a", "status"] == "ok"
+    final = c.final().set_index("run_id")
+    assert final.loc["b", "step"] == 1 and final.loc["b", "loss"] == 4.0  # last finite row
+    assert final.loc["a", "n_params"] == 10
+
+
+def test_frame_is_not_mutable_through_accessors() -> None:
+    c = Curves.from_frame(_frame())
+    f = c.frame
+    f.loc[0, "loss"] = -1.0
+    assert c.frame.loc[0, "loss"] == 6.0
+    with pytest.raises(ValueError):
+        c.run("a").loss[0] = 0.0
+
+
+def test_select_split_and_attrs() -> None:
+    c = Curves.from_frame(_frame())
+    assert c.select(n_params=20).run_ids == ["b"]
+    assert c.select(n_params=[10, 20]).run_ids == ["a", "b"]
+    train, test = c.split(["b"])
+    assert train.run_ids == ["b"] and test.run_ids == ["a"]
+    assert len(train.frame) == 3
+    with pytest.raises(DataError, match="unknown run") as err:
+        c.split(["zzz"])
+    assert err.value.run_id == "zzz"
+    with pytest.raises(DataError) as err:
+        c.select(width=3)
+    assert err.value.column == "width"
+
+
+def test_lr_sequence_from_dense_logged_lr() -> None:
+    df = pd.DataFrame({"run_id": "r", "step": range(4), "lr": [0.0, 1.0, 2.0, 3.0], "loss": 1.0})
+    c = Curves.from_frame(df)
+    np.testing.assert_array_equal(c.lr_sequence("r"), [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(c.lr_sequence("r", 2), [0.0, 1.0])
+    sparse = Curves.from_frame(df.iloc[::2])
+    with pytest.raises(DataError, match="give the schedule") as err:
+        sparse.lr_sequence("r")
+    assert err.value.run_id == "r" and err.value.column == "lr"
+
+
+def test_lr_from_schedule_fills_missing_and_gives_sequence() -> None:
+    schedules = pytest.importorskip("scalefit.schedules")
+    sched = schedules.parse("cosine:peak=0.001,steps=100")
+    df = pd.DataFrame({"run_id": "r", "step": [0, 50, 99], "lr": np.nan, "loss": [3.0, 2.0, 1.0]})
+    c = Curves.from_frame(df, runs=pd.DataFrame({"run_id": ["r"], "schedule": [str(sched)]}))
+    np.testing.assert_allclose(c.run("r").lr, sched([0, 50, 99]), rtol=1e-12)
+    np.testing.assert_allclose(c.lr_sequence("r"), sched.lrs(100), rtol=1e-12)
+    assert len(c.lr_sequence("r")) == 100
+    assert c.run("r").schedule == sched
+
+
+def test_to_frame_round_trip_and_evals() -> None:
+    evals = pd.DataFrame({"run_id": ["a", "a", "a"], "step": [2, 0, 2], "dataset": "val", "eval_loss": [1, 2, 3]})
+    c = Curves.from_frame(_frame(), evals=evals)
+    np.testing.assert_array_equal(c.evals["eval_loss"], [2.0, 3.0])  # sorted, duplicate keeps last
+    again = Curves.from_frame(c.to_frame(), evals=c.evals)
+    pd.testing.assert_frame_equal(again.frame, c.frame)
+    pd.testing.assert_frame_equal(again.runs, c.runs)
+    assert c.run("a").evals["step"].tolist() == [0, 2]
+
+
+def test_runs_table_must_match_rows() -> None:
+    with pytest.raises(DataError, match="no curve rows") as err:
+        Curves.from_frame(_frame(), runs=pd.DataFrame({"run_id": ["a", "b", "c"], "seed": [0, 1, 2]}))
+    assert err.value.run_id == "c"
+    c = Curves.from_frame(_frame(), runs=pd.DataFrame({"run_id": ["a", "b"], "seed": [0, 1]}))
+    assert c.select(seed=1).run_ids == ["b"]

@@ -1,0 +1,135 @@
+"""Parquet store: RunWriter chunks, resume de-duplication, round trip, DuckDB/pyarrow readability."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scalefit.curves import Curves
+from scalefit.errors import DataError, SchemaError
+from scalefit.store import SCHEMA_VERSION, RunWriter, read_curves, write_curves
+
+
+def _rows(steps: range, loss0: float = 5.0) -> list[dict]:
+    return [{"step": s, "lr": 1e-3, "train_loss": loss0 - 0.01 * s, "tokens": 64 * s} for s in steps]
+
+
+def test_writer_chunks_resume_and_status(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path, "r1", {"n_params": 1234, "tokens_per_step": 64, "sweep": "s"})
+    w.append(_rows(range(0, 10)))
+    resumed = RunWriter(tmp_path, "r1", {"n_params": 1234, "tokens_per_step": 64, "sweep": "s"})
+    resumed.append(_rows(range(5, 12), loss0=4.0))  # resumed from step 5: these rows win
+    resumed.append_evals([{"step": 10, "dataset": "val", "eval_loss": 3.9}])
+    resumed.set_status("ok")
+    names = sorted(p.name for p in (tmp_path / "r1").iterdir())
+    assert names == ["curves-000000.parquet", "curves-000001.parquet", "evals-000000.parquet", "run.parquet"]
+    c = read_curves(tmp_path)
+    run = c.run("r1")
+    np.testing.assert_array_equal(run.steps, np.arange(12))
+    np.testing.assert_allclose(run.loss[:5], 5.0 - 0.01 * np.arange(5))
+    np.testing.assert_allclose(run.loss[5:], 4.0 - 0.01 * np.arange(5, 12))
+    assert run.meta["status"] == "ok" and run.meta["n_params"] == 1234 and run.meta["sweep"] == "s"
+    assert c.evals["eval_loss"].tolist() == [3.9]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_schema_version_in_metadata_and_types(tmp_path: Path) -> None:
+    RunWriter(tmp_path, "r", {"n_params": 7}).append(_rows(range(3)))
+    for name in ("run.parquet", "curves-000000.parquet"):
+        meta = pq.read_schema(tmp_path / "r" / name).metadata
+        assert meta[b"scalefit.schema_version"] == str(SCHEMA_VERSION).encode()
+    schema = pq.read_schema(tmp_path / "r" / "curves-000000.parquet")
+    assert str(schema.field("step").type) == "int64" and str(schema.field("lr").type) == "double"
+    runs = pd.read_parquet(tmp_path / "r" / "run.parquet")
+    assert runs["status"].tolist() == ["running"] and runs["schema_version"].tolist() == [1]
+
+
+def test_readable_by_duckdb_and_pandas_without_scalefit(tmp_path: Path) -> None:
+    for i, run_id in enumerate(["a", "b"]):
+        w = RunWriter(tmp_path, run_id, {"n_params": 100 * (i + 1)})
+        w.append(_rows(range(4)))
+        w.append(_rows(range(4, 6)))
+    glob = str(tmp_path / "*" / "curves-*.parquet")
+    counts = duckdb.sql(f"SELECT run_id, count(*) FROM read_parquet('{glob}') GROUP BY 1 ORDER BY 1").fetchall()
+    assert counts == [("a", 6), ("b", 6)]
+    runs = duckdb.sql(f"SELECT run_id, n_params FROM read_parquet('{tmp_path}/*/run.parquet') ORDER BY 1")
+    assert runs.fetchall() == [("a", 100), ("b", 200)]
+    assert len(pd.read_parquet(tmp_path / "a" / "curves-000000.parquet")) == 4
+
+
+def test_eval_loss_as_curve(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path, "r", {})
+    w.append(_rows(range(0, 100, 10)))
+    w.append_evals([{"step": s, "dataset": "val", "eval_loss": 3.0 - s / 100} for s in (0, 50, 90)])
+    c = read_curves(tmp_path, loss="eval:val")
+    np.testing.assert_array_equal(c.run("r").steps, [0, 50, 90])
+    np.testing.assert_allclose(c.run("r").loss, [3.0, 2.5, 2.1])
+    with pytest.raises(DataError, match="unknown loss") as err:
+        read_curves(tmp_path, loss="eval:test")
+    assert err.value.column == "loss"
+
+
+def test_empty_run_is_left_out_with_warning(tmp_path: Path) -> None:
+    RunWriter(tmp_path, "good", {}).append(_rows(range(3)))
+    RunWriter(tmp_path, "fresh", {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = read_curves(tmp_path)
+    assert c.run_ids == ["good"]
+    assert any("fresh" in str(w.message) for w in caught)
+
+
+def test_writer_rejects_unknown_field_and_status(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError) as err:
+        RunWriter(tmp_path, "r", {"widht": 3})
+    assert err.value.field == "widht"
+    w = RunWriter(tmp_path, "r", {})
+    with pytest.raises(DataError) as err:
+        w.set_status("exploded")
+    assert err.value.column == "status" and err.value.run_id == "r"
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    RunWriter(tmp_path, "r", {}).append(_rows(range(3)))
+    path = tmp_path / "r" / "curves-000000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.replace_schema_metadata({b"scalefit.schema_version": b"99"}), path)
+    with pytest.raises(SchemaError, match="newer") as err:
+        read_curves(tmp_path)
+    assert err.value.file == str(path)
+
+
+_finite = st.floats(0.5, 12.0, allow_nan=False)
+_loss = st.one_of(_finite, st.just(float("nan")), st.just(float("inf")))
+
+
+@st.composite
+def _curves(draw: st.DrawFn) -> Curves:
+    rows, runs = [], []
+    for i in range(draw(st.integers(1, 3))):
+        run_id = f"run-{i}"
+        steps = draw(st.lists(st.integers(0, 10_000), min_size=1, max_size=15, unique=True))
+        for s in steps:
+            rows.append({"run_id": run_id, "step": s, "lr": draw(st.floats(0, 1e-2)), "loss": draw(_loss)})
+        runs.append({"run_id": run_id, "n_params": draw(st.integers(1, 10**12)), "schedule": None})
+    return Curves.from_frame(pd.DataFrame(rows), runs=pd.DataFrame(runs))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(curves=_curves())
+def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, curves: Curves) -> None:
+    root = tmp_path_factory.mktemp("store")
+    write_curves(root, curves)
+    back = read_curves(root)
+    pd.testing.assert_frame_equal(back.frame, curves.frame)
+    assert back.run_ids == curves.run_ids
+    np.testing.assert_array_equal(back.runs["n_params"].astype("int64"), curves.runs["n_params"])
+    assert back.runs["status"].tolist() == curves.runs["status"].tolist()
