@@ -2,7 +2,9 @@
 
 A resample draws as many groups as there are, with replacement; a group drawn k times enters the
 objective with weight k. So every replicate reuses the same design (no copying or slicing of
-law-specific arrays), and each is refitted by L-BFGS-B from the best fit. Replicates run in chunks
+law-specific arrays). All replicates of a chunk are refitted at once from the best fit by a vectorized
+Levenberg-Marquardt (Gauss-Newton on the Huber's quadratic zone, ``Law.predict_many``/``jacobian_many``);
+rows it does not converge are finished by L-BFGS-B. Replicates run in chunks
 through a pluggable ``map_fn(fn, items) -> iterable`` (the built-in ``map`` by default; the runner
 provides a Ray map). This module imports neither ray nor torch.
 
@@ -35,15 +37,78 @@ def group_counts(groups: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.
     return counts, gidx
 
 
+def _batched_values(obj: Any, U: np.ndarray, W: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        r = obj.residuals(obj.law.predict_many(obj.to_natural(U), obj.design))
+        f = np.sum(W * obj._rho(r), axis=1)
+    return np.where(np.isfinite(f), f, np.inf)
+
+
+def _lm_step(obj: Any, U: np.ndarray, W: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One damped Gauss-Newton (IRLS for the Huber) step for every row; returns (step, gradient)."""
+    theta = obj.to_natural(U)
+    with np.errstate(all="ignore"):
+        pred = obj.law.predict_many(theta, obj.design)
+        jr = obj.law.jacobian_many(theta, obj.design)
+        if obj.kind == "huber_log":
+            jr = jr / pred[..., None]
+        jr = np.where(obj.log_mask, jr * theta[:, None, :], jr)
+        r = obj.residuals(pred)
+        psi = obj._psi(r)
+        if obj.kind == "lsq":
+            omega = np.full_like(r, 2.0)
+        else:
+            omega = (np.abs(r) <= obj.delta).astype(float)
+        jt = jr.transpose(0, 2, 1)
+        grad = np.matmul(jt, (W * psi)[..., None])[..., 0]
+        hess = np.matmul(jt, (W * omega)[..., None] * jr)
+    diag = np.einsum("bpp->bp", hess)
+    damped = hess + (lam[:, None] * diag + 1e-12 * (1 + diag))[..., None] * np.eye(len(obj.params))
+    try:
+        step = -np.linalg.solve(damped, grad[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        step = -grad * 1e-3
+    return np.where(np.isfinite(step), step, 0.0), grad
+
+
+def batched_refit(
+    obj: Any, u_hat: np.ndarray, W: np.ndarray, *, maxiter: int = 100, rtol: float = 1e-10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refit every weight row of ``W`` at once by Levenberg-Marquardt from ``u_hat`` (vectorized over
+    rows, projected on the bounds). Returns (internal vectors (B, p), converged mask (B,))."""
+    bounds = obj.bounds()
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    U = np.tile(np.asarray(u_hat, dtype=float), (len(W), 1))
+    f = _batched_values(obj, U, W)
+    lam = np.full(len(W), 1e-3)
+    done = np.zeros(len(W), dtype=bool)
+    for _ in range(maxiter):
+        act = ~done
+        if not act.any():
+            break
+        step, _ = _lm_step(obj, U[act], W[act], lam[act])
+        cand = np.clip(U[act] + step, lo, hi)
+        f_new = _batched_values(obj, cand, W[act])
+        better = f_new <= f[act]
+        small = (f[act] - f_new <= rtol * np.abs(f[act])) & better
+        small |= np.max(np.abs(cand - U[act]), axis=1) <= 1e-12
+        idx = np.flatnonzero(act)
+        U[idx[better]], f[idx[better]] = cand[better], f_new[better]
+        lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-12), lam[idx] * 4)
+        done[idx] = small | (lam[idx] > 1e12)
+    return U, done
+
+
 def _refit_chunk(task: tuple[Any, np.ndarray, np.ndarray, np.ndarray, int]) -> np.ndarray:
     from scalefit.fitting import local_fit
 
     obj, u_hat, counts, gidx, maxiter = task
-    out = np.empty((len(counts), len(u_hat)))
-    for k, c in enumerate(counts):
-        u, _, _, _ = local_fit(obj, u_hat, weights=obj.w * c[gidx], maxiter=maxiter)
-        out[k] = obj.to_natural(u)
-    return out
+    W = obj.w * counts[:, gidx]
+    U, ok = batched_refit(obj, u_hat, W)
+    for k in np.flatnonzero(~ok):
+        U[k], _, _, _ = local_fit(obj, U[k], weights=W[k], maxiter=maxiter)
+    return obj.to_natural(U)
 
 
 def run_bootstrap(
@@ -54,12 +119,17 @@ def run_bootstrap(
     seed: int = 0,
     map_fn: Callable[..., Any] | None = None,
     maxiter: int = 3000,
-    n_chunks: int = 16,
+    n_chunks: int | None = None,
 ) -> np.ndarray:
-    """Parameter vectors (natural units) of ``n`` group-bootstrap refits, shape (n, n_params)."""
+    """Parameter vectors (natural units) of ``n`` group-bootstrap refits, shape (n, n_params).
+
+    ``n_chunks``: how many tasks ``map_fn`` gets (default 16, or 1 without ``map_fn``); each replicate
+    is refitted independently, so the result does not depend on the chunking."""
     if n < 0:
         raise ConfigError("bootstrap must be >= 0", field="bootstrap", value=n)
     counts, gidx = group_counts(obj.design.groups, n, seed)
+    if n_chunks is None:
+        n_chunks = 1 if map_fn is None else 16
     pieces = np.array_split(np.arange(n), min(n_chunks, max(1, n)))
     tasks = [(obj, u_hat, counts[idx], gidx, maxiter) for idx in pieces if len(idx)]
     mapper = map if map_fn is None else map_fn

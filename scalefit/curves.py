@@ -51,41 +51,25 @@ class RunCurve:
 def _numeric(df: pd.DataFrame, col: str, source: str | None, *, integer: bool = False) -> pd.Series:
     """Column ``col`` as float64 (or int64); non-numeric entries raise DataError naming run and column."""
     raw = df[col]
-    values = pd.to_numeric(raw, errors="coerce")
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
     bad = values.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin(["nan", "-nan"])
+    if integer:
+        bad |= ~(values.notna() & np.isfinite(values) & (values == np.round(values)) & (values >= 0))
     if bool(bad.any()):
         row = df.loc[bad].iloc[0]
-        raise DataError(
-            "non-numeric value", file=source, run_id=str(row.get("run_id")), column=col,
-            value=row[col], fix=f"make column {col!r} numeric",
-        )  # fmt: skip
-    values = values.astype("float64")
-    if not integer:
-        return values
-    whole = values.notna() & np.isfinite(values) & (values == np.round(values)) & (values >= 0)
-    if not bool(whole.all()):
-        row = df.loc[~whole].iloc[0]
-        raise DataError(
-            "steps must be non-negative integers", file=source, run_id=str(row.get("run_id")),
-            column=col, value=row[col], fix="give 0-indexed optimizer steps",
-        )  # fmt: skip
-    return values.astype("int64")
-
-
-def _check_columns(df: pd.DataFrame, source: str | None) -> None:
-    for col in REQUIRED:
-        if col not in df.columns:
-            raise DataError(
-                "missing column", file=source, column=col,
-                fix=f"give a {col!r} column (have {list(df.columns)})",
-            )  # fmt: skip
-    if df["run_id"].isna().any():
-        raise DataError("missing run_id", file=source, column="run_id", fix="give every row a run id")
+        message = "steps must be integers >= 0" if integer else "non-numeric value"
+        raise DataError(message, file=source, run_id=str(row.get("run_id")), column=col, value=row[col],
+                        fix=f"fix column {col!r}")  # fmt: skip
+    return values.astype("int64") if integer else values
 
 
 def _clean_steps(df: pd.DataFrame, source: str | None) -> pd.DataFrame:
     """Typed, sorted by (run_id, step), duplicates keep the last row in input order."""
-    _check_columns(df, source)
+    for col in REQUIRED:
+        if col not in df.columns:
+            raise DataError("missing column", file=source, column=col, fix=f"have {list(df.columns)}")
+    if df["run_id"].isna().any():
+        raise DataError("missing run_id", file=source, column="run_id", fix="give every row a run id")
     df = df.copy()
     df["run_id"] = df["run_id"].astype(str)
     df["step"] = _numeric(df, "step", source, integer=True)
@@ -100,38 +84,42 @@ def _clean_steps(df: pd.DataFrame, source: str | None) -> pd.DataFrame:
     return df[order + [c for c in df.columns if c not in order]]
 
 
-def _fill_lr(df: pd.DataFrame, runs: pd.DataFrame, source: str | None) -> pd.DataFrame:
+def _fill_lr(df: pd.DataFrame, scheds: Mapping[str, Any], source: str | None) -> pd.DataFrame:
     """Fill missing LR from the run's schedule; a missing LR without a schedule, or a negative one, raises."""
     lr = df["lr"].to_numpy(copy=True)
     for run_id in pd.unique(df.loc[np.isnan(lr), "run_id"]):
         mask = (df["run_id"] == run_id).to_numpy() & np.isnan(lr)
-        sched = _schedule_of(runs, run_id)
-        if sched is None:
-            raise DataError(
-                "missing learning rate", file=source, run_id=run_id, column="lr",
-                fix="log the LR at every row or give the run's schedule",
-            )  # fmt: skip
-        lr[mask] = sched(df.loc[mask, "step"].to_numpy())
+        if scheds.get(run_id) is None:
+            raise DataError("missing learning rate", file=source, run_id=run_id, column="lr",
+                            fix="log the LR at every row or give the run's schedule")  # fmt: skip
+        lr[mask] = scheds[run_id](df.loc[mask, "step"].to_numpy())
     bad = ~np.isfinite(lr) | (lr < 0)
     if bad.any():
         row = df.loc[bad].iloc[0]
-        raise DataError(
-            "learning rate must be finite and >= 0", file=source, run_id=row["run_id"], column="lr",
-            value=float(lr[bad][0]), fix="fix the logged LR or the schedule",
-        )  # fmt: skip
+        raise DataError("learning rate must be finite and >= 0", file=source, run_id=row["run_id"],
+                        column="lr", value=float(lr[bad][0]), fix="fix the LR or the schedule")  # fmt: skip
     return df.assign(lr=lr)
 
 
-def _schedule_of(runs: pd.DataFrame, run_id: str) -> Any:
-    """The run's `Schedule` parsed from its short string form, or None."""
+def _parse_schedules(runs: pd.DataFrame, last_step: pd.Series, source: str | None) -> dict[str, Any]:
+    """{run_id: Schedule or None}; a schedule must cover every logged step (step <= total_steps)."""
     if "schedule" not in runs.columns:
-        return None
-    text = runs.at[run_id, "schedule"]
-    if text is None or (isinstance(text, float) and np.isnan(text)) or text == "":
-        return None
+        return {}
     from scalefit import schedules
+    from scalefit.errors import ScheduleError
 
-    return text if isinstance(text, schedules.Schedule) else schedules.parse(str(text))
+    out = {}
+    for run_id, text in runs["schedule"].items():
+        try:
+            out[run_id] = None if _blank(text) else schedules.parse(str(text))
+        except ScheduleError as exc:
+            raise ScheduleError(exc.message, file=source, run_id=run_id, column="schedule", field=exc.field,
+                                value=exc.value, fix=exc.fix) from exc  # fmt: skip
+        if out[run_id] is not None and last_step[run_id] > out[run_id].total_steps:
+            raise DataError(f"steps logged past the schedule's end ({out[run_id].total_steps})", file=source,
+                            run_id=run_id, column="step", value=int(last_step[run_id]),
+                            fix="give the schedule the run's real length (total_steps)")  # fmt: skip
+    return out
 
 
 def _split_run_columns(df: pd.DataFrame, source: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -141,10 +129,8 @@ def _split_run_columns(df: pd.DataFrame, source: str | None) -> tuple[pd.DataFra
     for col in cols:
         varying = groups[col].nunique(dropna=False) > 1
         if bool(varying.any()):
-            raise DataError(
-                "run-level column varies within a run", file=source, run_id=str(varying.idxmax()),
-                column=col, fix="give one value per run (or put it in the runs table)",
-            )  # fmt: skip
+            raise DataError("run-level column varies within a run", file=source, column=col,
+                            run_id=str(varying.idxmax()), fix="give one value per run")  # fmt: skip
     moved = groups[cols].first() if cols else pd.DataFrame(index=pd.Index(sorted(pd.unique(df["run_id"]))))
     moved.index = moved.index.astype(str).rename("run_id")
     return df.drop(columns=cols), moved
@@ -164,10 +150,8 @@ def _build_runs(
             raise DataError("duplicate run in runs table", file=source, run_id=dup, column="run_id")
         extra = sorted(set(given.index) - set(run_ids))
         if extra:
-            raise DataError(
-                "run in the runs table has no curve rows", file=source, run_id=extra[0], column="run_id",
-                fix="select the runs that have rows, or add their rows",
-            )  # fmt: skip
+            raise DataError("run in the runs table has no curve rows", file=source, run_id=extra[0],
+                            column="run_id", fix="add its rows or drop it")  # fmt: skip
         table = table.join(given)
     for col in moved.columns:
         table[col] = moved[col] if col not in table.columns else table[col].fillna(moved[col])
@@ -185,9 +169,7 @@ def _clean_evals(evals: pd.DataFrame | None, run_ids: list[str], source: str | N
         return None
     for col in EVAL_COLUMNS:
         if col not in evals.columns:
-            raise DataError(
-                "missing eval column", file=source, column=col, fix="give run_id, step, dataset, eval_loss"
-            )
+            raise DataError("missing eval column", file=source, column=col, fix=f"give {list(EVAL_COLUMNS)}")
     ev = evals.copy()
     ev["run_id"] = ev["run_id"].astype(str)
     ev["dataset"] = ev["dataset"].astype(str)
@@ -203,20 +185,18 @@ def _clean_evals(evals: pd.DataFrame | None, run_ids: list[str], source: str | N
 class Curves:
     """Immutable validated loss curves. Build with `Curves.from_frame`; every accessor returns a copy."""
 
-    def __init__(
-        self, frame: pd.DataFrame, runs: pd.DataFrame, evals: pd.DataFrame | None, source: str | None
-    ):
+    def __init__(self, frame: pd.DataFrame, runs: pd.DataFrame, evals: pd.DataFrame | None,
+                 source: str | None, schedules: Mapping[str, Any] | None = None):  # fmt: skip
         self._frame, self._runs, self._evals, self.source = frame, runs, evals, source
+        ids = frame["run_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
+        ends = np.r_[starts[1:], len(ids)]
+        self._slices = {str(ids[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+        self._schedules = dict(schedules or {})
 
     @classmethod
-    def from_frame(
-        cls,
-        df: pd.DataFrame,
-        *,
-        runs: pd.DataFrame | None = None,
-        evals: pd.DataFrame | None = None,
-        source: str | None = None,
-    ) -> Curves:
+    def from_frame(cls, df: pd.DataFrame, *, runs: pd.DataFrame | None = None,
+                   evals: pd.DataFrame | None = None, source: str | None = None) -> Curves:  # fmt: skip
         """Validate per-step rows (run_id, step, lr, loss, ...) into `Curves`. See the module docstring."""
         if not isinstance(df, pd.DataFrame):
             raise DataError("expected a pandas DataFrame", file=source, value=type(df).__name__)
@@ -224,13 +204,14 @@ class Curves:
         frame, moved = _split_run_columns(frame, source)
         run_ids = sorted(pd.unique(frame["run_id"]).tolist())
         table = _build_runs(run_ids, moved, runs, source)
-        frame = _fill_lr(frame, table, source)
+        scheds = _parse_schedules(table, frame.groupby("run_id")["step"].max(), source)
+        frame = _fill_lr(frame, scheds, source)
         status = table["status"] if "status" in table.columns else pd.Series("ok", index=table.index)
         status = status.fillna("ok").astype(str)
         diverged = ~frame.groupby("run_id")["finite"].all()
         fixable = diverged & status.isin(["ok", "running"])
         table["status"] = status.where(~fixable.reindex(table.index, fill_value=False), "diverged")
-        return cls(frame, table, _clean_evals(evals, run_ids, source), source)
+        return cls(frame, table, _clean_evals(evals, run_ids, source), source, scheds)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -261,9 +242,7 @@ class Curves:
         ids = [str(i) for i in ids]
         for run_id in ids:
             if run_id not in self._runs.index:
-                raise DataError(
-                    "unknown run", file=self.source, run_id=run_id, fix=f"pick from {self.run_ids}"
-                )
+                raise DataError("unknown run", file=self.source, run_id=run_id, fix=f"one of {self.run_ids}")
         return ids
 
     def select(self, run_ids: Iterable[str] | None = None, **run_attrs: Any) -> Curves:
@@ -273,22 +252,16 @@ class Curves:
             keep &= keep.index.isin(self._check_ids([run_ids] if isinstance(run_ids, str) else run_ids))
         for col, want in run_attrs.items():
             if col not in self._runs.columns:
-                raise DataError(
-                    "unknown runs-table column",
-                    file=self.source,
-                    column=col,
-                    fix=f"use one of {list(self._runs.columns)}",
-                )
+                raise DataError("unknown runs-table column", file=self.source, column=col,
+                                fix=f"use one of {list(self._runs.columns)}")  # fmt: skip
             values = self._runs[col]
             keep &= values.isin(list(want)) if isinstance(want, list | tuple | set) else values == want
         ids = list(keep.index[keep.to_numpy()])
         frame = self._frame[self._frame["run_id"].isin(ids)].reset_index(drop=True)
-        evals = (
-            None
-            if self._evals is None
-            else self._evals[self._evals["run_id"].isin(ids)].reset_index(drop=True)
-        )
-        return Curves(frame, self._runs.loc[ids], evals, self.source)
+        evals = None if self._evals is None else self._evals[self._evals["run_id"].isin(ids)]
+        evals = None if evals is None else evals.reset_index(drop=True)
+        scheds = {k: v for k, v in self._schedules.items() if k in set(ids)}
+        return Curves(frame, self._runs.loc[ids], evals, self.source, scheds)
 
     def split(self, train_ids: Iterable[str]) -> tuple[Curves, Curves]:
         """(the runs in ``train_ids``, all other runs)."""
@@ -303,17 +276,12 @@ class Curves:
     def run(self, run_id: str) -> RunCurve:
         """One run's arrays, runs-table row and parsed schedule."""
         (run_id,) = self._check_ids([run_id])
-        rows = self._frame[self._frame["run_id"] == run_id]
+        rows = self._frame.iloc[self._slices[run_id]]
         meta = {k: v for k, v in self._runs.loc[run_id].items() if not _blank(v)}
-        evals = (
-            None
-            if self._evals is None
-            else self._evals[self._evals["run_id"] == run_id].reset_index(drop=True)
-        )
-        return RunCurve(
-            run_id, rows["step"].to_numpy(), rows["lr"].to_numpy(), rows["loss"].to_numpy(),
-            rows["finite"].to_numpy(), meta, _schedule_of(self._runs, run_id), evals,
-        )  # fmt: skip
+        evals = None if self._evals is None else self._evals[self._evals["run_id"] == run_id]
+        evals = None if evals is None else evals.reset_index(drop=True)
+        return RunCurve(run_id, rows["step"].to_numpy(), rows["lr"].to_numpy(), rows["loss"].to_numpy(),
+                        rows["finite"].to_numpy(), meta, self._schedules.get(run_id), evals)  # fmt: skip
 
     def lr_sequence(self, run_id: str, n: int | None = None) -> np.ndarray:
         """Dense LR at steps 0..n-1: from the run's schedule, else from an LR logged at every step."""
@@ -323,10 +291,8 @@ class Curves:
         n = len(rc.steps) if n is None else int(n)
         if n <= len(rc.steps) and np.array_equal(rc.steps[:n], np.arange(n)):
             return rc.lr[:n].copy()
-        raise DataError(
-            f"no schedule and the LR is not logged at every step 0..{n - 1}", file=self.source,
-            run_id=run_id, column="lr", fix="give the schedule (runs table column 'schedule')",
-        )  # fmt: skip
+        raise DataError(f"no schedule and the LR is not logged at every step 0..{n - 1}", file=self.source,
+                        run_id=run_id, column="lr", fix="give the schedule")  # fmt: skip
 
     def to_frame(self) -> pd.DataFrame:
         """Per-step rows with the runs-table columns repeated on each row (round-trips via from_frame)."""

@@ -27,6 +27,7 @@ __all__ = [
     "check_degenerate",
     "data_summary",
     "excluded_rows",
+    "exclusion",
     "gauss_newton",
     "identifiability_warnings",
 ]
@@ -81,6 +82,16 @@ def excluded_rows(obj: Any) -> list[dict[str, Any]]:
         )
     out.extend({"run_id": str(r), "rows": None, "reason": str(why)} for r, why in design.excluded)
     return out
+
+
+def exclusion(excluded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One warning listing the runs with excluded rows (none if nothing was excluded)."""
+    if not excluded:
+        return []
+    runs = sorted({e["run_id"] for e in excluded})
+    more = " ..." if len(runs) > 5 else ""
+    return [{"code": "excluded", "runs": runs,
+             "message": f"rows excluded from {len(runs)} run(s): {', '.join(runs[:5])}{more}"}]
 
 
 def gauss_newton(obj: Any, theta: np.ndarray) -> tuple[np.ndarray | None, float]:

@@ -8,11 +8,10 @@ is how the original Chinchilla fit stopped at its start values; see Besiroglu et
 ``objective="lsq"`` is plain least squares on the raw loss, ``sum w_i (pred_i - obs_i)^2`` (what
 ``scipy.optimize.curve_fit`` minimises, as in Gadre et al. 2024).
 
-Optimisation: parameters with ``Param.log`` are optimised as log(value); bounds go to L-BFGS-B. The
-Cartesian product of every parameter's start grid is scored in one vectorized pass
-(``Law.predict_many``); L-BFGS-B, with the exact gradient from the law's analytic Jacobian (chain rule
-through the Huber and the log), then runs from the best starts plus a deterministic random sample of
-the rest. ``n_best`` counts local runs ending within ``BASIN_RTOL`` of the best objective.
+Optimisation: ``Param.log`` parameters are optimised as log(value); bounds go to L-BFGS-B. The start
+grid (Cartesian product of ``Param.grid``) is scored in one vectorized pass (``Law.predict_many``);
+L-BFGS-B with the exact gradient (law Jacobian, chain rule through Huber and log) runs from the best
+starts plus a seeded sample of the rest. ``n_best``: runs ending within ``BASIN_RTOL`` of the best.
 """
 
 from __future__ import annotations
@@ -108,12 +107,6 @@ class Objective:
 
     def _psi(self, r: np.ndarray) -> np.ndarray:
         return 2.0 * r if self.kind == "lsq" else np.clip(r, -self.delta, self.delta)
-
-    def value(self, u: np.ndarray, weights: np.ndarray | None = None) -> float:
-        pred = self.law.predict(self.to_natural(u), self.design)
-        w = self.w if weights is None else weights
-        val = float(np.sum(w * self._rho(self.residuals(pred))))
-        return val if math.isfinite(val) else 1e300
 
     def values_many(self, U: np.ndarray, chunk_elems: int = 2_000_000) -> np.ndarray:
         """Objective at many internal vectors (rows of ``U``), vectorized over rows."""
@@ -266,12 +259,8 @@ def fit_law(
     law_k, names = obj.law, [p.name for p in obj.params]
     theta = obj.to_natural(best["u"])
     cov, scale = diag.gauss_newton(obj, theta)
-    warn_list = diag.identifiability_warnings(obj, theta, best["u"], cov, best)
     excluded = diag.excluded_rows(obj)
-    if excluded:
-        runs = sorted({e["run_id"] for e in excluded})
-        warn_list.append({"code": "excluded", "runs": runs, "message": f"rows excluded from {len(runs)} "
-                          f"run(s): {', '.join(runs[:5])}{' ...' if len(runs) > 5 else ''}"})
+    warn_list = diag.identifiability_warnings(obj, theta, best["u"], cov, best) + diag.exclusion(excluded)
     stderr = {n: math.sqrt(cov[j, j]) if cov is not None else math.nan for j, n in enumerate(names)}
     cis = diag.wald_ci(obj, theta, cov, ci)
     boot = None
@@ -287,7 +276,7 @@ def fit_law(
         "excluded": excluded,
         "residual_scale": scale,
         "uncertainty": "bootstrap" if bootstrap else "gauss-newton",
-        "profile": [{**c, "objective": t["objective"]} for c, _, t in trials] if combo else [],
+        "profile": [{**c, "objective": t["objective"]} for c, _, t in trials] if law.profile() else [],
     }
     options = {"delta": delta, "objective": objective, "starts": diag.jsonable(starts),
                "bootstrap": int(bootstrap), "ci": ci, "seed": seed, "maxiter": maxiter,

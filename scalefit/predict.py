@@ -123,7 +123,7 @@ def extrapolation(fit: Any, target: Target, fitted: Any = None) -> dict[str, Any
     (the Curves the fit was made on). Emits an `ExtrapolationWarning` when outside.
     """
     summary = dict(getattr(fit, "data_summary", None) or {})
-    ranges = {k[: -len("_range")]: v for k, v in summary.items() if k.endswith("_range")}
+    ranges = {k[: -len("_range")]: [float(x) for x in v] for k, v in summary.items() if k.endswith("_range")}
     if fitted is not None:
         runs = fitted.runs
         if "n_params" in runs.columns and "n_params" not in ranges and runs["n_params"].notna().any():
@@ -154,9 +154,12 @@ def predict_target(
     fitted: Any = None,
     downstream: Any = None,
     n_points: int = 200,
+    noise: bool = True,
 ) -> dict[str, Any]:
-    """The target's predicted curve and final loss with band, its extrapolation, and downstream error."""
-    pred = fit.predict(target_curves([target], n_points))
+    """The target's predicted curve and final loss with band, its extrapolation, and downstream error.
+
+    With ``noise`` the band also covers the fit's residual scale: where the logged loss may land."""
+    pred = fit.predict(target_curves([target], n_points), noise=noise)
     pred = pred.sort_values("step")
     final = pred.iloc[-1]
     out = {
@@ -169,10 +172,10 @@ def predict_target(
         "final_pred": float(final["loss_pred"]),
         "lo": float(final["lo"]),
         "hi": float(final["hi"]),
-        "curve": {c: pred[c].astype(float).tolist() for c in ("step", "loss_pred", "lo", "hi")},
+        "curve": {"steps": pred["step"].astype(int).tolist()}
+        | {c: pred[c].astype(float).tolist() for c in ("loss_pred", "lo", "hi")},
         "extrapolation": extrapolation(fit, target, fitted),
     }
-    out["curve"]["steps"] = out["curve"].pop("step")
     if downstream is not None:
         out["downstream"] = downstream_error(downstream, out)
     return out
@@ -181,7 +184,7 @@ def predict_target(
 def downstream_error(fit: Any, loss_pred: Mapping[str, Any]) -> dict[str, float]:
     """Downstream error at the predicted final loss (and at the ends of its band), from a downstream fit."""
     losses = [loss_pred["final_pred"], loss_pred["lo"], loss_pred["hi"]]
-    table = pd.DataFrame({"run_id": ["mid", "lo", "hi"], "loss": losses})
+    table = pd.DataFrame({"run_id": ["mid", "lo", "hi"], fit.law_config.get("loss", "loss"): losses})
     err = fit.predict(table)["loss_pred"].astype(float).to_numpy()
     return {"err_pred": float(err[0]), "lo": float(np.nanmin(err)), "hi": float(np.nanmax(err))}
 
@@ -230,34 +233,33 @@ def best_schedule(fit: Any, target: Target, family: str = "wsd") -> dict[str, An
     return {"family": family, "title": title, "rows": rows, "best": best, "baseline": cosine}
 
 
-def _frontier(values: Mapping[str, float], budget: float) -> tuple[float, float, float]:
-    """Closed-form Chinchilla optimum at compute C = 6 N D: N* = G (C/6)^a, D* = (C/6)/N*."""
-    e, a_, b_, alpha, beta = (float(values[k]) for k in ("E", "A", "B", "alpha", "beta"))
-    g = (alpha * a_ / (beta * b_)) ** (1.0 / (alpha + beta))
-    n_opt = g * (budget / 6.0) ** (beta / (alpha + beta))
-    d_opt = budget / 6.0 / n_opt
-    return n_opt, d_opt, e + a_ / n_opt**alpha + b_ / d_opt**beta
-
-
 def compute_optimal(fit: Any, budgets: Iterable[float]) -> list[dict[str, Any]]:
-    """Compute-optimal N*, D*, D*/N* and loss per budget (FLOPs, C = 6ND) from a Chinchilla fit,
-    with a 95% bootstrap band on N* when the fit carries bootstrap samples."""
-    names = list(fit.values)
-    boot = getattr(fit, "bootstrap", None)
+    """Compute-optimal N*, D*, D*/N* and the predicted loss with its band per budget (FLOPs, C = 6ND)
+    from a Chinchilla fit; a 95% bootstrap band on N* when the fit carries bootstrap samples."""
+    from scalefit.laws.chinchilla import compute_optimal as frontier
+
+    budgets = np.asarray(list(budgets), dtype=float)
+    n_opt, d_opt = (np.atleast_1d(v) for v in frontier(fit.values, budgets))
+    cfg = fit.law_config
+    table = pd.DataFrame(
+        {"run_id": [f"C={b:.3g}" for b in budgets], cfg.get("n", "N"): n_opt, cfg.get("d", "D"): d_opt}
+    )
+    pred = fit.predict(table)
     out = []
-    for budget in budgets:
-        n_opt, d_opt, loss = _frontier(fit.values, float(budget))
+    for k, budget in enumerate(budgets):
         row = {
             "budget_flops": float(budget),
-            "n_opt": n_opt,
-            "d_opt": d_opt,
-            "tokens_per_param": d_opt / n_opt,
-            "loss_pred": loss,
+            "n_opt": float(n_opt[k]),
+            "d_opt": float(d_opt[k]),
+            "tokens_per_param": float(d_opt[k] / n_opt[k]),
+            "loss_pred": float(pred["loss_pred"].iloc[k]),
+            "lo": float(pred["lo"].iloc[k]),
+            "hi": float(pred["hi"].iloc[k]),
             "n_lo": None,
             "n_hi": None,
         }
-        if boot is not None and len(boot):
-            ns = [_frontier(dict(zip(names, b, strict=True)), float(budget))[0] for b in np.asarray(boot)]
+        if fit.bootstrap is not None and len(fit.bootstrap):
+            ns = np.atleast_1d(frontier(np.asarray(fit.bootstrap), budget)[0])
             row["n_lo"], row["n_hi"] = (float(q) for q in np.nanquantile(ns, [0.025, 0.975]))
         out.append(row)
     return out

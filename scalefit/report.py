@@ -77,11 +77,19 @@ def _thin(n: int, max_points: int) -> np.ndarray:
 
 
 def curve_entries(
-    name: str, fit: Any, curves: Any, heldout: Iterable[str] = (), *, max_points: int = 200
+    name: str,
+    fit: Any,
+    curves: Any,
+    heldout: Iterable[str] = (),
+    *,
+    max_points: int = 200,
+    noise: bool = True,
 ) -> list[dict]:
-    """Observed and predicted loss (with band) per run of ``curves``, thinned for plotting."""
+    """Observed and predicted loss per run of ``curves``, thinned for plotting. The band (``lo``, ``hi``)
+    covers the fit's uncertainty and, with ``noise``, the fit's residual scale (where one observed
+    point may land)."""
     heldout = set(heldout)
-    pred = fit.predict(curves)
+    pred = fit.predict(curves, noise=noise)
     obs = curves.frame[["run_id", "step", "loss"]]
     merged = obs.merge(pred, on=["run_id", "step"], how="inner")
     entries = []

@@ -59,9 +59,7 @@ def _to_table(df: pd.DataFrame, schema: pa.Schema, path: Path, run_id: str) -> p
         arrays.append(_array(col, fld.type, path, run_id, fld.name))
         fields.append(fld)
     for name in [c for c in df.columns if c not in schema.names]:
-        arr = pa.array(
-            df[name].to_numpy(dtype=object) if df[name].dtype == object else df[name], from_pandas=True
-        )
+        arr = pa.array(df[name], from_pandas=True)
         arrays.append(arr)
         fields.append(pa.field(str(name), arr.type))
     meta = {_META_KEY: str(SCHEMA_VERSION).encode()}
@@ -69,28 +67,24 @@ def _to_table(df: pd.DataFrame, schema: pa.Schema, path: Path, run_id: str) -> p
 
 
 def _array(col: pd.Series, typ: pa.DataType, path: Path, run_id: str, name: str) -> pa.Array:
-    values = col.to_numpy(dtype=object)
+    """One column as ``typ``; a value that does not fit raises SchemaError naming file, run and column."""
     try:
-        if typ == pa.int64():
-            floats = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
-            ok = np.isnan(floats) | (floats == np.round(floats))
-            if not ok.all():
-                raise ValueError(f"non-integer {floats[~ok][0]!r}")
-            return pa.array([None if np.isnan(v) else int(v) for v in floats], type=typ)
+        if typ == pa.string():
+            return pa.array([None if _blank(v) else str(v) for v in col.to_numpy(dtype=object)], type=typ)
+        floats = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
         if typ == pa.float64():
-            return pa.array(pd.to_numeric(col, errors="raise").astype("float64").to_numpy(), type=typ)
-        return pa.array(
-            [
-                None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
-                for v in values
-            ],
-            type=typ,
-        )
+            return pa.array(floats, type=typ)
+        missing = np.isnan(floats)
+        if not (missing | (floats == np.round(floats))).all():
+            raise ValueError(f"non-integer {floats[~missing & (floats != np.round(floats))][0]!r}")
+        return pa.array(np.where(missing, 0, floats).astype(np.int64), mask=missing, type=typ)
     except (ValueError, TypeError, pa.ArrowException) as exc:
-        raise SchemaError(
-            f"column has the wrong type (want {typ}): {exc}", file=str(path), run_id=run_id, column=name,
-            fix=f"give {typ} values",
-        ) from exc  # fmt: skip
+        raise SchemaError(f"column has the wrong type (want {typ}): {exc}", file=str(path), run_id=run_id,
+                          column=name, fix=f"give {typ} values") from exc  # fmt: skip
+
+
+def _blank(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
 
 
 def _atomic_write(table: pa.Table, path: Path) -> None:
@@ -101,18 +95,13 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
 
 
 def _rows_frame(rows: Any, run_id: str) -> pd.DataFrame:
-    df = (
-        rows.copy()
-        if isinstance(rows, pd.DataFrame)
-        else pd.DataFrame(list(rows) if not isinstance(rows, Mapping) else [rows])
-    )
+    if isinstance(rows, pd.DataFrame):
+        df = rows.copy()
+    else:
+        df = pd.DataFrame([rows] if isinstance(rows, Mapping) else list(rows))
     if "run_id" in df.columns and not (df["run_id"].astype(str) == run_id).all():
-        raise DataError(
-            "rows belong to another run",
-            run_id=run_id,
-            column="run_id",
-            fix="write each run with its own RunWriter",
-        )
+        raise DataError("rows belong to another run", run_id=run_id, column="run_id",
+                        fix="write each run with its own RunWriter")  # fmt: skip
     df["run_id"] = run_id
     return df
 
@@ -129,14 +118,10 @@ class RunWriter:
     ``'running'``. Re-opening an existing run (a resume) continues the chunk numbering.
     """
 
-    def __init__(
-        self, root: str | os.PathLike, run_id: str, run_meta: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, root: str | os.PathLike, run_id: str, run_meta: Mapping[str, Any] | None = None):
         self.root, self.run_id = Path(root), str(run_id)
         if not self.run_id or "/" in self.run_id or self.run_id.startswith("."):
-            raise DataError(
-                "invalid run id", run_id=self.run_id, column="run_id", fix="use a plain directory name"
-            )
+            raise DataError("invalid run id", run_id=self.run_id, column="run_id", fix="a plain folder name")
         self.dir = self.root / self.run_id
         meta = dict(run_meta or {})
         unknown = sorted(set(meta) - set(RUNS_SCHEMA.names))
@@ -157,13 +142,8 @@ class RunWriter:
 
     def _write_meta(self) -> None:
         if self._meta["status"] not in STATUSES:
-            raise DataError(
-                "unknown status",
-                run_id=self.run_id,
-                column="status",
-                value=self._meta["status"],
-                fix=f"use one of {STATUSES}",
-            )
+            raise DataError("unknown status", run_id=self.run_id, column="status", value=self._meta["status"],
+                            fix=f"use one of {STATUSES}")  # fmt: skip
         path = self.dir / "run.parquet"
         _atomic_write(_to_table(pd.DataFrame([self._meta]), RUNS_SCHEMA, path, self.run_id), path)
 
@@ -180,13 +160,8 @@ class RunWriter:
         path = self.dir / f"{kind}-{_next_seq(self.dir, kind):06d}.parquet"
         for col in required:
             if col not in df.columns:
-                raise DataError(
-                    "missing column",
-                    file=str(path),
-                    run_id=self.run_id,
-                    column=col,
-                    fix=f"give {list(required)}",
-                )
+                raise DataError("missing column", file=str(path), run_id=self.run_id, column=col,
+                                fix=f"give {list(required)}")  # fmt: skip
         _atomic_write(_to_table(df, schema, path, self.run_id), path)
         return path
 
@@ -203,12 +178,8 @@ def write_curves(root: str | os.PathLike, curves: Curves) -> None:
         meta = runs.loc[run_id].to_dict()
         run_dir = Path(root) / run_id
         old = [p for p in run_dir.glob("*-*.parquet") if _CHUNK.match(p.name)] if run_dir.exists() else []
-        meta_table = _to_table(
-            pd.DataFrame([{**meta, "run_id": run_id, "schema_version": SCHEMA_VERSION}]),
-            RUNS_SCHEMA,
-            run_dir / "run.parquet",
-            run_id,
-        )
+        meta_row = pd.DataFrame([{**meta, "run_id": run_id, "schema_version": SCHEMA_VERSION}])
+        meta_table = _to_table(meta_row, RUNS_SCHEMA, run_dir / "run.parquet", run_id)
         rows = frame[frame["run_id"] == run_id].drop(columns="finite")
         tables = {"curves-000000.parquet": _to_table(rows, CURVES_SCHEMA, run_dir, run_id)}
         if evals is not None and (ev := evals[evals["run_id"] == run_id]).shape[0]:
@@ -225,14 +196,10 @@ def _read(path: Path, *, nullable_ints: bool = False) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(
-            f"unreadable Parquet file ({exc})", file=str(path), fix="re-write or delete the file"
-        ) from exc
+        raise DataError(f"unreadable Parquet file ({exc})", file=str(path), fix="rewrite it") from exc
     version = int((table.schema.metadata or {}).get(_META_KEY, b"1"))
     if version > SCHEMA_VERSION:
-        raise SchemaError(
-            "file written by a newer scalefit", file=str(path), value=version, fix="upgrade scalefit"
-        )
+        raise SchemaError("written by a newer scalefit", file=str(path), value=version, fix="upgrade")
     mapper = {pa.int64(): pd.Int64Dtype()}.get if nullable_ints else None
     return table.to_pandas(types_mapper=mapper)
 
@@ -244,17 +211,18 @@ def _read_chunks(run_dir: Path, kind: str) -> pd.DataFrame | None:
 
 
 def _run_dirs(root: Path) -> list[Path]:
+    """Run folders under ``root``; a folder with chunks but no run.parquet raises (its rows would be lost)."""
     if not root.is_dir():
-        raise DataError(
-            "store directory not found", file=str(root), fix="give the directory that holds the run folders"
-        )
+        raise DataError("store directory not found", file=str(root), fix="give the folder of the run folders")
     if (root / "run.parquet").exists():
         return [root]
     dirs = sorted(p.parent for p in root.glob("*/run.parquet"))
+    orphans = sorted({p.parent for p in root.glob("*/curves-*.parquet")} - set(dirs))
+    if orphans:
+        raise DataError("run folder has curve chunks but no run.parquet", file=str(orphans[0]),
+                        run_id=orphans[0].name, fix="write run.parquet or move it")  # fmt: skip
     if not dirs:
-        raise DataError(
-            "no runs found (no <run_id>/run.parquet)", file=str(root), fix="point at a scalefit store"
-        )
+        raise DataError("no <run_id>/run.parquet found", file=str(root), fix="point at a scalefit store")
     return dirs
 
 
@@ -278,9 +246,7 @@ def read_curves(root: str | os.PathLike, *, loss: str = "train_loss") -> Curves:
     if not frames:
         raise DataError("no curve rows in the store", file=str(root), fix="train or import some runs first")
     if empty:
-        warnings.warn(
-            f"scalefit store {root}: runs with no rows left out: {empty}", UserWarning, stacklevel=2
-        )
+        warnings.warn(f"store {root}: runs with no rows left out: {empty}", UserWarning, stacklevel=2)
     runs_df = _drop_null(pd.concat(runs, ignore_index=True).drop(columns="schema_version"), keep=("run_id",))
     frame = _drop_null(pd.concat(frames, ignore_index=True), keep=("run_id", "step", "lr", "train_loss"))
     ev_df = pd.concat(evals, ignore_index=True) if evals else None
@@ -301,13 +267,8 @@ def _eval_frame(frame: pd.DataFrame, evals: pd.DataFrame | None, loss: str, sour
     dataset = loss.removeprefix("eval:")
     if not loss.startswith("eval:") or evals is None or dataset not in set(evals["dataset"]):
         have = [] if evals is None else sorted(set(evals["dataset"]))
-        raise DataError(
-            "unknown loss",
-            file=source,
-            column="loss",
-            value=loss,
-            fix=f"use 'train_loss' or one of {['eval:' + d for d in have]}",
-        )
+        raise DataError("unknown loss", file=source, column="loss", value=loss,
+                        fix=f"use 'train_loss' or one of {['eval:' + d for d in have]}")  # fmt: skip
     ev = evals[evals["dataset"] == dataset].drop_duplicates(["run_id", "step"], keep="last")
     lr = frame.drop_duplicates(["run_id", "step"], keep="last")[["run_id", "step", "lr"]]
     out = ev.merge(lr, on=["run_id", "step"], how="left").rename(columns={"eval_loss": "train_loss"})

@@ -94,7 +94,9 @@ def test_lr_from_schedule_fills_missing_and_gives_sequence() -> None:
 
 
 def test_to_frame_round_trip_and_evals() -> None:
-    evals = pd.DataFrame({"run_id": ["a", "a", "a"], "step": [2, 0, 2], "dataset": "val", "eval_loss": [1, 2, 3]})
+    evals = pd.DataFrame(
+        {"run_id": ["a", "a", "a"], "step": [2, 0, 2], "dataset": "val", "eval_loss": [1, 2, 3]}
+    )
     c = Curves.from_frame(_frame(), evals=evals)
     np.testing.assert_array_equal(c.evals["eval_loss"], [2.0, 3.0])  # sorted, duplicate keeps last
     again = Curves.from_frame(c.to_frame(), evals=c.evals)

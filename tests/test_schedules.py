@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -15,12 +16,24 @@ from scalefit.errors import ScheduleError
 COS_QUARTER = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))  # cosine to 0.1 at progress 0.25
 
 PINNED = [
-    (S.Constant(1e-3, 100, warmup_steps=10, warmup_start=0.1), {0: 1e-4, 5: 5.5e-4, 10: 1e-3, 99: 1e-3, 500: 1e-3}),
-    (S.Constant(1.0, 100, warmup_steps=4, warmup_shape="cosine"), {0: 0.0, 1: 0.5 * (1 - math.sqrt(0.5)), 2: 0.5}),
-    (S.Cosine(1.0, 110, warmup_steps=10, final_ratio=0.1), {5: 0.5, 10: 1.0, 35: COS_QUARTER, 60: 0.55, 110: 0.1, 999: 0.1}),
+    (
+        S.Constant(1e-3, 100, warmup_steps=10, warmup_start=0.1),
+        {0: 1e-4, 5: 5.5e-4, 10: 1e-3, 99: 1e-3, 500: 1e-3},
+    ),
+    (
+        S.Constant(1.0, 100, warmup_steps=4, warmup_shape="cosine"),
+        {0: 0.0, 1: 0.5 * (1 - math.sqrt(0.5)), 2: 0.5},
+    ),
+    (
+        S.Cosine(1.0, 110, warmup_steps=10, final_ratio=0.1),
+        {5: 0.5, 10: 1.0, 35: COS_QUARTER, 60: 0.55, 110: 0.1, 999: 0.1},
+    ),
     (S.Cosine(1.0, 100, decay_steps=40, final_ratio=0.1), {10: COS_QUARTER, 40: 0.1, 99: 0.1}),
     (S.Linear(2.0, 100, final_ratio=0.5), {0: 2.0, 50: 1.5, 100: 1.0, 150: 1.0}),
-    (S.WSD(1.0, 100, shape="linear", final_ratio=0.1), {79: 1.0, 80: 1.0, 85: 0.775, 90: 0.55, 100: 0.1, 101: 0.1}),
+    (
+        S.WSD(1.0, 100, shape="linear", final_ratio=0.1),
+        {79: 1.0, 80: 1.0, 85: 0.775, 90: 0.55, 100: 0.1, 101: 0.1},
+    ),
     (S.WSD(1.0, 100, shape="cosine", final_ratio=0.1), {80: 1.0, 85: COS_QUARTER, 90: 0.55, 100: 0.1}),
     (S.WSD(1.0, 100, shape="1-sqrt", final_ratio=0.1), {85: 0.55, 100: 0.1}),
     (S.WSD(1.0, 100, shape="exp", final_ratio=0.1), {85: 0.1**0.25, 90: math.sqrt(0.1), 100: 0.1}),
@@ -31,7 +44,10 @@ PINNED = [
     (S.TwoStage(1.0, 100, switch_step=40, second_ratio=0.25), {39: 1.0, 40: 0.25, 100: 0.25}),
     (S.InverseSqrt(1.0, 1000, warmup_steps=100), {50: 0.5, 100: 1.0, 400: 0.5, 1600: 0.25}),
     (S.InverseSqrt(1.0, 1000, timescale=10), {0: 1.0, 30: 0.5}),
-    (S.Cyclic(1.0, 100), {0: 1.0, 25: 0.5, 49: 0.5 * (1 + math.cos(math.pi * 0.98)), 50: 1.0, 75: 0.5, 100: 0.0}),
+    (
+        S.Cyclic(1.0, 100),
+        {0: 1.0, 25: 0.5, 49: 0.5 * (1 + math.cos(math.pi * 0.98)), 50: 1.0, 75: 0.5, 100: 0.0},
+    ),
     (S.WSDS(1.0, 100), {39: 1.0, 40: 1.0, 45: 0.5, 49: 0.1, 50: 1.0, 95: 0.5, 100: 0.0}),
     (
         S.WSDS(1.0, 100, final_ratio=0.1, rewarm_steps=10),
@@ -41,7 +57,9 @@ PINNED = [
 ]
 
 
-@pytest.mark.parametrize(("schedule", "expected"), PINNED, ids=lambda x: str(x) if isinstance(x, S.Schedule) else "")
+@pytest.mark.parametrize(
+    ("schedule", "expected"), PINNED, ids=lambda x: str(x) if isinstance(x, S.Schedule) else ""
+)
 def test_pinned_values(schedule: S.Schedule, expected: dict[int, float]) -> None:
     steps = list(expected)
     np.testing.assert_allclose(schedule(steps), [expected[s] for s in steps], rtol=1e-12, atol=1e-15)
@@ -97,6 +115,7 @@ def test_replace() -> None:
         (lambda: S.parse("two-stage:peak=1,steps=10,second_ratio=0.1"), "switch_step"),
         (lambda: S.from_dict({"peak_lr": 1.0}), "kind"),
         (lambda: S.from_dict({"kind": "linear", "peak_lr": 1.0, "total_steps": 5, "x": 1}), "x"),
+        (lambda: S.Schedule(1.0, 10), "kind"),
         (lambda: S.Constant(-1.0, 10), "peak_lr"),
         (lambda: S.Constant(1.0, 0), "total_steps"),
         (lambda: S.Constant(1.0, 10, warmup_steps=11), "warmup_steps"),
@@ -118,7 +137,10 @@ def test_replace() -> None:
         (lambda: S.Constant(1.0, 10)([-1, 2]), "steps"),
         (lambda: S.for_mpl_curve("nope_1"), "file_stem"),
         (lambda: S.for_schaipp_config({"lr": 1e-3, "iterations": 10}), "warmup_steps"),
-        (lambda: S.for_schaipp_config({"lr": 1e-3, "iterations": 10, "warmup_steps": 1, "scheduler": "x"}), "scheduler"),
+        (
+            lambda: S.for_schaipp_config({"lr": 1e-3, "iterations": 10, "warmup_steps": 1, "scheduler": "x"}),
+            "scheduler",
+        ),
     ],
 )
 def test_errors_name_the_field(make, field: str) -> None:
@@ -136,7 +158,18 @@ def test_unknown_kind_lists_valid_kinds() -> None:
 
 def test_every_kind_registered() -> None:
     assert S.kind_names() == sorted(
-        ["constant", "cosine", "linear", "wsd", "multistep", "two-stage", "inverse-sqrt", "cyclic", "wsd-s", "logged"]
+        [
+            "constant",
+            "cosine",
+            "linear",
+            "wsd",
+            "multistep",
+            "two-stage",
+            "inverse-sqrt",
+            "cyclic",
+            "wsd-s",
+            "logged",
+        ]
     )
 
 
@@ -172,26 +205,45 @@ def schedules(draw: st.DrawFn) -> S.Schedule:
         lambda: S.Constant(**common),
         lambda: S.Cosine(**common, final_ratio=draw(ratio)),
         lambda: S.Linear(**common, final_ratio=draw(ratio)),
-        lambda: S.WSD(**common, decay_steps=draw(st.integers(0, span)), shape=draw(st.sampled_from(["linear", "cosine", "1-sqrt"])), final_ratio=draw(ratio)),
-        lambda: S.WSD(**common, decay_fraction=0.5 * span / total, shape="exp", final_ratio=draw(positive_ratio)),
+        lambda: S.WSD(
+            **common,
+            decay_steps=draw(st.integers(0, span)),
+            shape=draw(st.sampled_from(["linear", "cosine", "1-sqrt"])),
+            final_ratio=draw(ratio),
+        ),
+        lambda: S.WSD(
+            **common, decay_fraction=0.5 * span / total, shape="exp", final_ratio=draw(positive_ratio)
+        ),
         lambda: S.MultiStep(**common, gamma=draw(positive_ratio)),
-        lambda: S.TwoStage(**common, switch_step=draw(st.integers(common["warmup_steps"], total)), second_ratio=draw(positive_ratio)),
+        lambda: S.TwoStage(
+            **common,
+            switch_step=draw(st.integers(common["warmup_steps"], total)),
+            second_ratio=draw(positive_ratio),
+        ),
         lambda: S.InverseSqrt(**common, timescale=draw(st.none() | st.integers(1, 100))),
         lambda: S.Cyclic(**common, n_cycles=draw(st.integers(1, 4)), final_ratio=draw(ratio)),
-        lambda: S.WSDS(**{**common, "warmup_steps": 0}, n_cycles=draw(st.integers(1, 3)), decay_fraction=draw(st.floats(0.0, 0.5)), final_ratio=draw(ratio), rewarm_steps=draw(st.integers(0, 3))),
-        lambda: S.Logged.from_array(draw(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30)), peak_lr=1.0),
+        lambda: S.WSDS(
+            **{**common, "warmup_steps": 0},
+            n_cycles=draw(st.integers(1, 3)),
+            decay_fraction=draw(st.floats(0.0, 0.5)),
+            final_ratio=draw(ratio),
+            rewarm_steps=draw(st.integers(0, 3)),
+        ),
+        lambda: S.Logged.from_array(
+            draw(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30)), peak_lr=1.0
+        ),
     ]
     return draw(st.sampled_from(options))()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(schedules())
 def test_lr_within_bounds_and_warmup_monotone(schedule: S.Schedule) -> None:
     lr = schedule.lrs(schedule.total_steps + 10)
     peak = schedule.peak_lr
     assert np.all(np.isfinite(lr)) and np.all(lr >= 0) and np.all(lr <= peak * (1 + 1e-12))
     w = schedule.warmup_steps
-    assert np.all(np.diff(lr[: w + 1]) >= -1e-15 * peak)
+    assert np.all(np.diff(lr[:w]) >= -1e-15 * peak)  # the warmup ramp (steps 0..W-1) never decreases
     if w:
         assert lr[0] == pytest.approx(schedule.warmup_start * peak, rel=1e-12, abs=1e-300)
         assert lr[w] == pytest.approx(float(schedule._main(np.array(float(w)))), rel=1e-12)
@@ -202,10 +254,11 @@ def test_lr_within_bounds_and_warmup_monotone(schedule: S.Schedule) -> None:
         assert lr[-1] == pytest.approx(peak * final, rel=1e-12, abs=1e-300)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(schedules())
 def test_round_trips(schedule: S.Schedule) -> None:
     assert S.from_dict(schedule.to_dict()) == schedule
+    assert S.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
     assert S.from_dict(yaml.safe_load(yaml.safe_dump(schedule.to_dict()))) == schedule
     assert S.parse(str(schedule)) == schedule
     assert schedule.replace() == schedule

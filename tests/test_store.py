@@ -58,7 +58,9 @@ def test_readable_by_duckdb_and_pandas_without_scalefit(tmp_path: Path) -> None:
         w.append(_rows(range(4)))
         w.append(_rows(range(4, 6)))
     glob = str(tmp_path / "*" / "curves-*.parquet")
-    counts = duckdb.sql(f"SELECT run_id, count(*) FROM read_parquet('{glob}') GROUP BY 1 ORDER BY 1").fetchall()
+    counts = duckdb.sql(
+        f"SELECT run_id, count(*) FROM read_parquet('{glob}') GROUP BY 1 ORDER BY 1"
+    ).fetchall()
     assert counts == [("a", 6), ("b", 6)]
     runs = duckdb.sql(f"SELECT run_id, n_params FROM read_parquet('{tmp_path}/*/run.parquet') ORDER BY 1")
     assert runs.fetchall() == [("a", 100), ("b", 200)]

@@ -34,11 +34,18 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         elif suffix == ".parquet":
             df = pd.read_parquet(path)
         else:
-            raise DataError("unknown file type", file=str(path), value=suffix, fix="use .csv, .tsv, .json, .jsonl or .parquet")
+            raise DataError(
+                "unknown file type",
+                file=str(path),
+                value=suffix,
+                fix="use .csv, .tsv, .json, .jsonl or .parquet",
+            )
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"cannot parse the file ({exc})", file=str(path), fix="check the file format") from exc
+        raise DataError(
+            f"cannot parse the file ({exc})", file=str(path), fix="check the file format"
+        ) from exc
     if df.empty:
         raise DataError("no rows", file=str(path), fix="the file has a header but no data rows")
     return df
@@ -61,7 +68,9 @@ def resolve_schedule(schedule: Any, run_id: str, file: str | None) -> Any:
 
     if isinstance(schedule, Mapping) and "kind" not in schedule:
         if run_id not in schedule:
-            raise ScheduleError("no schedule for this run", file=file, run_id=run_id, fix=f"add {run_id!r} to the mapping")
+            raise ScheduleError(
+                "no schedule for this run", file=file, run_id=run_id, fix=f"add {run_id!r} to the mapping"
+            )
         schedule = schedule[run_id]
     if schedule is None or isinstance(schedule, schedules.Schedule):
         return schedule
@@ -70,15 +79,21 @@ def resolve_schedule(schedule: Any, run_id: str, file: str | None) -> Any:
             return schedules.from_dict(dict(schedule))
         return schedules.parse(str(schedule))
     except ScheduleError as exc:
-        raise ScheduleError(exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix) from exc
+        raise ScheduleError(
+            exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix
+        ) from exc
 
 
 def check_lr(
     steps: np.ndarray, logged: np.ndarray, schedule: Any, *, rtol: float, file: str | None, run_id: str
 ) -> None:
-    """Raise ScheduleError naming the first step where the logged LR differs from ``schedule`` by > rtol."""
+    """Raise ScheduleError naming the first step where the logged LR differs from ``schedule`` by > rtol.
+
+    Rows at ``step >= schedule.total_steps`` are not checked: no update of the run uses that LR (a log
+    written after the last update, e.g. torch's OneCycleLR extrapolating one step past the end).
+    """
     steps, logged = np.asarray(steps), np.asarray(logged, dtype=float)
-    known = ~np.isnan(logged)
+    known = ~np.isnan(logged) & (steps < getattr(schedule, "total_steps", np.inf))
     if not known.any():
         return
     want = np.asarray(schedule(steps[known]), dtype=float)

@@ -29,7 +29,9 @@ def _files(path_or_dir: str | os.PathLike | list[str | os.PathLike]) -> list[Pat
     if path.is_dir():
         files = sorted(path.glob("*.csv"))
         if not files:
-            raise DataError("no .csv files in the directory", file=str(path), fix="point at a csv_<size> folder")
+            raise DataError(
+                "no .csv files in the directory", file=str(path), fix="point at a csv_<size> folder"
+            )
         return files
     return [path]
 
@@ -41,19 +43,21 @@ def _one(path: Path, n_steps: int | None) -> tuple[pd.DataFrame, dict]:
     file, run_id = str(path), path.stem
     for col in _COLUMNS:
         if col not in df.columns:
-            raise DataError("missing column", file=file, run_id=run_id, column=col, fix="an MPL CSV has step,lr,loss")
+            raise DataError(
+                "missing column", file=file, run_id=run_id, column=col, fix="an MPL CSV has step,lr,loss"
+            )
     df = df[list(_COLUMNS)].assign(run_id=run_id)
     for col in _COLUMNS:
         df[col] = _numeric(df, col, file, integer=col == "step")
     try:
         sched = schedules.for_mpl_curve(run_id, n_steps)
     except ScheduleError as exc:
-        raise ScheduleError(exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix) from exc
+        raise ScheduleError(
+            exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix
+        ) from exc
     check_lr(df["step"].to_numpy(), df["lr"].to_numpy(), sched, rtol=MPL_LR_RTOL, file=file, run_id=run_id)
-    run = {
-        "run_id": run_id, "schedule": str(sched), "peak_lr": sched.peak_lr, "warmup_steps": sched.warmup_steps,
-        "total_steps": sched.total_steps, "source_file": path.name,
-    }  # fmt: skip
+    run = {"run_id": run_id, "schedule": str(sched), "peak_lr": sched.peak_lr, "source_file": path.name}
+    run.update(warmup_steps=sched.warmup_steps, total_steps=sched.total_steps)
     return df, run
 
 

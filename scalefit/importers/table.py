@@ -44,6 +44,8 @@ def import_table(
     df = df_or_path.copy() if isinstance(df_or_path, pd.DataFrame) else read_table(df_or_path)
     if df.empty:
         raise DataError("no rows", file=file, fix="give a table with at least one row")
+    if lr == "lr" and "lr" not in df.columns and schedule is not None:
+        lr = None  # the default LR column is absent: the schedule gives the LR
     wanted = {"step": step, "loss": loss, **({"lr": lr} if lr is not None else {})}
     if run_id is not None:
         wanted["run_id"] = run_id
@@ -58,12 +60,16 @@ def import_table(
         out["run_id"] = name or (Path(file).name.split(".")[0] if file else "run")
     if lr is None:
         if schedule is None:
-            raise DataError("no LR column and no schedule", file=file, column="lr", fix="give lr= or schedule=")
+            raise DataError(
+                "no LR column and no schedule", file=file, column="lr", fix="give lr= or schedule="
+            )
         out["lr"] = np.nan
     return _build(out, schedule, file, lr_rtol)
 
 
 def _build(out: pd.DataFrame, schedule: Any, file: str | None, lr_rtol: float) -> Curves:
+    if out["run_id"].isna().any() or (out["run_id"].astype(str).str.strip() == "").any():
+        raise DataError("missing run id", file=file, column="run_id", fix="give every row a run id")
     out["run_id"] = out["run_id"].astype(str)
     out["step"] = _numeric(out, "step", file, integer=True)
     out["lr"] = _numeric(out, "lr", file)
@@ -81,11 +87,15 @@ def _build(out: pd.DataFrame, schedule: Any, file: str | None, lr_rtol: float) -
 def _wandb_frame(path: Path) -> pd.DataFrame:
     """A W&B history export as strings, so empty cells (not logged) differ from logged 'nan'/'inf'."""
     if not path.is_file() or path.stat().st_size == 0:
-        raise DataError("missing or empty W&B export", file=str(path), fix="export the run history as CSV again")
+        raise DataError(
+            "missing or empty W&B export", file=str(path), fix="export the run history as CSV again"
+        )
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot parse the CSV ({exc})", file=str(path), fix="export the history again") from exc
+        raise DataError(
+            f"cannot parse the CSV ({exc})", file=str(path), fix="export the history again"
+        ) from exc
 
 
 def import_wandb_csv(
@@ -128,13 +138,19 @@ def import_wandb_csv(
         frames.append(df[df["loss"] != ""])
     out = pd.concat(frames, ignore_index=True)
     if out.empty:
-        raise DataError("no loss rows", file=str(paths[0]), column=cols["loss"], fix="check the loss column name")
+        raise DataError(
+            "no loss rows", file=str(paths[0]), column=cols["loss"], fix="check the loss column name"
+        )
     if schedule is None and out["lr"].isna().any():
-        raise DataError("no LR logged and no schedule", file=str(paths[0]), column="lr", fix="give schedule= or lr=")
+        raise DataError(
+            "no LR logged and no schedule", file=str(paths[0]), column="lr", fix="give schedule= or lr="
+        )
     curves = _build(out, schedule, str(paths[0]) if len(paths) == 1 else None, lr_rtol)
     if not evals:
         return curves
-    return Curves.from_frame(curves.frame, runs=curves.runs, evals=pd.concat(evals, ignore_index=True), source=curves.source)
+    return Curves.from_frame(
+        curves.frame, runs=curves.runs, evals=pd.concat(evals, ignore_index=True), source=curves.source
+    )
 
 
 def _has(raw: pd.DataFrame, col: str, file: str) -> bool:

@@ -16,6 +16,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "momentum": ("scalefit.laws.momentum", "MomentumLaw"),
     "multipower": ("scalefit.laws.multipower", "MultiPowerLaw"),
     "multipower-size": ("scalefit.laws.multipower_size", "MultiPowerSizeLaw"),
+    "cooldown": ("scalefit.laws.cooldown", "CooldownLaw"),
     "chinchilla": ("scalefit.laws.chinchilla", "ChinchillaLaw"),
     "overtraining": ("scalefit.laws.overtraining", "OvertrainingLaw"),
     "downstream": ("scalefit.laws.downstream", "DownstreamLaw"),

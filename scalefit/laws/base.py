@@ -35,7 +35,8 @@ class Param:
 
     ``log=True`` means the parameter is positive and optimized as log(value); its bounds must then be
     > 0 (use ``lower=0`` for "positive, unbounded below": the engine maps it to -inf in log space).
-    ``grid`` holds the start values of the multi-start search; ``init`` is used when the grid is empty.
+    ``grid`` holds the start values of the multi-start search (values outside the bounds are clipped to
+    them); ``init`` is used when the grid is empty.
     """
 
     name: str
@@ -64,14 +65,6 @@ class Param:
                 fix="set lower=0 or log=False",
             )
         object.__setattr__(self, "grid", tuple(float(g) for g in self.grid))
-        for g in self.grid:
-            if not self.lower <= g <= self.upper:
-                raise ConfigError(
-                    "grid value outside the parameter bounds",
-                    field=self.name,
-                    value=g,
-                    fix=f"keep grid values in [{self.lower}, {self.upper}]",
-                )
 
     def starts(self) -> tuple[float, ...]:
         """The start values: the grid, else ``init``, else a default inside the bounds."""
@@ -167,6 +160,12 @@ class Law(abc.ABC):
         """Predictions for many parameter vectors, shape (n_thetas, n_points). Override to vectorize."""
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
         return np.stack([self.predict(t, design) for t in thetas]) if len(thetas) else np.empty((0, 0))
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        """Jacobians for many parameter vectors, shape (n_thetas, n_points, n_params). Override to
+        vectorize (the batched bootstrap solver uses it)."""
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+        return np.stack([self.jacobian(t, design) for t in thetas])
 
     def config(self) -> dict[str, Any]:
         """Structural options, JSON-able; ``type(self)(**self.config())`` rebuilds the law."""

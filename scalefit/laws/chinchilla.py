@@ -78,7 +78,7 @@ class ChinchillaLaw(Law):
             )
         if np.any(~(n > 0)) or np.any(~(d > 0)):
             bad = self.n if np.any(~(n > 0)) else self.d
-            raise DataError("sizes and token counts must be positive", column=bad, fix="drop or fix those rows")
+            raise DataError("sizes and token counts must be positive", column=bad, fix="fix those rows")
         if not predict and self.loss not in frame.columns:
             raise DataError("the chinchilla law needs the observed loss", column=self.loss,
                             fix="add the column or name it with loss=")
@@ -104,7 +104,10 @@ class ChinchillaLaw(Law):
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
         size, data, floor = self._terms(np.asarray(theta, dtype=float), design.x)
         x = design.x
-        return np.stack([size, data, floor, -x["log_n"] * size, -x["log_d"] * data], axis=1)
+        return np.stack([size, data, floor, -x["log_n"] * size, -x["log_d"] * data], axis=-1)
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        return self.jacobian(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
 
     def floor(self, values: Mapping[str, float]) -> float | None:
         return float(np.exp(values["e"]))

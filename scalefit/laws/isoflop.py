@@ -137,8 +137,9 @@ def budget_optima(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-budget optima (median of replicas, SD of log size, edge flag) and the replica matrix.
 
-    Returns a frame [budget, log_size_star, size_star, log_size_sd, n_models, at_edge] and the replica
-    log optima, shape (n_budgets, n_boot). Budgets with fewer than 3 models are skipped.
+    Returns a frame [budget, log_size_star, size_star, log_size_sd, n_models, dropped] and the replica
+    log optima, shape (n_budgets, n_boot). ``dropped`` says why a budget is unusable ("" if usable):
+    fewer than 3 models, or the minimum at the edge of the size grid.
     """
     if method not in ("akima", "parabola"):
         raise FitError("unknown isoFLOP method", field="method", value=method, fix="use akima or parabola")
@@ -149,13 +150,15 @@ def budget_optima(
     rows, reps = [], []
     for c, h in points.sort_values([budget, size]).groupby(budget):
         if len(h) < 3:
+            rows.append((float(c), np.nan, np.nan, np.nan, len(h), "fewer than 3 models"))
+            reps.append(np.full(max(n_boot, 1), np.nan))
             continue
         x0, xs, edge, spacing = _budget_replicas(h, size, loss, method, max(n_boot, 1), rng, noise or {})
         sd = max(float(np.std(xs)), 0.33 * spacing)
         med = float(np.median(xs)) if n_boot > 0 else x0
-        rows.append((float(c), med, float(np.exp(med)), sd, len(h), edge))
+        rows.append((float(c), med, float(np.exp(med)), sd, len(h), "minimum at the edge" if edge else ""))
         reps.append(xs)
-    cols = ["budget", "log_size_star", "size_star", "log_size_sd", "n_models", "at_edge"]
+    cols = ["budget", "log_size_star", "size_star", "log_size_sd", "n_models", "dropped"]
     return pd.DataFrame(rows, columns=cols), np.array(reps)
 
 
@@ -187,8 +190,8 @@ def isoflop_exponent(
     optima, reps = budget_optima(
         points, method=method, budget=budget, size=size, loss=loss, n_boot=n_boot, seed=seed, noise=noise
     )
-    keep = ~optima["at_edge"].to_numpy(bool)
-    notes = [f"dropped budget C={c:.3g}: minimum at the edge of the N grid" for c in optima.budget[~keep]]
+    keep = (optima["dropped"] == "").to_numpy(bool)
+    notes = [f"dropped budget C={c:.3g}: {why}" for c, why in zip(optima.budget[~keep], optima.dropped[~keep])]
     optima, reps = optima[keep].reset_index(drop=True), reps[keep]
     if len(optima) < 2:
         raise FitError("fewer than two budgets with an interior optimum", field="budget", value=len(optima))

@@ -142,7 +142,8 @@ class KaplanLaw(Law):
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
         theta = np.asarray(theta, dtype=float)
-        _, alpha, beta, lnr, u, s = (v[0] for v in self._parts(theta, design.x))
+        _, alpha, beta, lnr, u, s = self._parts(theta, design.x)
+        alpha, beta = alpha[0], beta[0]
         sb1 = s ** (beta - 1)
         cols = [
             np.ones_like(s),

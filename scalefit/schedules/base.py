@@ -103,6 +103,10 @@ class Schedule:
             KINDS[cls.kind] = cls
 
     def __post_init__(self) -> None:
+        if not self.kind:
+            raise ScheduleError(
+                "Schedule is the abstract base", field="kind", fix=f"use one of: {', '.join(kind_names())}"
+            )
         for f in dataclasses.fields(self):
             value = _convert(f.name, str(f.type), getattr(self, f.name))
             object.__setattr__(self, f.name, value)
@@ -135,7 +139,9 @@ class Schedule:
         """LR used for the optimizer update at each of ``steps`` (0-indexed), as float64."""
         s = np.asarray(steps, dtype=np.float64)
         if s.size and not (np.all(np.isfinite(s)) and np.all(s >= 0)):
-            raise ScheduleError("steps must be finite and >= 0", field="steps", value=s[(s < 0) | ~np.isfinite(s)][:3])
+            raise ScheduleError(
+                "steps must be finite and >= 0", field="steps", value=s[(s < 0) | ~np.isfinite(s)][:3]
+            )
         lr = np.asarray(self._main(s), dtype=np.float64)
         if self.warmup_steps > 0:
             lr = np.where(s < self.warmup_steps, self._warmup(s), lr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
@@ -31,8 +32,13 @@ class MultiStep(Schedule):
         check(0 < self.gamma <= 1, "must lie in (0, 1]", "gamma", self.gamma)
         steps = self.milestone_steps
         check(all(v > 0 for v in self.milestones), "must be positive", "milestones", self.milestones)
-        check(all(b > a for a, b in zip(steps, steps[1:])), "must increase", "milestones", self.milestones)
-        check(all(v == int(v) for v in self.milestones if v >= 1), "steps must be whole", "milestones", self.milestones)
+        check(all(b > a for a, b in pairwise(steps)), "must increase", "milestones", self.milestones)
+        check(
+            all(v == int(v) for v in self.milestones if v >= 1),
+            "steps must be whole",
+            "milestones",
+            self.milestones,
+        )
 
     @property
     def milestone_steps(self) -> tuple[int, ...]:
@@ -116,12 +122,10 @@ class WSDS(Schedule):
             check(0 <= self.decay_fraction <= 1, "must lie in [0, 1]", "decay_fraction", self.decay_fraction)
         check_shape(self.shape, self.final_ratio)
         check(self.rewarm_steps >= 0, "must be >= 0", "rewarm_steps", self.rewarm_steps)
-        ends = self.cycle_ends
-        starts = (0, *ends[:-1])
-        for i, (a, b) in enumerate(zip(starts, ends)):
+        for i, (a, b, length) in enumerate(self.cycles):
             lead = self.warmup_steps if i == 0 else self.rewarm_steps
             check(
-                lead + self._decay_len(b - a) <= b - a,
+                lead + length <= b - a,
                 f"cycle {i + 1} ({a}..{b}) is too short for its warmup/re-warm and decay",
                 "n_cycles",
                 self.n_cycles,
@@ -130,17 +134,23 @@ class WSDS(Schedule):
     @property
     def cycle_ends(self) -> tuple[int, ...]:
         """Last step (exclusive) of each cycle; the last is ``total_steps``."""
-        return tuple(math.floor(i * self.total_steps / self.n_cycles + 0.5) for i in range(1, self.n_cycles + 1))
+        return tuple(
+            math.floor(i * self.total_steps / self.n_cycles + 0.5) for i in range(1, self.n_cycles + 1)
+        )
 
-    def _decay_len(self, cycle_length: int) -> int:
-        return decay_length(self.decay_fraction, self.decay_steps, cycle_length)
+    @property
+    def cycles(self) -> tuple[tuple[int, int, int], ...]:
+        """``(start, end, decay length)`` of each cycle, in steps."""
+        ends = self.cycle_ends
+        return tuple(
+            (a, b, decay_length(self.decay_fraction, self.decay_steps, b - a))
+            for a, b in zip((0, *ends[:-1]), ends, strict=True)
+        )
 
     def _main(self, steps: np.ndarray) -> np.ndarray:
-        ends = np.asarray(self.cycle_ends, dtype=np.float64)
-        starts = np.concatenate([[0.0], ends[:-1]])
-        i = np.minimum(np.searchsorted(ends, steps, side="right"), self.n_cycles - 1)
-        start, end = starts[i], ends[i]
-        length = np.array([self._decay_len(int(b - a)) for a, b in zip(starts, ends)], dtype=np.float64)[i]
+        table = np.asarray(self.cycles, dtype=np.float64)
+        i = np.minimum(np.searchsorted(table[:, 1], steps, side="right"), self.n_cycles - 1)
+        start, end, length = table[i, 0], table[i, 1], table[i, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             p = np.where(length > 0, (steps - (end - length)) / np.maximum(length, 1.0), (steps >= end) * 1.0)
         ratio = decay_shape(p, self.shape, self.final_ratio)

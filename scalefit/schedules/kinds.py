@@ -1,7 +1,8 @@
 """Single-phase schedule kinds: constant, cosine, linear, WSD, inverse-sqrt.
 
 All ratios (``final_ratio``) are fractions of ``peak_lr``. Every kind starts its main phase at
-``warmup_steps`` with LR ``peak_lr`` and holds its final value for steps >= ``total_steps``.
+``warmup_steps`` with LR ``peak_lr``; cosine, linear and WSD hold their final value for steps >=
+``total_steps``, inverse-sqrt keeps decaying (it has no end).
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ import numpy as np
 
 from scalefit.schedules.base import Schedule, check
 
-__all__ = ["Constant", "Cosine", "Linear", "WSD", "InverseSqrt", "DECAY_SHAPES", "decay_shape", "decay_length"]
+__all__ = [
+    "Constant",
+    "Cosine",
+    "Linear",
+    "WSD",
+    "InverseSqrt",
+    "DECAY_SHAPES",
+    "decay_shape",
+    "decay_length",
+]
 
 DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "exp")
 
@@ -40,7 +50,13 @@ def check_shape(shape: str, final: float) -> None:
     check(shape in DECAY_SHAPES, f"unknown decay shape; valid: {', '.join(DECAY_SHAPES)}", "shape", shape)
     check(0 <= final <= 1, "is a ratio of peak in [0, 1]", "final_ratio", final)
     if shape == "exp":
-        check(final > 0, "exponential decay needs a positive final ratio", "final_ratio", final, fix="e.g. final=0.1")
+        check(
+            final > 0,
+            "exponential decay needs a positive final ratio",
+            "final_ratio",
+            final,
+            fix="e.g. final=0.1",
+        )
 
 
 def decay_length(fraction: float | None, steps: int | None, span: int) -> int:

@@ -34,7 +34,9 @@ def _build(cls: type[Schedule], values: dict[str, Any]) -> Schedule:
     missing = [
         f.name
         for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in values
     ]
     if missing:
         raise ScheduleError(
@@ -48,7 +50,9 @@ def _build(cls: type[Schedule], values: dict[str, Any]) -> Schedule:
 def from_dict(d: Mapping[str, Any]) -> Schedule:
     """Inverse of ``Schedule.to_dict()``: ``{"kind": ..., field: value, ...}`` (short keys accepted)."""
     if not isinstance(d, Mapping) or "kind" not in d:
-        raise ScheduleError("a schedule dict needs a 'kind' key", field="kind", value=d, fix="e.g. {'kind': 'cosine', ...}")
+        raise ScheduleError(
+            "a schedule dict needs a 'kind' key", field="kind", value=d, fix="e.g. {'kind': 'cosine', ...}"
+        )
     values = dict(d)
     cls = get_kind(values.pop("kind"))
     return _build(cls, resolve_keys(cls, values))
@@ -79,7 +83,9 @@ def parse(text: str, **defaults: Any) -> Schedule:
     ``parse("wsd:decay=0.2,shape=1-sqrt", peak=1e-3, steps=50000)``.
     """
     if not isinstance(text, str) or not text.strip():
-        raise ScheduleError("empty schedule string", field="kind", value=text, fix="e.g. 'cosine:peak=3e-4,steps=24000'")
+        raise ScheduleError(
+            "empty schedule string", field="kind", value=text, fix="e.g. 'cosine:peak=3e-4,steps=24000'"
+        )
     kind, _, rest = text.strip().partition(":")
     cls = get_kind(kind)
     values = resolve_keys(cls, defaults)
@@ -87,7 +93,9 @@ def parse(text: str, **defaults: Any) -> Schedule:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, raw = item.partition("=")
         if not sep:
-            raise ScheduleError("expected key=value", field=key.strip(), value=item, fix=f"write {key.strip()}=<value>")
+            raise ScheduleError(
+                "expected key=value", field=key.strip(), value=item, fix=f"write {key.strip()}=<value>"
+            )
         name = next(iter(resolve_keys(cls, {key.strip(): raw})))
         if name in given:
             raise ScheduleError("key given twice", field=name, value=text)

@@ -55,13 +55,18 @@ def for_mpl_curve(file_stem: str, n_steps: int | None = None) -> Schedule:
         start, end = int(m.group(2)), int(m.group(3))
         shape = "exp" if m.group(1) == "wsd" else "linear"
         total = n_steps or end
-        return WSD(total_steps=total, decay_steps=end - start, shape=shape, final_ratio=_MPL_FINAL_RATIO, **common)
+        return WSD(
+            total_steps=total, decay_steps=end - start, shape=shape, final_ratio=_MPL_FINAL_RATIO, **common
+        )
     m = re.fullmatch(r"wsdcon_(\d+(?:\.\d+)?)", file_stem)
     if m:
         second = float(m.group(1)) * 1e-5 / MPL_PEAK_LR
         return TwoStage(total_steps=n_steps or 16000, switch_step=MPL_SWITCH, second_ratio=second, **common)
     raise ScheduleError(
-        "unknown Multi-Power Law curve name", field="file_stem", value=file_stem, fix=f"valid stems: {_MPL_STEMS}"
+        "unknown Multi-Power Law curve name",
+        field="file_stem",
+        value=file_stem,
+        fix=f"valid stems: {_MPL_STEMS}",
     )
 
 
@@ -77,7 +82,9 @@ def _schaipp_wsd(config: Mapping[str, Any], peak: float, total: int, warmup: int
     if config.get("wsd_exponential_decay"):
         decay_type = "exp"
     if decay_type not in shapes:
-        raise ScheduleError("unsupported decay_type", field="decay_type", value=decay_type, fix=f"one of {sorted(shapes)}")
+        raise ScheduleError(
+            "unsupported decay_type", field="decay_type", value=decay_type, fix=f"one of {sorted(shapes)}"
+        )
     fraction = float(config.get("wsd_fract_decay") or 0.0)
     return WSD(
         peak_lr=peak,
@@ -116,4 +123,6 @@ def for_schaipp_config(config: Mapping[str, Any]) -> Schedule:
         return _schaipp_cos(config, peak, total, warmup)
     if scheduler == "none":
         return Constant(peak_lr=peak, total_steps=total)
-    raise ScheduleError("unsupported Schaipp scheduler", field="scheduler", value=scheduler, fix="one of wsd, cos, none")
+    raise ScheduleError(
+        "unsupported Schaipp scheduler", field="scheduler", value=scheduler, fix="one of wsd, cos, none"
+    )

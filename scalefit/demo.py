@@ -1,0 +1,226 @@
+"""The end-to-end demo: proxy sweep -> fits -> predictions registered before training -> train the held-out
+runs -> report of predicted vs actual. ``scalefit demo`` (CPU, embedded Ray) or, on a cluster,
+``ray job submit --working-dir . -- python jobs/predict.py jobs/configs/demo.yaml``.
+
+A ladder (YAML or dict; ``DEFAULT_LADDER`` is the built-in CPU one) has four sections:
+``sweep`` (a `scalefit.sweep` spec: the runs the laws are fitted on), ``heldout`` (a sweep spec: runs
+predicted first, trained afterwards), ``fit`` (``schedule_law``, ``size_law``, ``bootstrap``) and an
+optional ``target`` (``model``, ``schedule``, ``family``: a run beyond the ladder to extrapolate to).
+The schedule law is fitted per model size (on the sizes of the held-out runs), the size law jointly on
+every size. Exit status: 0 when every held-out final loss lies in its predicted band, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from scalefit.errors import ConfigError
+
+__all__ = ["DEFAULT_LADDER", "load_ladder", "run_demo", "held_out_targets"]
+
+_MODEL = {"n_layer": 2, "n_head": 2, "context": 64}
+_TRAIN = {"batch_size": 16, "warmup": 30, "eval_every": 0, "checkpoint_every": 500, "device": "cpu"}
+_GRID = {"steps": [1200], "peak_lr": [0.003], "seed": [0], "dataset": ["python-stdlib"]}
+DEFAULT_LADDER: dict[str, Any] = {
+    "name": "demo",
+    "fit": {"schedule_law": "momentum", "size_law": "multipower-size", "bootstrap": 0},
+    "sweep": {
+        "sweep": "demo",
+        "grid": {**_GRID, "model": [{**_MODEL, "d_model": d} for d in (32, 48, 64, 96)],
+                 "schedule": ["constant", "cosine", "wsd:decay=0.2"]},
+        "train": _TRAIN,
+        "resources": {"num_cpus": 1},
+    },
+    "heldout": {
+        "sweep": "demo-heldout",
+        "runs": [
+            {**_GRID, "model": [{**_MODEL, "d_model": 128}], "schedule": ["cosine"]},
+            {**_GRID, "model": [{**_MODEL, "d_model": 64}], "schedule": ["wsd:decay=0.5,shape=1-sqrt"]},
+        ],
+        "train": _TRAIN,
+        "resources": {"num_cpus": 1},
+    },
+    "target": {"model": {**_MODEL, "d_model": 256}, "schedule": "cosine:peak=0.003,steps=2400,warmup=30",
+               "family": "wsd"},
+}  # fmt: skip
+_SECTIONS = ("name", "fit", "sweep", "heldout", "target")
+
+
+def load_ladder(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ladder from a YAML file or a dict (default: ``DEFAULT_LADDER``), with its sections checked."""
+    import yaml
+
+    if source is None:
+        return dict(DEFAULT_LADDER)
+    ladder = dict(source) if isinstance(source, Mapping) else yaml.safe_load(Path(source).read_text())
+    where = None if isinstance(source, Mapping) else str(source)
+    if not isinstance(ladder, dict):
+        raise ConfigError("a ladder must be a mapping", file=where, value=type(ladder).__name__)
+    for key in ladder:
+        if key not in _SECTIONS:
+            raise ConfigError("unknown ladder section", file=where, field=key, fix=f"use {', '.join(_SECTIONS)}")
+    for key in ("sweep", "heldout"):
+        if key not in ladder:
+            raise ConfigError("missing ladder section", file=where, field=key, fix="give a scalefit sweep spec")
+    return ladder
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    """E.g. 'd64 wsd:decay=0.5,shape=1-sqrt' from a runs-table row (or a Target's runs row)."""
+    kind, _, opts = str(row["schedule"]).partition(":")
+    keep = [o for o in opts.split(",") if o.split("=")[0] not in ("peak", "steps", "warmup")]
+    return f"d{int(row['d_model'])} {kind}" + (":" + ",".join(keep) if keep else "")
+
+
+def held_out_targets(spec: Any) -> list[Any]:
+    """One `Target` per run of a sweep spec, with the runs-table columns the trainer will record."""
+    from scalefit.conventions import ModelShape
+    from scalefit.predict import Target
+
+    targets = []
+    for cfg in spec.expand():
+        m = cfg.model
+        shape = ModelShape(m.n_layer, m.d_model, m.vocab_size, m.context, d_ff=m.mlp_ratio * m.d_model,
+                           tied=m.tie_embeddings, learned_pos=m.pos == "learned")  # fmt: skip
+        meta = {"n_params_nonembed": shape.n_params("non_embedding"), "n_layer": m.n_layer,
+                "d_model": m.d_model, "context": m.context, "vocab_size": m.vocab_size}  # fmt: skip
+        targets.append(Target(cfg.schedule, shape.n_params("total"), cfg.tokens_per_step, cfg.run_id, meta))
+    return targets
+
+
+class _Stages:
+    """Progress lines: '[demo 3/7  41.2s] fitting ...'."""
+
+    def __init__(self, n: int, log: Callable[[str], None]) -> None:
+        self.n, self.i, self.log, self.t0 = n, 0, log, time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.i += 1
+        self.log(f"[demo {self.i}/{self.n} {time.monotonic() - self.t0:6.1f}s] {text}")
+
+
+def _fit_all(curves: Any, train_ids: list[str], targets: list[Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Size law on every training run; schedule law per size that a held-out run has."""
+    from scalefit import api
+
+    boot = int(cfg.get("bootstrap", 0))
+    train = curves.select(train_ids)
+    fits = {"size-law": (api.fit(train, law=cfg.get("size_law", "multipower-size"), bootstrap=boot), None)}
+    sizes = train.runs["n_params"]
+    for n in sorted({t.n_params for t in targets if t.n_params in set(sizes)}):
+        ids = sorted(sizes.index[sizes == n])
+        fit = api.fit(curves.select(ids), law=cfg.get("schedule_law", "momentum"), bootstrap=boot)
+        fits[f"schedule-law N={n / 1e3:.0f}k"] = (fit, n)
+    return fits
+
+
+def _predict_all(fits: Mapping[str, Any], targets: list[Any], train: Any) -> list[dict[str, Any]]:
+    from scalefit.predict import predict_target
+
+    out = []
+    for name, (fit, size) in fits.items():
+        for t in targets:
+            if size is None or t.n_params == size:
+                pred = predict_target(fit, t, name=name, fitted=train)
+                out.append(pred | {"label": _label(t.runs_row())})
+    return out
+
+
+def _observe(preds: list[dict[str, Any]], curves: Any) -> None:
+    """Attach the actual loss at the predicted steps to each registered prediction."""
+    frame = curves.frame.set_index(["run_id", "step"])["loss"]
+    for p in preds:
+        steps = p["curve"]["steps"]
+        p["curve"]["observed"] = [float(frame.get((p["run_id"], s), float("nan"))) for s in steps]
+
+
+def run_demo(
+    out: str | Path = "scalefit-out", *, config: str | Path | Mapping[str, Any] | None = None,
+    address: str | None = None, store: str | Path | None = None, log: Callable[[str], None] = print,
+) -> int:  # fmt: skip
+    """Run the whole demo; returns the exit status (0: every held-out final inside its band)."""
+    from scalefit import report as rep
+    from scalefit import runner, sweep
+    from scalefit.store import read_curves
+
+    ladder, out = load_ladder(config), Path(out)
+    store = Path(store) if store else out / "runs"
+    train_spec, held_spec = sweep.parse_sweep(ladder["sweep"]), sweep.parse_sweep(ladder["heldout"])
+    stage = _Stages(7, log)
+    stage(f"training {len(train_spec.expand())} proxy runs on Ray -> {store}")
+    runner.run_sweep(train_spec, store, address, log=log)
+    train_ids = [c.run_id for c in train_spec.expand()]
+    curves = read_curves(store)
+    targets = held_out_targets(held_spec)
+    stage(f"fitting {ladder.get('fit', {})} on {len(train_ids)} runs")
+    fits = _fit_all(curves, train_ids, targets, ladder.get("fit", {}))
+    stage(f"predicting {len(targets)} held-out runs before training them")
+    preds = _predict_all(fits, targets, curves.select(train_ids))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.json").write_text(json.dumps(rep.jsonable(preds), indent=1))
+    stage(f"training the held-out runs: {', '.join(p['label'] for p in preds[: len(targets)])}")
+    runner.run_sweep(held_spec, store, address, log=log)
+    curves = read_curves(store)
+    _observe(preds, curves)
+    stage("comparing predictions with the trained runs")
+    report = _build_report(ladder, fits, curves, train_ids, targets, preds)
+    stage("extrapolating to the target and writing the report")
+    paths = rep.write_report(report, out)
+    return _verdict(report, paths, stage, log)
+
+
+def _build_report(ladder: Mapping[str, Any], fits: Mapping[str, Any], curves: Any, train_ids: list[str],
+                  targets: list[Any], preds: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    from scalefit import report as rep
+    from scalefit.predict import Target, best_schedule, predict_target
+
+    held_ids = [t.run_id for t in targets]
+    labels = {rid: _label(row) for rid, row in curves.runs.iterrows()}
+    entries = []
+    for name, (fit, size) in fits.items():
+        ids = [r for r in train_ids + held_ids if size is None or curves.runs.at[r, "n_params"] == size]
+        entries += rep.curve_entries(name, fit, curves.select(ids), held_ids)
+    for e in entries:
+        e["label"] = labels[e["run_id"]]
+    extra: dict[str, Any] = {}
+    spec = ladder.get("target")
+    size_fit = fits["size-law"][0]
+    if spec:
+        big = held_out_targets(_target_spec(spec))[0]
+        big = Target(big.schedule, big.n_params, big.tokens_per_step, "target " + _label(big.runs_row()), big.meta)
+        preds = preds + [predict_target(size_fit, big, name="size-law", fitted=curves.select(train_ids))]
+        extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd"))
+    report = rep.assemble(f"scalefit demo: {ladder.get('name', 'ladder')}", {k: f for k, (f, _) in fits.items()},
+                          curves=entries, targets=preds, provenance=rep.provenance(ladder=ladder), **extra)  # fmt: skip
+    held = report["heldout"]
+    inside = sum(bool(h["within_band"]) for h in held)
+    report["summary"] = [f"{inside} of {len(held)} held-out final losses lie inside the band predicted "
+                         "before those runs were trained."]  # fmt: skip
+    for h in held:
+        h["label"] = labels[h["run_id"]]
+    return report
+
+
+def _target_spec(spec: Mapping[str, Any]) -> Any:
+    from scalefit import schedules, sweep
+
+    sched = schedules.parse(spec["schedule"])
+    grid = {"model": [spec["model"]], "steps": [sched.total_steps], "schedule": [spec["schedule"]],
+            "peak_lr": [sched.peak_lr], "dataset": ["python-stdlib"]}  # fmt: skip
+    return sweep.parse_sweep({"sweep": "target", "grid": grid, "train": {"warmup": int(sched.warmup_steps)}})
+
+
+def _verdict(report: Mapping[str, Any], paths: Mapping[str, Path], stage: _Stages, log: Callable) -> int:
+    stage(f"report: {paths['html']} (JSON {paths['json'].name}, Markdown {paths['markdown'].name})")
+    ok = True
+    for h in report["heldout"]:
+        inside = bool(h["within_band"])
+        ok &= inside
+        log(f"  {h.get('label', h['run_id']):<34} [{h['fit']}] predicted {h['final_pred']:.4f} "
+            f"[{h['lo']:.4f}, {h['hi']:.4f}], actual {h['final_obs']:.4f}: {'inside' if inside else 'OUTSIDE'} band")
+    log("all held-out finals inside their bands" if ok else "some held-out finals fall outside their bands")
+    return 0 if ok else 1

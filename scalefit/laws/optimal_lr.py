@@ -1,0 +1,132 @@
+"""Optimal peak learning rate against model size and token horizon.
+
+Two stages, as in the LR-sweep literature (e.g. DeepSeek LLM 2024, arXiv:2401.02954; Bjorck et al. 2024,
+"Scaling Optimal LR Across Token Horizons", arXiv:2409.19913; Porian et al. 2024):
+
+1. Per (N, D) cell of an LR sweep, the final loss is locally quadratic in log LR:
+   ``L = c0 + c1 x + c2 x^2``, ``x = ln(peak_lr)``; the vertex ``x* = -c1 / (2 c2)`` gives LR*(N, D)
+   (``cell_optima``), with a delta-method SE of ``ln LR*`` from the quadratic's covariance. Cells whose
+   vertex is not a minimum (c2 <= 0) or lies outside the swept LRs are marked ``at_edge`` and left out.
+2. A power law across cells: ``LR*(N, D) = c * (N / n_ref)^a * (D / d_ref)^b`` (``OptimalLRLaw``), fitted
+   by the engine (Huber on log LR*, i.e. a robust log-linear regression). ``n_ref``/``d_ref`` only
+   centre the regression (c is LR* at the reference size and horizon). With ``horizon=False`` b = 0.
+
+If every size is trained at one tokens-per-parameter ratio, a and b are collinear: the engine reports
+the correlation in the Fit's warnings; fit with ``horizon=False`` then.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from scalefit.conventions import Counting, static_table
+from scalefit.laws.base import Design, Law, Param
+
+__all__ = ["OptimalLRLaw", "cell_optima", "quadratic_vertex"]
+
+
+def quadratic_vertex(log_lr: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """Vertex of the quadratic in log LR: ln LR*, its SE (NaN under 5 points), loss*, curvature c2."""
+    x = np.asarray(log_lr, dtype=float)
+    y = np.asarray(loss, dtype=float)
+    if len(x) > 4:
+        coef, cov = np.polyfit(x, y, 2, cov=True)
+    else:
+        coef, cov = np.polyfit(x, y, 2), np.full((3, 3), np.nan)
+    c2, c1, c0 = coef
+    x_star = -c1 / (2 * c2) if c2 != 0 else np.nan
+    grad = np.array([c1 / (2 * c2**2), -1 / (2 * c2), 0.0]) if c2 != 0 else np.full(3, np.nan)
+    se = float(np.sqrt(max(grad @ cov @ grad, 0.0))) if np.all(np.isfinite(cov)) else np.nan
+    edge = not (c2 > 0 and x.min() < x_star < x.max())
+    return {"log_lr_star": float(x_star), "log_lr_se": se, "loss_star": float(c0 - c1**2 / (4 * c2)),
+            "curvature": float(c2), "at_edge": bool(edge)}
+
+
+def cell_optima(
+    frame: pd.DataFrame, *, lr: str = "peak_lr", loss: str = "loss", by: tuple[str, ...] = ("N", "D")
+) -> pd.DataFrame:
+    """One row per cell (``by`` columns): lr_star, log_lr_star, log_lr_se, loss_star, curvature,
+    n_lrs and at_edge. Cells with fewer than 3 distinct LRs are skipped. Non-finite losses (diverged
+    runs) are dropped from their cell's quadratic."""
+    table = static_table(frame, (lr, loss, *by), law="optimal-lr")
+    rows = []
+    for key, cell in table.groupby(list(by), sort=True):
+        cell = cell[np.isfinite(cell[loss].to_numpy(float))]
+        if cell[lr].nunique() < 3:
+            continue
+        vertex = quadratic_vertex(np.log(cell[lr].to_numpy(float)), cell[loss].to_numpy(float))
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), **vertex, "n_lrs": int(cell[lr].nunique())})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out.insert(len(by), "lr_star", np.exp(out["log_lr_star"]))
+    return out
+
+
+class OptimalLRLaw(Law):
+    """``LR* = c (N/n_ref)^a (D/d_ref)^b``, fitted to per-cell optima (or a raw sweep, see ``design``)."""
+
+    name: ClassVar[str] = "optimal-lr"
+
+    def __init__(self, *, n: str = "N", d: str = "D", lr: str = "peak_lr", loss: str = "loss",
+                 horizon: bool = True, n_ref: float = 1e8, d_ref: float = 1e10,
+                 counting: Counting | dict[str, Any] | None = None) -> None:
+        self.n, self.d, self.lr, self.loss = n, d, lr, loss
+        self.horizon, self.n_ref, self.d_ref = bool(horizon), float(n_ref), float(d_ref)
+        self.counting = Counting.coerce(counting)
+
+    def config(self) -> dict[str, Any]:
+        return {"n": self.n, "d": self.d, "lr": self.lr, "loss": self.loss, "horizon": self.horizon,
+                "n_ref": self.n_ref, "d_ref": self.d_ref, "counting": self.counting.to_dict()}
+
+    def parameters(self) -> tuple[Param, ...]:
+        out = [
+            Param("c", 0.0, 1e3, log=True, grid=(1e-4, 1e-3, 1e-2), doc="LR* at n_ref, d_ref"),
+            Param("a", -5.0, 5.0, grid=(-0.5, 0.0), doc="size exponent"),
+        ]
+        if self.horizon:
+            out.append(Param("b", -5.0, 5.0, grid=(-0.5, 0.0), doc="token-horizon exponent"))
+        return tuple(out)
+
+    def floor(self, values: Any) -> float | None:
+        return None
+
+    def design(self, data: Any, *, predict: bool = False) -> Design:
+        """From a table of cells with an ``lr_star`` column, or a raw sweep (lr and loss per run)."""
+        by = (self.n, self.d) if self.horizon else (self.n,)
+        frame = static_table(data, by, law=self.name)
+        excluded: tuple[tuple[str, str], ...] = ()
+        if not predict and "lr_star" not in frame.columns:
+            cells = cell_optima(frame, lr=self.lr, loss=self.loss, by=by)
+            excluded = tuple((f"cell {dict(r[list(by)])}", "LR* at the edge of the sweep or not a minimum")
+                             for _, r in cells[cells.at_edge].iterrows())
+            frame = cells[~cells.at_edge].reset_index(drop=True)
+        log_n = np.log(frame[self.n].to_numpy(float) / self.n_ref)
+        log_d = np.log(frame[self.d].to_numpy(float) / self.d_ref) if self.horizon else np.zeros_like(log_n)
+        labels = np.array([f"cell{i}" for i in range(len(frame))])
+        keys = frame[list(by)].reset_index(drop=True).assign(run_id=labels)
+        y = frame["lr_star"].to_numpy(float) if "lr_star" in frame.columns and not predict else None
+        return Design(x={"log_n": log_n, "log_d": log_d}, y=y, groups=labels, keys=keys, excluded=excluded)
+
+    def _log_pred(self, theta: np.ndarray, x: Any) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        out = np.log(theta[..., 0, None]) + theta[..., 1, None] * x["log_n"]
+        if self.horizon:
+            out = out + theta[..., 2, None] * x["log_d"]
+        return out
+
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        return np.exp(self._log_pred(theta, design.x))
+
+    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        pred = self.predict(theta, design)
+        cols = [pred / float(theta[0]), pred * design.x["log_n"]]
+        if self.horizon:
+            cols.append(pred * design.x["log_d"])
+        return np.stack(cols, axis=1)

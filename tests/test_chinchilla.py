@@ -1,0 +1,147 @@
+"""Chinchilla law: the Epoch refit reproduced, why the objective is summed, the closed-form frontier,
+synthetic recovery and the bootstrap CIs against Epoch's published ones."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize, minimize_scalar
+
+from scalefit import datasets
+from scalefit.errors import DataError, FitWarning
+from scalefit.fitting import Objective, fit_law
+from scalefit.laws.base import numeric_jacobian
+from scalefit.laws.chinchilla import (
+    HOFFMANN,
+    ChinchillaLaw,
+    compute_optimal,
+    natural_values,
+    tokens_per_parameter,
+)
+
+ORDER = ("a", "b", "e", "alpha", "beta")
+
+
+@pytest.fixture(scope="module")
+def epoch() -> pd.DataFrame:
+    df = datasets.load("chinchilla-epoch")
+    kept = df[df["epoch_fit"]].reset_index(drop=True)
+    assert len(df) == 245 and len(kept) == 240
+    # Epoch's rule: drop the 5 highest-loss points.
+    assert kept["loss"].max() < np.sort(df["loss"].to_numpy())[-5]
+    return kept
+
+
+@pytest.fixture(scope="module")
+def epoch_fit(epoch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        return fit_law(ChinchillaLaw(), epoch, bootstrap=1000, seed=0)
+
+
+def test_reproduces_epoch_summed_huber_refit(epoch_fit):
+    nat = natural_values(epoch_fit.values)
+    assert nat["E"] == pytest.approx(1.817, abs=5e-4)
+    assert nat["alpha"] == pytest.approx(0.347, abs=5e-4)
+    assert nat["beta"] == pytest.approx(0.367, abs=5e-4)
+    assert nat["A"] == pytest.approx(478, rel=2e-3)
+    assert nat["B"] == pytest.approx(2143, rel=2e-3)
+    assert nat["a_exponent"] == pytest.approx(0.514, abs=1e-3)
+    assert epoch_fit.objective == pytest.approx(1.0183e-3, rel=1e-4)
+    assert epoch_fit.diagnostics["converged"] and epoch_fit.diagnostics["n_best"] >= 3
+    assert float(tokens_per_parameter(epoch_fit.values, 5.88e23)) == pytest.approx(18, abs=0.5)
+
+
+def test_alpha_beta_tradeoff_is_flagged(epoch_fit):
+    pairs = {tuple(w["params"]) for w in epoch_fit.warnings if w["code"] == "correlated"}
+    assert ("a", "alpha") in pairs and ("b", "beta") in pairs
+
+
+def test_bootstrap_cis_match_epoch(epoch_fit):
+    """Epoch's 95% CIs from 4,000 resamples; ours from 1,000 agree to within resampling noise."""
+    boot = epoch_fit.bootstrap
+    nat = np.column_stack([np.exp(boot[:, 0]), np.exp(boot[:, 1]), np.exp(boot[:, 2]), boot[:, 3], boot[:, 4]])
+    lo, hi = np.percentile(nat, [2.5, 97.5], axis=0)
+    published = {"A": (285.2, 743.6), "B": (1042.4, 5810.3), "E": (1.769, 1.871),
+                 "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}
+    for j, (name, (plo, phi)) in enumerate(published.items()):
+        assert lo[j] == pytest.approx(plo, rel=0.08), name
+        assert hi[j] == pytest.approx(phi, rel=0.08), name
+    tpp = tokens_per_parameter(boot, 5.88e23)
+    assert np.percentile(tpp, 2.5) < 18 < np.percentile(tpp, 97.5)
+
+
+def test_mean_huber_stops_early_at_hoffmann(epoch):
+    """Averaging the Huber loss makes L-BFGS-B (default tolerances) stop at its start: Hoffmann's values.
+    Summing, from the same start, reaches the Epoch refit."""
+    law = ChinchillaLaw()
+    obj = Objective(law, law.design(epoch))
+    u0 = np.array([HOFFMANN[k] for k in ORDER])
+    n = obj.valid.sum()
+
+    def mean(u):
+        f, g = obj.value_and_grad(u)
+        return f / n, g / n
+
+    stopped = minimize(mean, u0, jac=True, method="L-BFGS-B")
+    assert stopped.nit <= 3
+    assert natural_values(dict(zip(ORDER, stopped.x, strict=True)))["E"] == pytest.approx(1.693, abs=2e-3)
+    assert stopped.x == pytest.approx(u0, abs=2e-3)
+    summed = minimize(obj.value_and_grad, u0, jac=True, method="L-BFGS-B",
+                      options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 3000})
+    assert natural_values(dict(zip(ORDER, summed.x, strict=True)))["E"] == pytest.approx(1.817, abs=1e-3)
+    assert obj.value_and_grad(u0)[0] == pytest.approx(1.2312e-3, rel=1e-3)
+
+
+def test_jacobian_is_analytic_and_exact(epoch):
+    law = ChinchillaLaw()
+    design = law.design(epoch)
+    theta = np.array([6.2, 7.6, 0.6, 0.35, 0.37])
+    assert law.jacobian(theta, design) == pytest.approx(numeric_jacobian(law, theta, design), rel=1e-5)
+    many = law.predict_many(np.stack([theta, theta * 1.01]), design)
+    assert many[1] == pytest.approx(law.predict(theta * 1.01, design))
+
+
+def test_frontier_is_the_numeric_minimum():
+    values = {"a": np.log(400.0), "b": np.log(1500.0), "e": np.log(1.7), "alpha": 0.34, "beta": 0.30}
+    nat = natural_values(values)
+    budget = 1e22
+    n_opt, d_opt = compute_optimal(values, budget)
+
+    def loss(log_n):
+        n = np.exp(log_n)
+        return nat["A"] * n ** -nat["alpha"] + nat["B"] * (budget / (6 * n)) ** -nat["beta"]
+
+    best = minimize_scalar(loss, bounds=(10, 35), method="bounded", options={"xatol": 1e-10})
+    assert float(n_opt) == pytest.approx(np.exp(best.x), rel=1e-6)
+    assert float(n_opt * d_opt) * 6 == pytest.approx(budget)
+
+
+def test_recovers_synthetic_parameters():
+    rng = np.random.default_rng(0)
+    truth = {"a": 6.0, "b": 7.0, "e": 0.5, "alpha": 0.33, "beta": 0.36}
+    n = np.exp(rng.uniform(np.log(5e7), np.log(1e10), 150))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(3e11), 150))
+    clean = ChinchillaLaw().predict(np.array([truth[k] for k in ORDER]), ChinchillaLaw().design(
+        pd.DataFrame({"N": n, "D": d}), predict=True))
+    df = pd.DataFrame({"N": n, "D": d, "loss": clean * np.exp(0.003 * rng.standard_normal(150))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        fit = fit_law(ChinchillaLaw(), df, starts=8)
+    for k in ("e", "alpha", "beta"):
+        assert fit.values[k] == pytest.approx(truth[k], abs=0.02), k
+    assert abs(fit.values["a"] - truth["a"]) < 4 * fit.stderr["a"]
+
+
+def test_compute_column_and_missing_columns():
+    law = ChinchillaLaw()
+    design = law.design(pd.DataFrame({"N": [1e9], "C": [6e19], "loss": [2.5]}))
+    assert np.exp(design.x["log_d"]) == pytest.approx([1e10])
+    with pytest.raises(DataError) as err:
+        law.design(pd.DataFrame({"N": [1e9], "loss": [2.5]}))
+    assert err.value.column == "D"
+    with pytest.raises(DataError):
+        law.design(pd.DataFrame({"N": [-1.0], "D": [1e9], "loss": [2.5]}))

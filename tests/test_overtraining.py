@@ -1,0 +1,109 @@
+"""Over-training law (Gadre et al. 2024): the paper's published errors, synthetic recovery, warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalefit import datasets
+from scalefit.chains import derived, difference_test
+from scalefit.errors import DataError, FitWarning
+from scalefit.fitting import fit_law
+from scalefit.laws.base import numeric_jacobian
+from scalefit.laws.overtraining import OvertrainingLaw
+
+SMALL = ["d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8"]
+
+
+def gadre_split(dataset: str, target_m: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's Table 2 split: 5 fitted runs; targets 1.4B at ``target_m`` and 6.9B at M=20."""
+    runs = datasets.load("gadre-overtraining")
+    d = runs[runs.dataset == dataset]
+    fit = d[(d.model.isin(SMALL) & (d.M == 20)) | ((d.model == SMALL[0]) & (d.M == 320))]
+    target = pd.concat([d[(d.model == "open_lm_1b") & (d.M == target_m)], d[(d.model == "open_lm_7b") & (d.M == 20)]])
+    return fit, target
+
+
+def quiet_fit(*args, **kwargs):
+    kwargs.setdefault("starts", 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        return fit_law(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def rpj_fit():
+    fit, target = gadre_split("rpj", 640)
+    return quiet_fit(OvertrainingLaw(loss="loss_c4_val"), fit, objective="lsq", bootstrap=200, seed=0), target
+
+
+def test_gadre_rpj_loss_errors_reproduced(rpj_fit):
+    fit, target = rpj_fit
+    pred = fit.predict(target)
+    rel = 100 * np.abs(pred.loss_pred.to_numpy() - target.loss_c4_val.to_numpy()) / target.loss_c4_val.to_numpy()
+    np.testing.assert_allclose(rel, [0.71, 0.73], atol=0.05)  # published: 0.71% (1.4B M=640), 0.73% (6.9B)
+    assert fit.values["E"] == pytest.approx(1.837, abs=1e-3)  # README: E = 1.837
+    assert 2 * fit.values["eta"] == pytest.approx(0.273, abs=1e-3)  # exponent on N and D
+
+
+@pytest.mark.parametrize(("dataset", "target_m", "published"), [("c4_original", 80, [1.50, 4.30]),
+                                                                ("rw_original", 320, [0.01, 1.62])])
+def test_gadre_c4_and_refinedweb_loss_errors(dataset, target_m, published):
+    train, target = gadre_split(dataset, target_m)
+    fit = quiet_fit(OvertrainingLaw(loss="loss_c4_val"), train, objective="lsq")
+    pred = fit.predict(target).loss_pred.to_numpy()
+    rel = 100 * np.abs(pred - target.loss_c4_val.to_numpy()) / target.loss_c4_val.to_numpy()
+    np.testing.assert_allclose(rel, published, atol=0.05)
+
+
+def _synthetic(theta, noise, seed=0):
+    rng = np.random.default_rng(seed)
+    n = np.repeat([2e7, 6e7, 1.5e8, 4e8], 4)
+    m = np.tile([5.0, 20.0, 80.0, 320.0], 4)
+    frame = pd.DataFrame({"N": n, "D": n * m})
+    law = OvertrainingLaw()
+    clean = law.predict(np.asarray(theta), law.design(frame, predict=True))
+    return frame.assign(loss=clean * np.exp(noise * rng.standard_normal(len(n))))
+
+
+def test_synthetic_parameters_recovered():
+    truth = {"E": 1.8, "a": 200.0, "b": 350.0, "eta": 0.14}
+    fit = quiet_fit(OvertrainingLaw(), _synthetic(list(truth.values()), noise=5e-4))
+    for name, value in truth.items():
+        assert fit.values[name] == pytest.approx(value, rel=0.08), name
+    law = OvertrainingLaw()
+    design = law.design(_synthetic(list(truth.values()), 0.0))
+    theta = np.array(list(truth.values()))
+    np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=1e-5)
+
+
+def test_one_multiplier_cannot_separate_a_and_b():
+    frame = _synthetic([1.8, 200.0, 350.0, 0.14], noise=5e-4)
+    fit = quiet_fit(OvertrainingLaw(), frame[frame.D / frame.N == 20.0])
+    codes = {w["code"] for w in fit.warnings}
+    assert codes & {"correlated", "no_covariance"}, codes
+
+
+def test_bootstrap_cis_and_difference_between_datasets(rpj_fit):
+    fit, _ = rpj_fit
+    assert fit.bootstrap.shape == (200, 4)
+    lo, hi = fit.ci["E"]
+    assert lo <= fit.values["E"] <= hi
+    alpha = derived(fit, lambda v: 2 * v["eta"])
+    assert alpha["value"] == pytest.approx(2 * fit.values["eta"])
+    assert alpha["ci"][0] <= alpha["value"] <= alpha["ci"][1]
+    c4_train, _ = gadre_split("c4_original", 80)
+    c4 = quiet_fit(OvertrainingLaw(loss="loss_c4_val"), c4_train, objective="lsq", bootstrap=200, seed=1)
+    test = difference_test(fit, c4, "E")  # RedPajama's C4-eval floor (1.84) vs C4's own (1.51)
+    assert test["diff"] == pytest.approx(0.329, abs=0.01)
+    same = difference_test(fit, fit, "E")
+    assert same["diff"] == 0.0 and not same["significant"]
+
+
+def test_missing_column_names_it():
+    with pytest.raises(DataError) as err:
+        OvertrainingLaw(loss="loss_c4_val").design(pd.DataFrame({"N": [1e8], "D": [2e9]}))
+    assert err.value.column == "loss_c4_val"

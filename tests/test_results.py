@@ -1,0 +1,118 @@
+"""``Fit``: immutability, exact JSON round trip, lmfit Parameters, prediction bands, and ``sf.fit``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+
+import lmfit
+import numpy as np
+import pandas as pd
+import pytest
+
+import scalefit as sf
+from scalefit.errors import ConfigError, FitWarning
+from scalefit.laws.chinchilla import ChinchillaLaw
+from scalefit.results import Fit
+
+TRUE = np.array([6.0, 7.0, 0.5, 0.33, 0.36])  # a, b, e, alpha, beta
+
+
+def table(n: int = 60, seed: int = 0, noise: float = 0.004) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    nn = np.exp(rng.uniform(np.log(5e7), np.log(1e10), n))
+    dd = np.exp(rng.uniform(np.log(1e9), np.log(3e11), n))
+    law = ChinchillaLaw()
+    clean = law.predict(TRUE, law.design(pd.DataFrame({"N": nn, "D": dd}), predict=True))
+    loss = clean * np.exp(noise * rng.standard_normal(n))
+    return pd.DataFrame({"run_id": [f"run{i}" for i in range(n)], "N": nn, "D": dd, "loss": loss})
+
+
+@pytest.fixture(scope="module")
+def fits() -> tuple[Fit, Fit]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        plain = sf.fit(table(), law="chinchilla", starts=6)
+        boot = sf.fit(table(), law="chinchilla", starts=6, bootstrap=100, seed=1)
+    return plain, boot
+
+
+def test_fit_is_immutable(fits):
+    fit = fits[1]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.values = {}
+    with pytest.raises(TypeError):
+        fit.values["a"] = 1.0
+    with pytest.raises(TypeError):
+        fit.diagnostics["objective"] = 0.0
+    with pytest.raises(ValueError):
+        fit.bootstrap[0, 0] = 0.0
+    with pytest.raises(ValueError):
+        fit.covariance[0, 0] = 0.0
+    fit.theta[0] = 99.0  # a copy
+    assert fit.values["a"] != 99.0
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_json_round_trip_predicts_identical_numbers(fits, which):
+    fit = fits[which]
+    text = fit.to_json()
+    json.loads(text)  # strict JSON: no NaN/Infinity tokens
+    again = Fit.from_json(text)
+    target = table(n=10, seed=9)
+    a, b = fit.predict(target), again.predict(target)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert again.values == fit.values and again.bounds == fit.bounds
+    assert again.to_json() == text
+    assert again.law_config == ChinchillaLaw().config()
+
+
+def test_lmfit_parameters(fits):
+    fit = fits[0]
+    params = fit.params
+    assert isinstance(params, lmfit.Parameters)
+    assert list(params) == ["a", "b", "e", "alpha", "beta"]
+    assert params["alpha"].value == fit.values["alpha"]
+    assert params["alpha"].stderr == pytest.approx(fit.stderr["alpha"])
+    assert (params["alpha"].min, params["alpha"].max) == (0.0, 5.0)
+    assert params["e"].value == pytest.approx(TRUE[2], abs=0.03)
+
+
+def test_predict_columns_and_bands(fits):
+    plain, boot = fits
+    target = table(n=10, seed=9)
+    for fit in (plain, boot):  # delta-method band, bootstrap-percentile band
+        pred = fit.predict(target)
+        assert list(pred.columns[:1]) == ["run_id"]
+        assert {"loss_pred", "lo", "hi", "N", "D"} <= set(pred.columns)
+        assert np.all(pred["lo"] < pred["loss_pred"]) and np.all(pred["loss_pred"] < pred["hi"])
+    wide = boot.predict(target, ci=0.99)
+    narrow = boot.predict(target, ci=0.5)
+    assert np.all(wide["hi"] - wide["lo"] > narrow["hi"] - narrow["lo"])
+    noisy = boot.predict(target, noise=True)
+    assert np.all(noisy["hi"] - noisy["lo"] > boot.predict(target)["hi"] - boot.predict(target)["lo"])
+    truth = ChinchillaLaw().predict(TRUE, ChinchillaLaw().design(target))
+    inside = (noisy["lo"] <= truth) & (truth <= noisy["hi"])
+    assert inside.mean() >= 0.8
+
+
+def test_api_routes_options():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        fit = sf.fit(table().rename(columns={"loss": "final"}), law="chinchilla", loss="final", starts=4,
+                     delta=1e-2)
+    assert fit.law_config["loss"] == "final"
+    assert fit.options["delta"] == 1e-2 and fit.options["starts"] == 4
+    with pytest.raises(ConfigError):
+        sf.fit(table(), law=ChinchillaLaw(), loss="final")
+    with pytest.raises(ConfigError):
+        sf.fit(table(), law="chinchilla", ci=1.5)
+
+
+def test_summary_and_provenance(fits):
+    fit = fits[0]
+    assert fit.provenance["scalefit_version"] == sf.__version__
+    assert fit.data_summary["n_points"] == 60 and fit.data_summary["n_groups"] == 60
+    text = fit.summary()
+    assert "alpha" in text and f"{fit.values['alpha']:.6g}" in text

@@ -1,0 +1,134 @@
+"""The Ray runner on a real loopback cluster (the session fixture ``ray_cluster``, with one fake GPU).
+
+Runs are tiny GPTs on a token file made from this repository's own Python source (real text, no corpus
+scan), so each test spends its time in Ray and the store, not in data preparation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scalefit as sf
+from scalefit.runner import NAMESPACE, ray_map, run_sweep
+from scalefit.sweep import parse_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder with train.bin / val.bin: bytes of scalefit's sources as uint16 tokens."""
+    folder = tmp_path_factory.mktemp("tokens")
+    text = b"".join(p.read_bytes() for p in sorted((ROOT / "scalefit").glob("*.py")))
+    arr = np.frombuffer(text, dtype=np.uint8).astype(np.uint16)
+    cut = int(len(arr) * 0.9)
+    arr[:cut].tofile(folder / "train.bin")
+    arr[cut:].tofile(folder / "val.bin")
+    return str(folder)
+
+
+def _spec(name: str, grids: list[dict], steps: int, tokens: str, **resources: object):
+    runs = [{"model": [TINY], "steps": steps, "peak_lr": 0.01, "dataset": tokens, **g} for g in grids]
+    train = {"batch_size": 4, "warmup": 2, "eval_every": 0, "checkpoint_every": 10, "device": "cpu"}
+    return parse_sweep({"sweep": name, "runs": runs, "train": train, "resources": {"num_cpus": 1, **resources}})
+
+
+def _assert_every_step_once(curves: sf.Curves, steps: int) -> None:
+    for run_id in curves.run_ids:
+        got = curves.frame.loc[curves.frame["run_id"] == run_id, "step"].to_numpy()
+        np.testing.assert_array_equal(got, np.arange(steps), err_msg=run_id)
+
+
+def test_sweep_completes_reads_back_and_a_resubmission_trains_nothing(ray_cluster, tokens, tmp_path) -> None:
+    spec = _spec("basic", [{"schedule": "cosine", "family": {"decay": 0.5, "resolution": 4}}], 40, tokens)
+    lines: list[str] = []
+    summary = run_sweep(spec, tmp_path, log=lines.append, progress_interval=1.0)
+    assert (summary.total, summary.ok, summary.failed, summary.skipped) == (3, 3, 0, 0)
+    assert any("3/3 done" in line and "tokens/s" in line for line in lines)
+    curves = sf.read_curves(tmp_path)
+    assert sorted(curves.run_ids) == sorted(c.run_id for c in spec.expand())
+    assert set(curves.runs["status"]) == {"ok"} and set(curves.runs["sweep"]) == {"basic"}
+    _assert_every_step_once(curves, 40)
+    trunk, branch = (c for c in spec.expand() if c.schedule.kind != "cosine")
+    f = curves.frame.set_index(["run_id", "step"])
+    np.testing.assert_array_equal(f.loc[branch.run_id]["loss"][:20], f.loc[trunk.run_id]["loss"][:20])
+    assert f.loc[branch.run_id]["lr"].iloc[-1] < f.loc[trunk.run_id]["lr"].iloc[-1] == 0.01
+
+    chunks = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.parquet")}
+    again = run_sweep(spec, tmp_path, log=lines.append)
+    assert (again.skipped, again.ok, again.results) == (3, 0, ())
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.parquet")} == chunks
+
+
+def test_four_quarter_gpu_actors_share_one_gpu_and_a_failing_run_is_recorded(ray_cluster, tokens, tmp_path):
+    good = {"schedule": "constant", "seed": [0, 1, 2, 3]}
+    bad = {"schedule": "cosine", "dataset": str(tmp_path / "no-such-tokens")}
+    spec = _spec("gpu4", [good, bad], 60, tokens, num_gpus=0.25, max_actors=4)
+    summary = run_sweep(spec, tmp_path / "store", progress_interval=1.0)
+    assert (summary.ok, summary.failed) == (4, 1)
+    ok = [r for r in summary.results if r["status"] == "ok"]
+    assert len({r["pid"] for r in ok}) == 4  # four actors ...
+    assert max(r["started"] for r in ok) < min(r["finished"] for r in ok)  # ... training at the same time
+    (failed,) = [r for r in summary.results if r["status"] == "failed"]
+    run = pd.read_parquet(tmp_path / "store" / failed["run_id"] / "run.parquet").iloc[0]
+    assert run["status"] == "failed" and "token file not found" in run["error"]
+    assert run["dataset"].endswith("no-such-tokens") and run["sweep"] == "gpu4"
+
+
+def _kill_actors_mid_run(prefix: str, kills: int, steps: int, log: list[tuple[int, int]]) -> None:
+    """SIGKILL a busy actor's worker process ``kills`` times, each at a random step of its run."""
+    import ray
+
+    rng = random.Random(7)
+    deadline = time.monotonic() + 120
+    while len(log) < kills and time.monotonic() < deadline:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]  # fmt: skip
+        target = rng.randrange(5, steps - 10)
+        for name in rng.sample(names, len(names)):
+            actor = ray.get_actor(name, namespace=NAMESPACE)
+            try:
+                status = ray.get(actor.status.remote(), timeout=5)
+            except ray.exceptions.RayError:
+                continue
+            if status and status["step"] is not None and status["step"] >= target:
+                pid = ray.get(actor.pid.remote(), timeout=5)
+                os.kill(pid, signal.SIGKILL)
+                log.append((pid, status["step"]))
+                break
+        time.sleep(0.02)
+
+
+def test_killed_actors_restart_and_every_run_resumes_with_each_step_once(ray_cluster, tokens, tmp_path):
+    steps, kills, killed = 200, 3, []
+    spec = _spec("chaos", [{"schedule": ["constant", "cosine", "linear"]}], steps, tokens,
+                 max_restarts=10, max_task_retries=10)  # fmt: skip
+    killer = threading.Thread(target=_kill_actors_mid_run, args=("chaos-", kills, steps, killed))
+    killer.start()
+    summary = run_sweep(spec, tmp_path, progress_interval=1.0)
+    killer.join()
+    assert len(killed) == kills and all(step >= 5 for _, step in killed)
+    assert (summary.ok, summary.failed) == (3, 0)
+    assert any(r["resumed_from"] for r in summary.results)  # a retried run picked up its checkpoint
+    curves = sf.read_curves(tmp_path)
+    _assert_every_step_once(curves, steps)
+    raw = pd.concat(pd.read_parquet(p) for p in tmp_path.glob("*/curves-*.parquet"))
+    assert raw.groupby("run_id")["step"].nunique().eq(steps).all()  # no gap was left by a kill
+
+
+def test_ray_map_keeps_order_with_bounded_in_flight(ray_cluster) -> None:
+    assert ray_map(math.factorial, range(12), max_in_flight=3) == [math.factorial(i) for i in range(12)]
+    offset = 10
+    assert ray_map(lambda x: (x + offset) ** 2, [1, 2, 3]) == [121, 144, 169]
+    assert ray_map(abs, []) == []
