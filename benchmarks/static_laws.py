@@ -28,16 +28,24 @@ from scalefit import datasets
 from scalefit.chains import chain_downstream, translate_fit
 from scalefit.errors import FitWarning
 from scalefit.fitting import fit_law
-from scalefit.laws.chinchilla import ChinchillaLaw, HOFFMANN, natural_values, tokens_per_parameter
+from scalefit.laws.chinchilla import HOFFMANN, ChinchillaLaw, natural_values, tokens_per_parameter
 from scalefit.laws.downstream import DownstreamLaw
 from scalefit.laws.isoflop import isoflop_exponent
 from scalefit.laws.loss_to_loss import KaplanLaw, LossToLossLaw, pair_runs
 from scalefit.laws.overtraining import OvertrainingLaw
 
-EPOCH = {"E": (1.8172, 1.769, 1.871), "A": (482.01, 285.2, 743.6), "B": (2085.43, 1042.4, 5810.3),
-         "alpha": (0.3478, 0.317, 0.373), "beta": (0.3658, 0.331, 0.415)}
-GADRE = {"rpj": (640, [0.71, 0.73], [3.64, 0.05]), "c4_original": (80, [1.50, 4.30], [9.58, 0.14]),
-         "rw_original": (320, [0.01, 1.62], [5.62, 2.94])}
+EPOCH = {
+    "E": (1.8172, 1.769, 1.871),
+    "A": (482.01, 285.2, 743.6),
+    "B": (2085.43, 1042.4, 5810.3),
+    "alpha": (0.3478, 0.317, 0.373),
+    "beta": (0.3658, 0.331, 0.415),
+}
+GADRE = {
+    "rpj": (640, [0.71, 0.73], [3.64, 0.05]),
+    "c4_original": (80, [1.50, 4.30], [9.58, 0.14]),
+    "rw_original": (320, [0.01, 1.62], [5.62, 2.94]),
+}
 SMALL = ["d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8"]
 
 
@@ -75,22 +83,40 @@ def epoch_section(n_boot: int, n_naive: int) -> dict:
     t_boot = time.perf_counter() - t0 - t_fit
     ours = natural_values(fit.values)
     boot = np.asarray(fit.bootstrap)
-    draws = {"A": np.exp(boot[:, 0]), "B": np.exp(boot[:, 1]), "E": np.exp(boot[:, 2]),
-             "alpha": boot[:, 3], "beta": boot[:, 4]}
-    params = {k: {"published": pub, "ours": [ours[k], *np.percentile(draws[k], [2.5, 97.5]).tolist()]}
-              for k, pub in EPOCH.items()}
+    draws = {
+        "A": np.exp(boot[:, 0]),
+        "B": np.exp(boot[:, 1]),
+        "E": np.exp(boot[:, 2]),
+        "alpha": boot[:, 3],
+        "beta": boot[:, 4],
+    }
+    params = {
+        k: {"published": pub, "ours": [ours[k], *np.percentile(draws[k], [2.5, 97.5]).tolist()]}
+        for k, pub in EPOCH.items()
+    }
     a_draws = draws["beta"] / (draws["alpha"] + draws["beta"])
     t_naive = naive_epoch_refits(data, n_naive, seed=1)
     return {
-        "n_points": len(data), "objective": point.objective, "objective_published_recheck": 1.0183e-3,
+        "n_points": len(data),
+        "objective": point.objective,
+        "objective_published_recheck": 1.0183e-3,
         "params [value, 2.5%, 97.5%]": params,
-        "a=beta/(alpha+beta)": {"published": [0.513, 0.020], "ours [value, bootstrap SE]":
-                                [ours["a_exponent"], float(np.std(a_draws))]},
-        "tokens_per_param_at_5.88e23": {"published": 18.4,
-                                        "ours": float(tokens_per_parameter(fit.values, 5.88e23))},
-        "bootstrap": {"resamples": n_boot, "seconds": t_boot, "goal_seconds": 10.0,
-                      "naive_resamples_timed": n_naive, "naive_seconds_extrapolated": t_naive * n_boot / n_naive,
-                      "speedup": t_naive * n_boot / n_naive / t_boot},
+        "a=beta/(alpha+beta)": {
+            "published": [0.513, 0.020],
+            "ours [value, bootstrap SE]": [ours["a_exponent"], float(np.std(a_draws))],
+        },
+        "tokens_per_param_at_5.88e23": {
+            "published": 18.4,
+            "ours": float(tokens_per_parameter(fit.values, 5.88e23)),
+        },
+        "bootstrap": {
+            "resamples": n_boot,
+            "seconds": t_boot,
+            "goal_seconds": 10.0,
+            "naive_resamples_timed": n_naive,
+            "naive_seconds_extrapolated": t_naive * n_boot / n_naive,
+            "speedup": t_naive * n_boot / n_naive / t_boot,
+        },
     }
 
 
@@ -98,15 +124,34 @@ def gadre_dataset(runs: pd.DataFrame, dataset: str, n_boot: int) -> dict:
     target_m, pub_loss, pub_err = GADRE[dataset]
     d = runs[runs.dataset == dataset]
     train = d[(d.model.isin(SMALL) & (d.M == 20)) | ((d.model == SMALL[0]) & (d.M == 320))]
-    target = pd.concat([d[(d.model == "open_lm_1b") & (d.M == target_m)], d[(d.model == "open_lm_7b") & (d.M == 20)]])
+    target = pd.concat(
+        [d[(d.model == "open_lm_1b") & (d.M == target_m)], d[(d.model == "open_lm_7b") & (d.M == 20)]]
+    )
     err_train = pd.concat([train, d[(d.model == "open_lm_1b") & (d.M == 20)]])
-    out = {"targets": ["1.4B M=%g" % target_m, "6.9B M=20"], "published_loss_rel_err_%": pub_loss,
-           "published_err_rel_err_%": pub_err}
+    out = {
+        "targets": [f"1.4B M={target_m:g}", "6.9B M=20"],
+        "published_loss_rel_err_%": pub_loss,
+        "published_err_rel_err_%": pub_err,
+    }
     for objective in ("lsq", "huber_log"):
-        loss_fit = quiet(fit_law, OvertrainingLaw(loss="loss_c4_val"), train, objective=objective,
-                         starts="all", bootstrap=n_boot, seed=0)
-        err_fit = quiet(fit_law, DownstreamLaw(loss="loss_c4_val", err="err_avg17"), err_train,
-                        objective=objective, starts="all", bootstrap=n_boot, seed=1)
+        loss_fit = quiet(
+            fit_law,
+            OvertrainingLaw(loss="loss_c4_val"),
+            train,
+            objective=objective,
+            starts="all",
+            bootstrap=n_boot,
+            seed=0,
+        )
+        err_fit = quiet(
+            fit_law,
+            DownstreamLaw(loss="loss_c4_val", err="err_avg17"),
+            err_train,
+            objective=objective,
+            starts="all",
+            bootstrap=n_boot,
+            seed=1,
+        )
         chain = chain_downstream(loss_fit, err_fit, target)
         rel = lambda p, t: (100 * np.abs(p - t) / t).round(3).tolist()  # noqa: E731
         out[objective] = {
@@ -114,8 +159,9 @@ def gadre_dataset(runs: pd.DataFrame, dataset: str, n_boot: int) -> dict:
             "err_rel_err_%": rel(chain.err_pred.to_numpy(), target.err_avg17.to_numpy()),
             "loss_95%_band": chain[["loss_lo", "loss_hi"]].round(4).to_numpy().tolist(),
             "err_95%_band": chain[["err_lo", "err_hi"]].round(4).to_numpy().tolist(),
-            "truth_inside_err_band": ((chain.err_lo <= target.err_avg17.to_numpy())
-                                      & (target.err_avg17.to_numpy() <= chain.err_hi)).tolist(),
+            "truth_inside_err_band": (
+                (chain.err_lo <= target.err_avg17.to_numpy()) & (target.err_avg17.to_numpy() <= chain.err_hi)
+            ).tolist(),
             "values": {**dict(loss_fit.values), **dict(err_fit.values)},
         }
     return out
@@ -138,33 +184,52 @@ def l2l_section(starts: int) -> dict:
     for name, g in sweep.groupby("data"):
         train, test = g[g.iso_flop <= 1.01e19], g[g.iso_flop > 1.01e19]
         row = {}
-        for form, law in (("kaplan", KaplanLaw(loss="val_loss", n="params", d="tokens")),
-                          ("chinchilla", ChinchillaLaw(loss="val_loss", n="params", d="tokens"))):
+        for form, law in (
+            ("kaplan", KaplanLaw(loss="val_loss", n="params", d="tokens")),
+            ("chinchilla", ChinchillaLaw(loss="val_loss", n="params", d="tokens")),
+        ):
             fit = quiet(fit_law, law, train, starts=starts)
-            row[form] = {"test_rel_err_%": _mean_rel(fit.predict(test).loss_pred.to_numpy(), test.val_loss.to_numpy()),
-                         "E": float(fit.values["E"]) if "E" in fit.values else float(np.exp(fit.values["e"]))}
+            row[form] = {
+                "test_rel_err_%": _mean_rel(fit.predict(test).loss_pred.to_numpy(), test.val_loss.to_numpy()),
+                "E": float(fit.values["E"]) if "E" in fit.values else float(np.exp(fit.values["e"])),
+            }
             laws.setdefault(name, {})[form] = fit
         per_dataset[name] = row
     pairs = {}
     for src, dst in permutations(sorted(laws), 2):
-        p = pair_runs(sweep[sweep.data == src], sweep[sweep.data == dst], loss0="val_loss", loss1="val_loss",
-                      on=("params", "tokens", "iso_flop"))
+        p = pair_runs(
+            sweep[sweep.data == src],
+            sweep[sweep.data == dst],
+            loss0="val_loss",
+            loss1="val_loss",
+            on=("params", "tokens", "iso_flop"),
+        )
         train, test = p[p.iso_flop <= 1.01e19], p[p.iso_flop > 1.01e19]
         e0, e1 = (laws[k]["kaplan"].values["E"] for k in (src, dst))
         mapping = quiet(fit_law, LossToLossLaw(e0=e0, e1=e1), train, starts=4)
         moved = translate_fit(laws[src]["kaplan"], mapping)
         frame = sweep[(sweep.data == dst) & held]
         pairs[f"{src}->{dst}"] = {
-            "kappa": mapping.values["kappa"], "K": mapping.values["K"], "n_test": len(test),
+            "kappa": mapping.values["kappa"],
+            "K": mapping.values["K"],
+            "n_test": len(test),
             "map_rel_err_%": _mean_rel(mapping.predict(test).loss_pred.to_numpy(), test.loss1.to_numpy()),
-            "translated_law_rel_err_%": _mean_rel(moved.predict(frame).loss_pred.to_numpy(),
-                                                  frame.val_loss.to_numpy()),
+            "translated_law_rel_err_%": _mean_rel(
+                moved.predict(frame).loss_pred.to_numpy(), frame.val_loss.to_numpy()
+            ),
             "direct_law_rel_err_%": per_dataset[dst]["kaplan"]["test_rel_err_%"],
         }
-    summary = {k: float(np.mean([v[k] for v in pairs.values()]))
-               for k in ("map_rel_err_%", "translated_law_rel_err_%", "direct_law_rel_err_%")}
-    return {"fit_budgets": "<= 1e19", "test_budgets": [2.2e19, 4.84e19], "per_dataset": per_dataset,
-            "pairs_train_to_train": pairs, "mean_over_pairs": summary}
+    summary = {
+        k: float(np.mean([v[k] for v in pairs.values()]))
+        for k in ("map_rel_err_%", "translated_law_rel_err_%", "direct_law_rel_err_%")
+    }
+    return {
+        "fit_budgets": "<= 1e19",
+        "test_budgets": [2.2e19, 4.84e19],
+        "per_dataset": per_dataset,
+        "pairs_train_to_train": pairs,
+        "mean_over_pairs": summary,
+    }
 
 
 def porian_section(n_boot: int) -> dict:
@@ -178,8 +243,9 @@ def porian_section(n_boot: int) -> dict:
         out[f"{g.dataset.iloc[0]}: {label}"] = {
             "published": [pub.n_exponent, pub["n_exponent_boot_p2.5"], pub["n_exponent_boot_p97.5"]],
             "ours_akima": [fit.exponent, *fit.ci],
-            "ours_parabola (Approach 2)": quiet(isoflop_exponent, g, method="parabola", n_boot=n_boot,
-                                                noise=noise).exponent,
+            "ours_parabola (Approach 2)": quiet(
+                isoflop_exponent, g, method="parabola", n_boot=n_boot, noise=noise
+            ).exponent,
         }
     return out
 

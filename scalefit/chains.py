@@ -110,9 +110,14 @@ def translate_fit(fit: Fit, map_fit: Fit) -> Fit:
     mv = _map_values(map_fit)
     own = np.array([fit.theta] + ([] if fit.bootstrap is None else list(np.asarray(fit.bootstrap))))
     n = min(len(own), len(mv["K"]))
-    src = {q: np.exp(own[:n, j]) if p in lse else own[:n, j] for j, (p, q) in enumerate(zip(names, natural))}
+    src = {
+        q: np.exp(own[:n, j]) if p in lse else own[:n, j]
+        for j, (p, q) in enumerate(zip(names, natural, strict=True))
+    }
     new = translate_values(src, **{k: v[:n] for k, v in mv.items()})
-    table = np.stack([np.log(new[q]) if p in lse else new.get(q, src[q]) for p, q in zip(names, natural)], 1)
+    table = np.stack(
+        [np.log(new[q]) if p in lse else new.get(q, src[q]) for p, q in zip(names, natural, strict=True)], 1
+    )
     warn = (
         []
         if fit.law == "kaplan"

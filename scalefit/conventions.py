@@ -193,7 +193,9 @@ def static_table(data: Any, columns: tuple[str, ...], *, law: str) -> pd.DataFra
     frame = data.final() if hasattr(data, "final") and not isinstance(data, pd.DataFrame) else data
     if not isinstance(frame, pd.DataFrame):
         raise DataError(
-            f"the {law} law needs a table of runs", value=type(data).__name__, fix="pass a DataFrame or Curves"
+            f"the {law} law needs a table of runs",
+            value=type(data).__name__,
+            fix="pass a DataFrame or Curves",
         )
     for col in columns:
         if col not in frame.columns:

@@ -65,7 +65,8 @@ def _stdlib_docs() -> list[Doc]:
 def _pydoc_docs() -> list[Doc]:
     from pydoc_data.topics import topics
 
-    return [(k, len(topics[k]), lambda k=k: topics[k].encode()) for k in sorted(topics)]
+    encoded = {k: v.encode() for k, v in topics.items()}
+    return [(k, len(encoded[k]), lambda k=k: encoded[k]) for k in sorted(encoded)]
 
 
 def _shakespeare_dir() -> Path:

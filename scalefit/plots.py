@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = ["curves_figure", "residuals_figure", "target_figure", "schedules_figure", "parity_figure"]
+__all__ += ["short_schedule"]
 
 _LOSS_LABEL = "loss (nats/token)"
 
@@ -49,7 +50,7 @@ def curves_figure(curves: Sequence[Mapping[str, Any]], title: str) -> bytes:
         steps = _positive_steps(_arr(c["steps"]))
         held = c.get("role") == "heldout"
         ax.plot(steps, _arr(c["observed"]), color=color, lw=1.0, alpha=0.55)
-        label = f"{c['run_id']} ({'held out' if held else 'fitted'})"
+        label = f"{_name(c)} ({'held out' if held else 'fitted'})"
         ax.plot(steps, _arr(c["predicted"]), color=color, lw=1.6, ls="--" if held else ":", label=label)
         if held and c.get("lo") is not None:
             ax.fill_between(steps, _arr(c["lo"]), _arr(c["hi"]), color=color, alpha=0.18, lw=0)
@@ -57,20 +58,35 @@ def curves_figure(curves: Sequence[Mapping[str, Any]], title: str) -> bytes:
     ax.set_xlabel("optimizer step (log scale)")
     ax.set_ylabel(_LOSS_LABEL)
     ax.set_title(title + "\nthin solid: observed; dotted: fit; dashed + band: held-out prediction")
-    _loss_ylim(ax, [c["observed"] for c in curves])
+    _loss_ylim(ax, [(c["steps"], c["observed"]) for c in curves])
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     return _png(fig)
 
 
-def _loss_ylim(ax: Any, series: Sequence[Sequence[float]]) -> None:
-    """Clip the y range to the informative part (skip the first few percent of a curve's steps)."""
-    tails = [_arr(s)[len(s) // 20 :] for s in series if len(s)]
-    vals = np.concatenate(tails) if tails else np.array([])
+def _loss_ylim(ax: Any, series: Sequence[tuple[Sequence[float], Sequence[float]]]) -> None:
+    """Clip the y range to the informative part: steps past 2% of the longest run (skips the initial
+    drop from ~ln(vocab), which would flatten everything else)."""
+    pairs = [(_arr(s), _arr(v)) for s, v in series if len(v)]
+    if not pairs:
+        return
+    last = max(float(np.nanmax(s)) for s, _ in pairs)
+    vals = np.concatenate([v[s >= 0.02 * last] for s, v in pairs])
     vals = vals[np.isfinite(vals)]
     if vals.size:
-        lo, hi = float(vals.min()), float(np.quantile(vals, 0.98))
+        lo, hi = float(vals.min()), float(vals.max())
         pad = 0.05 * max(hi - lo, 1e-3)
         ax.set_ylim(lo - pad, hi + pad)
+
+
+def short_schedule(text: str) -> str:
+    """A schedule string without the peak/steps/warmup options (shared by a family's members)."""
+    kind, _, opts = str(text).partition(":")
+    keep = [o for o in opts.split(",") if o.split("=")[0] not in ("peak", "steps", "warmup")]
+    return kind + (":" + ",".join(keep) if keep else "")
+
+
+def _name(c: Mapping[str, Any]) -> str:
+    return str(c.get("label") or c["run_id"])
 
 
 def residuals_figure(curves: Sequence[Mapping[str, Any]], title: str) -> bytes:
@@ -85,7 +101,7 @@ def residuals_figure(curves: Sequence[Mapping[str, Any]], title: str) -> bytes:
             color=f"C{i % 10}",
             lw=1.2 if held else 0.8,
             ls="-" if held else ":",
-            label=f"{c['run_id']}{' (held out)' if held else ''}",
+            label=f"{_name(c)}{' (held out)' if held else ''}",
         )
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xscale("log")
@@ -103,7 +119,7 @@ def target_figure(target: Mapping[str, Any], context: Sequence[Mapping[str, Any]
         ax.plot(_positive_steps(_arr(c["steps"])), _arr(c["observed"]), color="0.6", lw=0.8)
     curve = target["curve"]
     steps = _positive_steps(_arr(curve["steps"]))
-    ax.plot(steps, _arr(curve["loss_pred"]), color="C3", lw=2.0, label=f"prediction: {target['run_id']}")
+    ax.plot(steps, _arr(curve["loss_pred"]), color="C3", lw=2.0, label=f"prediction: {_name(target)}")
     if curve.get("lo") is not None:
         ax.fill_between(steps, _arr(curve["lo"]), _arr(curve["hi"]), color="C3", alpha=0.2, label="band")
     if curve.get("observed") is not None:
@@ -111,8 +127,8 @@ def target_figure(target: Mapping[str, Any], context: Sequence[Mapping[str, Any]
     ax.set_xscale("log")
     ax.set_xlabel("optimizer step (log scale)")
     ax.set_ylabel(_LOSS_LABEL)
-    ax.set_title(f"{target['run_id']}: {target.get('schedule', '')}\ngrey: observed proxy runs")
-    _loss_ylim(ax, [curve["loss_pred"]] + [c["observed"] for c in context])
+    ax.set_title(f"{_name(target)}: {short_schedule(target.get('schedule', ''))}\ngrey: observed proxy runs")
+    _loss_ylim(ax, [(curve["steps"], curve["loss_pred"])] + [(c["steps"], c["observed"]) for c in context])
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -120,16 +136,16 @@ def target_figure(target: Mapping[str, Any], context: Sequence[Mapping[str, Any]
 def schedules_figure(rows: Sequence[Mapping[str, Any]], title: str) -> bytes:
     """Predicted final loss of each schedule in a family, with bands; the best one highlighted."""
     fig, ax = _new(7.0, max(2.5, 0.32 * len(rows) + 1.2))
-    names = [r["schedule"] for r in rows]
+    names = [short_schedule(r["schedule"]) for r in rows]
     pred = _arr([r["final_pred"] for r in rows])
     lo, hi = _arr([r.get("lo") for r in rows]), _arr([r.get("hi") for r in rows])
     ypos = np.arange(len(rows))
     best = int(np.nanargmin(pred)) if len(rows) else -1
-    colors = ["C2" if i == best else ("C0" if "cosine" not in n else "C1") for i, n in enumerate(names)]
+    colors = ["C2" if i == best else ("C1" if n.startswith("cosine") else "C0") for i, n in enumerate(names)]
     err = np.vstack([pred - lo, hi - pred]) if np.all(np.isfinite(lo)) else None
     ax.errorbar(pred, ypos, xerr=err, fmt="none", ecolor="0.4", capsize=3)
     ax.scatter(pred, ypos, c=colors, zorder=3)
-    ax.set_yticks(ypos, names, fontsize=7)
+    ax.set_yticks(ypos, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("predicted final " + _LOSS_LABEL)
     ax.set_title(title + "\ngreen: best; orange: cosine baseline")

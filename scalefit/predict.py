@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ __all__ = [
     "schedule_family",
     "best_schedule",
     "compute_optimal",
+    "widen",
+    "cross_validate",
     "load_data",
     "load_fit",
     "read_json",
@@ -155,11 +157,12 @@ def predict_target(
     downstream: Any = None,
     n_points: int = 200,
     noise: bool = True,
+    model_error: float = 0.0,
 ) -> dict[str, Any]:
     """The target's predicted curve and final loss with band, its extrapolation, and downstream error.
 
     With ``noise`` the band also covers the fit's residual scale: where the logged loss may land."""
-    pred = fit.predict(target_curves([target], n_points), noise=noise)
+    pred = widen(fit.predict(target_curves([target], n_points), noise=noise), model_error)
     pred = pred.sort_values("step")
     final = pred.iloc[-1]
     out = {
@@ -179,6 +182,36 @@ def predict_target(
     if downstream is not None:
         out["downstream"] = downstream_error(downstream, out)
     return out
+
+
+def widen(pred: pd.DataFrame, model_error: float, z: float = 1.96) -> pd.DataFrame:
+    """``Fit.predict`` output with its band widened by a relative model error (a standard deviation,
+    e.g. ``cross_validate(...)["rel_sd"]``), added in quadrature to the band's half-widths in log space."""
+    if not model_error:
+        return pred
+    p = pred["loss_pred"].to_numpy(float)
+    up = np.hypot(np.log(pred["hi"].to_numpy(float) / p), z * model_error)
+    down = np.hypot(np.log(p / pred["lo"].to_numpy(float)), z * model_error)
+    return pred.assign(
+        lo=p * np.exp(-np.nan_to_num(down, nan=z * model_error)),
+        hi=p * np.exp(np.nan_to_num(up, nan=z * model_error)),
+    )
+
+
+def cross_validate(
+    fit_fn: Callable[[Any], Any], curves: Any, folds: Sequence[Sequence[str]]
+) -> dict[str, Any]:
+    """Model error from held-out folds: refit without each fold (``fit_fn(curves)``) and predict its
+    final losses. Returns the relative errors per run and their root mean square ``rel_sd``."""
+    errors: dict[str, float] = {}
+    for fold in folds:
+        rest = [r for r in curves.run_ids if r not in set(fold)]
+        held = curves.select(list(fold))
+        pred = fit_fn(curves.select(rest)).predict(held).groupby("run_id").last()
+        for _, row in held.final().iterrows():
+            errors[str(row["run_id"])] = float(pred.at[row["run_id"], "loss_pred"] / row["loss"] - 1.0)
+    rel = np.array(list(errors.values()))
+    return {"folds": [list(f) for f in folds], "errors": errors, "rel_sd": float(np.sqrt(np.mean(rel**2)))}
 
 
 def downstream_error(fit: Any, loss_pred: Mapping[str, Any]) -> dict[str, float]:

@@ -84,12 +84,15 @@ def curve_entries(
     *,
     max_points: int = 200,
     noise: bool = True,
+    model_error: float = 0.0,
 ) -> list[dict]:
     """Observed and predicted loss per run of ``curves``, thinned for plotting. The band (``lo``, ``hi``)
-    covers the fit's uncertainty and, with ``noise``, the fit's residual scale (where one observed
-    point may land)."""
+    covers the fit's uncertainty, with ``noise`` the fit's residual scale (where one observed point may
+    land), and a relative ``model_error`` (see `scalefit.predict.widen`)."""
     heldout = set(heldout)
-    pred = fit.predict(curves, noise=noise)
+    from scalefit.predict import widen
+
+    pred = widen(fit.predict(curves, noise=noise), model_error)
     obs = curves.frame[["run_id", "step", "loss"]]
     merged = obs.merge(pred, on=["run_id", "step"], how="inner")
     entries = []

@@ -78,7 +78,7 @@ def _within(flag: Any) -> str:
 def _heldout(report: Mapping[str, Any]) -> str:
     rows = [
         [
-            html.escape(h["run_id"]),
+            html.escape(h.get("label") or h["run_id"]),
             html.escape(h.get("fit", "")),
             _esc(h["final_pred"]),
             _band(h["lo"], h["hi"]),
@@ -125,7 +125,7 @@ def _targets(report: Mapping[str, Any]) -> str:
     context = [c for c in report.get("curves", []) if c.get("role") != "heldout"]
     rows = [
         [
-            html.escape(t["run_id"]),
+            html.escape(t.get("label") or t["run_id"]),
             html.escape(t.get("fit", "")),
             html.escape(str(t.get("schedule", ""))),
             _esc(t.get("n_params")),
@@ -251,7 +251,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {h['run_id']} | {fmt(h['final_pred'])} | [{fmt(h['lo'])}, {fmt(h['hi'])}] | "
+            f"| {h.get('label') or h['run_id']} | {fmt(h['final_pred'])} | [{fmt(h['lo'])}, {fmt(h['hi'])}] "
+            "| "
             f"{fmt(h['final_obs'])} | {fmt(h['rel_err_pct'], 2)} | {fmt(h['within_band'])} |"
             for h in held
         ]

@@ -286,7 +286,7 @@ def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], *, num_cpus: float =
     """``list(map(fn, items))`` as Ray tasks (results in input order), at most ``max_in_flight`` at once
     (default: the cluster's CPUs / num_cpus). A drop-in ``map_fn`` for the fitting engine's bootstrap."""
     connect(address)
-    remote = ray.remote(num_cpus=num_cpus)(fn)
+    call, fn_ref = _call.options(num_cpus=num_cpus), ray.put(fn)  # fn is shipped once, not per item
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)))
     results: dict[int, Any] = {}
     pending: dict[Any, int] = {}
@@ -294,7 +294,12 @@ def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], *, num_cpus: float =
         if len(pending) >= limit:
             done, _ = ray.wait(list(pending), num_returns=1)
             results[pending.pop(done[0])] = ray.get(done[0])
-        pending[remote.remote(item)] = i
+        pending[call.remote(fn_ref, item)] = i
     for ref, i in pending.items():
         results[i] = ray.get(ref)
     return [results[i] for i in range(len(results))]
+
+
+@ray.remote
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)

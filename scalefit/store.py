@@ -55,8 +55,10 @@ def _to_table(df: pd.DataFrame, schema: pa.Schema, path: Path, run_id: str) -> p
     """Arrow table with the schema's columns first (missing ones null), then any extra columns."""
     arrays, fields = [], []
     for fld in schema:
-        col = df[fld.name] if fld.name in df.columns else pd.Series([None] * len(df), dtype=object)
-        arrays.append(_array(col, fld.type, path, run_id, fld.name))
+        if fld.name in df.columns:
+            arrays.append(_array(df[fld.name], fld.type, path, run_id, fld.name))
+        else:
+            arrays.append(pa.nulls(len(df), fld.type))
         fields.append(fld)
     for name in [c for c in df.columns if c not in schema.names]:
         arr = pa.array(df[name], from_pandas=True)
@@ -70,8 +72,12 @@ def _array(col: pd.Series, typ: pa.DataType, path: Path, run_id: str, name: str)
     """One column as ``typ``; a value that does not fit raises SchemaError naming file, run and column."""
     try:
         if typ == pa.string():
+            if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+                return pa.array(col, type=typ, from_pandas=True)
             return pa.array([None if _blank(v) else str(v) for v in col.to_numpy(dtype=object)], type=typ)
-        floats = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
+        numeric = pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
+        col = col if numeric else pd.to_numeric(col, errors="raise")
+        floats = col.to_numpy(dtype=float, na_value=np.nan)
         if typ == pa.float64():
             return pa.array(floats, type=typ)
         missing = np.isnan(floats)
@@ -192,22 +198,32 @@ def write_curves(root: str | os.PathLike, curves: Curves) -> None:
         _atomic_write(meta_table, run_dir / "run.parquet")
 
 
-def _read(path: Path, *, nullable_ints: bool = False) -> pd.DataFrame:
+def _read(path: Path) -> pa.Table:
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as fh:
+            table = fh.read()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"unreadable Parquet file ({exc})", file=str(path), fix="rewrite it") from exc
     version = int((table.schema.metadata or {}).get(_META_KEY, b"1"))
     if version > SCHEMA_VERSION:
         raise SchemaError("written by a newer scalefit", file=str(path), value=version, fix="upgrade")
+    return table
+
+
+def _to_pandas(tables: list[pa.Table], *, nullable_ints: bool = False) -> pd.DataFrame | None:
+    """One DataFrame from tables whose extra columns may differ (missing ones become null)."""
+    if not tables:
+        return None
     mapper = {pa.int64(): pd.Int64Dtype()}.get if nullable_ints else None
+    try:
+        table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="default")
+    except pa.ArrowException:  # an extra column with different types in different files
+        return pd.concat([t.to_pandas(types_mapper=mapper) for t in tables], ignore_index=True)
     return table.to_pandas(types_mapper=mapper)
 
 
-def _read_chunks(run_dir: Path, kind: str) -> pd.DataFrame | None:
-    paths = sorted(p for p in run_dir.glob(f"{kind}-*.parquet") if _CHUNK.match(p.name))
-    frames = [_read(p) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else None
+def _chunks(run_dir: Path, kind: str) -> list[pa.Table]:
+    return [_read(p) for p in sorted(run_dir.glob(f"{kind}-*.parquet")) if _CHUNK.match(p.name)]
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -235,21 +251,21 @@ def read_curves(root: str | os.PathLike, *, loss: str = "train_loss") -> Curves:
     """
     runs, frames, evals, empty = [], [], [], []
     for run_dir in _run_dirs(Path(root)):
-        rows = _read_chunks(run_dir, "curves")
-        if rows is None or rows.empty:
+        rows = _chunks(run_dir, "curves")
+        if not sum(t.num_rows for t in rows):
             empty.append(run_dir.name)
             continue
-        runs.append(_read(run_dir / "run.parquet", nullable_ints=True))
-        frames.append(rows)
-        if (ev := _read_chunks(run_dir, "evals")) is not None:
-            evals.append(ev)
+        runs.append(_read(run_dir / "run.parquet"))
+        frames += rows
+        evals += _chunks(run_dir, "evals")
     if not frames:
         raise DataError("no curve rows in the store", file=str(root), fix="train or import some runs first")
     if empty:
         warnings.warn(f"store {root}: runs with no rows left out: {empty}", UserWarning, stacklevel=2)
-    runs_df = _drop_null(pd.concat(runs, ignore_index=True).drop(columns="schema_version"), keep=("run_id",))
-    frame = _drop_null(pd.concat(frames, ignore_index=True), keep=("run_id", "step", "lr", "train_loss"))
-    ev_df = pd.concat(evals, ignore_index=True) if evals else None
+    runs_df = _to_pandas(runs, nullable_ints=True).drop(columns="schema_version")
+    runs_df = _drop_null(runs_df, keep=("run_id",))
+    frame = _drop_null(_to_pandas(frames), keep=("run_id", "step", "lr", "train_loss"))
+    ev_df = _to_pandas(evals)
     if loss != "train_loss":
         frame = _eval_frame(frame, ev_df, loss, str(root))
         runs_df = runs_df[runs_df["run_id"].isin(frame["run_id"])]

@@ -49,7 +49,9 @@ def test_compute_and_tokens_are_inverse():
 
 
 def test_converters_use_model_shapes():
-    runs = pd.DataFrame({"n_layer": [12, 2], "d_model": [768, 64], "vocab_size": [50257, 100], "context": [1024, 32]})
+    runs = pd.DataFrame(
+        {"n_layer": [12, 2], "d_model": [768, 64], "vocab_size": [50257, 100], "context": [1024, 32]}
+    )
     np.testing.assert_array_equal(convert_params(runs, "non_embedding")[:1], [NON_EMBEDDING])
     src, dst = Counting("non_embedding", "6N"), Counting("standard", "6N")
     c = np.array([1e18, 1e15])

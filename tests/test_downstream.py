@@ -54,8 +54,9 @@ def test_chained_band_covers_both_fits_uncertainty(rpj_chain):
 def test_chain_without_bootstrap_says_how_to_fix():
     train, target = gadre_split("rpj", 640)
     loss_fit = quiet_fit(OvertrainingLaw(loss="loss_c4_val"), train, objective="lsq")
-    err_fit = quiet_fit(DownstreamLaw(loss="loss_c4_val", err="err_avg17"), _error_fit_runs("rpj", train),
-                        objective="lsq")
+    err_fit = quiet_fit(
+        DownstreamLaw(loss="loss_c4_val", err="err_avg17"), _error_fit_runs("rpj", train), objective="lsq"
+    )
     with pytest.raises(FitError, match="bootstrap"):
         chain_downstream(loss_fit, err_fit, target)
     with pytest.raises(FitError):

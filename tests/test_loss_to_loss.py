@@ -29,13 +29,22 @@ def _kaplan_runs(theta=KAPLAN, noise=0.0, seed=0):
 
 @pytest.mark.parametrize(
     ("target", "e1", "kappa", "K"),
-    [("fineweb-100b", 2.17, 1.00, 1.01), ("proof-pile-2", 1.32, 1.07, 0.60), ("slimpajama-chunk1", 1.97, 0.97, 1.05),
-     ("smollm-corpus", 1.53, 1.01, 1.07), ("starcoder", 0.85, 1.10, 0.63)],
+    [
+        ("fineweb-100b", 2.17, 1.00, 1.01),
+        ("proof-pile-2", 1.32, 1.07, 0.60),
+        ("slimpajama-chunk1", 1.97, 0.97, 1.05),
+        ("smollm-corpus", 1.53, 1.01, 1.07),
+        ("starcoder", 0.85, 1.10, 0.63),
+    ],
 )
 def test_published_train_to_train_maps_from_fineweb_edu(target, e1, kappa, K):
     sweep = datasets.load("brandfonbrener-sweep")
-    pairs = pair_runs(sweep[sweep.data == "fineweb-edu-100b"], sweep[sweep.data == target],
-                      loss0="val_loss", loss1="val_loss")
+    pairs = pair_runs(
+        sweep[sweep.data == "fineweb-edu-100b"],
+        sweep[sweep.data == target],
+        loss0="val_loss",
+        loss1="val_loss",
+    )
     assert len(pairs) >= 80
     fit = shifted_power_lsq(pairs.loss0, pairs.loss1, 1.97, e1)  # the paper's E0, E1 (2 decimals)
     assert fit["kappa"] == pytest.approx(kappa, abs=0.015)
@@ -79,7 +88,7 @@ def test_translation_is_exact_for_the_kaplan_form():
     design = law.design(frame, predict=True)
     K, kappa, e1 = 0.63, 1.1, 0.85
     mapped = K * (law.predict(KAPLAN, design) - KAPLAN[0]) ** kappa + e1
-    values = translate_values(dict(zip(law.param_names, KAPLAN)), K=K, kappa=kappa, E1=e1)
+    values = translate_values(dict(zip(law.param_names, KAPLAN, strict=True)), K=K, kappa=kappa, E1=e1)
     moved = np.array([values[p] for p in law.param_names])
     np.testing.assert_allclose(law.predict(moved, design), mapped, rtol=1e-12)
 

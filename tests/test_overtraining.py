@@ -23,7 +23,9 @@ def gadre_split(dataset: str, target_m: float) -> tuple[pd.DataFrame, pd.DataFra
     runs = datasets.load("gadre-overtraining")
     d = runs[runs.dataset == dataset]
     fit = d[(d.model.isin(SMALL) & (d.M == 20)) | ((d.model == SMALL[0]) & (d.M == 320))]
-    target = pd.concat([d[(d.model == "open_lm_1b") & (d.M == target_m)], d[(d.model == "open_lm_7b") & (d.M == 20)]])
+    target = pd.concat(
+        [d[(d.model == "open_lm_1b") & (d.M == target_m)], d[(d.model == "open_lm_7b") & (d.M == 20)]]
+    )
     return fit, target
 
 
@@ -43,14 +45,20 @@ def rpj_fit():
 def test_gadre_rpj_loss_errors_reproduced(rpj_fit):
     fit, target = rpj_fit
     pred = fit.predict(target)
-    rel = 100 * np.abs(pred.loss_pred.to_numpy() - target.loss_c4_val.to_numpy()) / target.loss_c4_val.to_numpy()
+    rel = (
+        100
+        * np.abs(pred.loss_pred.to_numpy() - target.loss_c4_val.to_numpy())
+        / target.loss_c4_val.to_numpy()
+    )
     np.testing.assert_allclose(rel, [0.71, 0.73], atol=0.05)  # published: 0.71% (1.4B M=640), 0.73% (6.9B)
     assert fit.values["E"] == pytest.approx(1.837, abs=1e-3)  # README: E = 1.837
     assert 2 * fit.values["eta"] == pytest.approx(0.273, abs=1e-3)  # exponent on N and D
 
 
-@pytest.mark.parametrize(("dataset", "target_m", "published"), [("c4_original", 80, [1.50, 4.30]),
-                                                                ("rw_original", 320, [0.01, 1.62])])
+@pytest.mark.parametrize(
+    ("dataset", "target_m", "published"),
+    [("c4_original", 80, [1.50, 4.30]), ("rw_original", 320, [0.01, 1.62])],
+)
 def test_gadre_c4_and_refinedweb_loss_errors(dataset, target_m, published):
     train, target = gadre_split(dataset, target_m)
     fit = quiet_fit(OvertrainingLaw(loss="loss_c4_val"), train, objective="lsq")

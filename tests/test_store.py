@@ -125,7 +125,7 @@ def _curves(draw: st.DrawFn) -> Curves:
     return Curves.from_frame(pd.DataFrame(rows), runs=pd.DataFrame(runs))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(curves=_curves())
 def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, curves: Curves) -> None:
     root = tmp_path_factory.mktemp("store")

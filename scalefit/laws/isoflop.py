@@ -100,9 +100,14 @@ def akima_minimum(
 
 
 def seed_noise_sd(
-    loss: np.ndarray, *, sd_low: float = 0.002, sd_high: float = 0.05, at_low: float = 3.0, at_high: float = 7.0
+    loss: np.ndarray,
+    *,
+    sd_low: float = 0.002,
+    sd_high: float = 0.05,
+    at_low: float = 3.0,
+    at_high: float = 7.0,
 ) -> np.ndarray:
-    """Porian et al.'s seed-noise SD: log-log interpolation between (e^at_low, sd_low), (e^at_high, sd_high)."""
+    """Porian et al.'s seed-noise SD, interpolated log-log from (e^at_low, sd_low) to (e^at_high, sd_high)."""
     t = np.clip(np.log(np.asarray(loss, dtype=float)), at_low, at_high)
     frac = (np.log(t) - np.log(at_low)) / (np.log(at_high) - np.log(at_low))
     return np.exp(np.log(sd_low) + frac * (np.log(sd_high) - np.log(sd_low)))
@@ -191,7 +196,10 @@ def isoflop_exponent(
         points, method=method, budget=budget, size=size, loss=loss, n_boot=n_boot, seed=seed, noise=noise
     )
     keep = (optima["dropped"] == "").to_numpy(bool)
-    notes = [f"dropped budget C={c:.3g}: {why}" for c, why in zip(optima.budget[~keep], optima.dropped[~keep])]
+    notes = [
+        f"dropped budget C={c:.3g}: {why}"
+        for c, why in zip(optima.budget[~keep], optima.dropped[~keep], strict=True)
+    ]
     optima, reps = optima[keep].reset_index(drop=True), reps[keep]
     if len(optima) < 2:
         raise FitError("fewer than two budgets with an interior optimum", field="budget", value=len(optima))

@@ -34,8 +34,9 @@ class LossToLossLaw(Law):
 
     name: ClassVar[str] = "loss-to-loss"
 
-    def __init__(self, *, x: str = "loss0", y: str = "loss1", e0: float | None = None,
-                 e1: float | None = None) -> None:
+    def __init__(
+        self, *, x: str = "loss0", y: str = "loss1", e0: float | None = None, e1: float | None = None
+    ) -> None:
         self.x, self.y = x, y
         self.e0 = None if e0 is None else float(e0)
         self.e1 = None if e1 is None else float(e1)
@@ -99,8 +100,14 @@ class KaplanLaw(Law):
 
     name: ClassVar[str] = "kaplan"
 
-    def __init__(self, *, loss: str = "loss", n: str = "N", d: str = "D",
-                 counting: Counting | dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        loss: str = "loss",
+        n: str = "N",
+        d: str = "D",
+        counting: Counting | dict[str, Any] | None = None,
+    ) -> None:
         self.loss, self.n, self.d = loss, n, d
         self.counting = Counting.coerce(counting)
 
@@ -156,7 +163,12 @@ class KaplanLaw(Law):
 
 
 def pair_runs(
-    frame0: pd.DataFrame, frame1: pd.DataFrame, *, loss0: str, loss1: str, on: tuple[str, ...] = ("params", "tokens")
+    frame0: pd.DataFrame,
+    frame1: pd.DataFrame,
+    *,
+    loss0: str,
+    loss1: str,
+    on: tuple[str, ...] = ("params", "tokens"),
 ) -> pd.DataFrame:
     """Train-to-train / test-to-test pairs: runs of two tables joined on identical ``on`` columns.
 

@@ -41,8 +41,13 @@ def quadratic_vertex(log_lr: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     grad = np.array([c1 / (2 * c2**2), -1 / (2 * c2), 0.0]) if c2 != 0 else np.full(3, np.nan)
     se = float(np.sqrt(max(grad @ cov @ grad, 0.0))) if np.all(np.isfinite(cov)) else np.nan
     edge = not (c2 > 0 and x.min() < x_star < x.max())
-    return {"log_lr_star": float(x_star), "log_lr_se": se, "loss_star": float(c0 - c1**2 / (4 * c2)),
-            "curvature": float(c2), "at_edge": bool(edge)}
+    return {
+        "log_lr_star": float(x_star),
+        "log_lr_se": se,
+        "loss_star": float(c0 - c1**2 / (4 * c2)),
+        "curvature": float(c2),
+        "at_edge": bool(edge),
+    }
 
 
 def cell_optima(
@@ -59,7 +64,7 @@ def cell_optima(
             continue
         vertex = quadratic_vertex(np.log(cell[lr].to_numpy(float)), cell[loss].to_numpy(float))
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), **vertex, "n_lrs": int(cell[lr].nunique())})
+        rows.append({**dict(zip(by, key, strict=True)), **vertex, "n_lrs": int(cell[lr].nunique())})
     out = pd.DataFrame(rows)
     if len(out):
         out.insert(len(by), "lr_star", np.exp(out["log_lr_star"]))
@@ -71,16 +76,33 @@ class OptimalLRLaw(Law):
 
     name: ClassVar[str] = "optimal-lr"
 
-    def __init__(self, *, n: str = "N", d: str = "D", lr: str = "peak_lr", loss: str = "loss",
-                 horizon: bool = True, n_ref: float = 1e8, d_ref: float = 1e10,
-                 counting: Counting | dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        n: str = "N",
+        d: str = "D",
+        lr: str = "peak_lr",
+        loss: str = "loss",
+        horizon: bool = True,
+        n_ref: float = 1e8,
+        d_ref: float = 1e10,
+        counting: Counting | dict[str, Any] | None = None,
+    ) -> None:
         self.n, self.d, self.lr, self.loss = n, d, lr, loss
         self.horizon, self.n_ref, self.d_ref = bool(horizon), float(n_ref), float(d_ref)
         self.counting = Counting.coerce(counting)
 
     def config(self) -> dict[str, Any]:
-        return {"n": self.n, "d": self.d, "lr": self.lr, "loss": self.loss, "horizon": self.horizon,
-                "n_ref": self.n_ref, "d_ref": self.d_ref, "counting": self.counting.to_dict()}
+        return {
+            "n": self.n,
+            "d": self.d,
+            "lr": self.lr,
+            "loss": self.loss,
+            "horizon": self.horizon,
+            "n_ref": self.n_ref,
+            "d_ref": self.d_ref,
+            "counting": self.counting.to_dict(),
+        }
 
     def parameters(self) -> tuple[Param, ...]:
         out = [
@@ -101,8 +123,10 @@ class OptimalLRLaw(Law):
         excluded: tuple[tuple[str, str], ...] = ()
         if not predict and "lr_star" not in frame.columns:
             cells = cell_optima(frame, lr=self.lr, loss=self.loss, by=by)
-            excluded = tuple((f"cell {dict(r[list(by)])}", "LR* at the edge of the sweep or not a minimum")
-                             for _, r in cells[cells.at_edge].iterrows())
+            excluded = tuple(
+                (f"cell {dict(r[list(by)])}", "LR* at the edge of the sweep or not a minimum")
+                for _, r in cells[cells.at_edge].iterrows()
+            )
             frame = cells[~cells.at_edge].reset_index(drop=True)
         log_n = np.log(frame[self.n].to_numpy(float) / self.n_ref)
         log_d = np.log(frame[self.d].to_numpy(float) / self.d_ref) if self.horizon else np.zeros_like(log_n)

@@ -64,7 +64,9 @@ class OvertrainingLaw(Law):
         d = frame[self.d].to_numpy(float)
         if np.any(~(n > 0)) or np.any(~(d > 0)):
             bad = self.n if np.any(~(n > 0)) else self.d
-            raise DataError("sizes and token counts must be positive", column=bad, fix="drop or fix those rows")
+            raise DataError(
+                "sizes and token counts must be positive", column=bad, fix="drop or fix those rows"
+            )
         fpt = 6.0 * n if self.counting.flops == "6N" else frame["flops_per_token"].to_numpy(float)
         c, m = fpt * d, d / n
         labels = run_labels(frame)
@@ -105,5 +107,10 @@ class OvertrainingLaw(Law):
         """The equivalent Chinchilla parameters: A = a 6^-eta, B = b 6^-eta, alpha = beta = 2 eta."""
         eta = values["eta"]
         scale = 6.0**-eta
-        return {"E": values["E"], "A": values["a"] * scale, "B": values["b"] * scale,
-                "alpha": 2 * eta, "beta": 2 * eta}
+        return {
+            "E": values["E"],
+            "A": values["a"] * scale,
+            "B": values["b"] * scale,
+            "alpha": 2 * eta,
+            "beta": 2 * eta,
+        }
