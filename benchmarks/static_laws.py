@@ -1,14 +1,14 @@
 """Static scaling laws against their papers: prints JSON with each published value beside ours.
 
-    OMP_NUM_THREADS=1 python benchmarks/static_laws.py [--quick] [--only epoch,gadre,l2l,porian]
+    OMP_NUM_THREADS=1 python benchmarks/static_laws.py [--quick] [--only epoch,gadre,l2l,porian,lr]
 
 Sections: the Epoch re-fit of Chinchilla (240 points) with a 4,000-resample bootstrap and its time
 against a naive per-resample SciPy loop (BFGS with finite-difference gradients, as in Epoch's notebook,
 timed on fewer resamples in the same run and extrapolated: the ``speedup`` is a ratio, not a timing);
 Gadre et al.'s over-training and downstream predictions (paper split, least squares as in the paper,
 and our default Huber-on-log fit); loss-to-loss extrapolation across budgets on the Brandfonbrener
-sweep; Porian et al.'s exponents of N* ~ C^a. BLAS threads should be 1 (L-BFGS-B is much slower with
-threads fighting over 2 cores).
+sweep; Porian et al.'s exponents of N* ~ C^a; LR* against the token horizon on the 124M WSD sweeps.
+BLAS threads should be 1 (L-BFGS-B is much slower with threads fighting over 2 cores).
 """
 
 from __future__ import annotations
@@ -32,20 +32,13 @@ from scalefit.laws.chinchilla import HOFFMANN, ChinchillaLaw, natural_values, to
 from scalefit.laws.downstream import DownstreamLaw
 from scalefit.laws.isoflop import isoflop_exponent
 from scalefit.laws.loss_to_loss import KaplanLaw, LossToLossLaw, pair_runs
+from scalefit.laws.optimal_lr import OptimalLRLaw, cell_optima
 from scalefit.laws.overtraining import OvertrainingLaw
 
-EPOCH = {
-    "E": (1.8172, 1.769, 1.871),
-    "A": (482.01, 285.2, 743.6),
-    "B": (2085.43, 1042.4, 5810.3),
-    "alpha": (0.3478, 0.317, 0.373),
-    "beta": (0.3658, 0.331, 0.415),
-}
-GADRE = {
-    "rpj": (640, [0.71, 0.73], [3.64, 0.05]),
-    "c4_original": (80, [1.50, 4.30], [9.58, 0.14]),
-    "rw_original": (320, [0.01, 1.62], [5.62, 2.94]),
-}
+EPOCH = {"E": (1.8172, 1.769, 1.871), "A": (482.01, 285.2, 743.6), "B": (2085.43, 1042.4, 5810.3),
+         "alpha": (0.3478, 0.317, 0.373), "beta": (0.3658, 0.331, 0.415)}  # fmt: skip
+GADRE = {"rpj": (640, [0.71, 0.73], [3.64, 0.05]), "c4_original": (80, [1.50, 4.30], [9.58, 0.14]),
+         "rw_original": (320, [0.01, 1.62], [5.62, 2.94])}  # fmt: skip
 SMALL = ["d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8"]
 
 
@@ -83,13 +76,8 @@ def epoch_section(n_boot: int, n_naive: int) -> dict:
     t_boot = time.perf_counter() - t0 - t_fit
     ours = natural_values(fit.values)
     boot = np.asarray(fit.bootstrap)
-    draws = {
-        "A": np.exp(boot[:, 0]),
-        "B": np.exp(boot[:, 1]),
-        "E": np.exp(boot[:, 2]),
-        "alpha": boot[:, 3],
-        "beta": boot[:, 4],
-    }
+    natural = np.column_stack([np.exp(boot[:, :3]), boot[:, 3:]])
+    draws = dict(zip(("A", "B", "E", "alpha", "beta"), natural.T, strict=True))
     params = {
         k: {"published": pub, "ours": [ours[k], *np.percentile(draws[k], [2.5, 97.5]).tolist()]}
         for k, pub in EPOCH.items()
@@ -116,7 +104,7 @@ def epoch_section(n_boot: int, n_naive: int) -> dict:
             "naive_resamples_timed": n_naive,
             "naive_seconds_extrapolated": t_naive * n_boot / n_naive,
             "speedup": t_naive * n_boot / n_naive / t_boot,
-        },
+        },  # fmt: skip
     }
 
 
@@ -250,22 +238,59 @@ def porian_section(n_boot: int) -> dict:
     return out
 
 
+def optimal_lr_section() -> dict:
+    """LR*(token horizon) of the 124M WSD sweeps of Hägele/Schaipp (one size: LR* = c (D/1e10)^b)."""
+    runs = datasets.load("schaipp-124m").runs.reset_index()
+    runs = runs.assign(D=runs.total_steps * runs.tokens_per_step, N=runs.n_params)
+    out = {}
+    for family, g in runs[runs.decay_shape.isin(["linear"])].groupby("family"):
+        law = OptimalLRLaw(size=False, loss="final_val_loss")
+        cells = cell_optima(g, loss="final_val_loss", by=("D",))
+        fit = quiet(fit_law, law, g)
+        out[family] = {
+            "lr_star_by_tokens": dict(zip(cells.D.astype(str), cells.lr_star.round(6), strict=True)),
+            "b": fit.values["b"],
+            "c (LR* at 1e10 tokens)": fit.values["c"],
+        }
+    return out
+
+
+def approach2_section(n_boot: int) -> dict:
+    """Chinchilla Approach 2 on Epoch's extracted points: each point joins the nearest of Hoffmann's nine
+    isoFLOP budgets when within 20% in C (points off the profiles are left out)."""
+    data = datasets.load("chinchilla-epoch")
+    budgets = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
+    gap = np.log(data.C.to_numpy())[:, None] - np.log(budgets)[None, :]
+    nearest = np.argmin(np.abs(gap), axis=1)
+    on_profile = np.abs(gap[np.arange(len(data)), nearest]) < np.log(1.2)
+    points = data.assign(budget=budgets[nearest])[on_profile & data.epoch_fit.to_numpy()]
+    noise = {"sd_low": 0.01, "sd_high": 0.01}  # the colour-decoded losses carry quantisation error
+    out = {"published_hoffmann_a": [0.49, 0.462, 0.534], "n_points": int(len(points))}
+    for method in ("parabola", "akima"):
+        fit = quiet(isoflop_exponent, points, budget="budget", method=method, n_boot=n_boot, noise=noise)
+        out[f"ours_{method} [a, 2.5%, 97.5%]"] = [fit.exponent, *fit.ci]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer resamples and starts")
-    parser.add_argument("--only", default="epoch,gadre,l2l,porian")
+    parser.add_argument("--only", default="epoch,gadre,l2l,porian,lr")
     args = parser.parse_args(argv)
     sections = set(args.only.split(","))
     q = args.quick
     result = {}
     if "epoch" in sections:
         result["epoch_chinchilla"] = epoch_section(400 if q else 4000, 10 if q else 40)
+        result["chinchilla_approach2"] = approach2_section(200 if q else 1000)
     if "gadre" in sections:
         result["gadre_overtraining"] = gadre_section(200 if q else 1000)
     if "l2l" in sections:
         result["loss_to_loss"] = l2l_section(6 if q else 12)
     if "porian" in sections:
         result["porian_isoflop"] = porian_section(200 if q else 1000)
+    if "lr" in sections:
+        result["optimal_lr_schaipp_124m"] = optimal_lr_section()
     print(json.dumps(result, indent=1, default=float))
     return result
 

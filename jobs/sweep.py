@@ -22,8 +22,11 @@ from scalefit.sweep import describe_plan, load_sweep
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="sweep YAML file (see jobs/configs/)")
-    p.add_argument("--store", default=os.environ.get("SCALEFIT_STORE", "runs"),
-                   help="Parquet store root (default $SCALEFIT_STORE or ./runs)")
+    p.add_argument(
+        "--store",
+        default=os.environ.get("SCALEFIT_STORE", "runs"),
+        help="Parquet store root (default $SCALEFIT_STORE or ./runs)",
+    )
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")

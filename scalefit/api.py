@@ -1,11 +1,11 @@
 """The public entry points: ``sf.fit`` and ``sf.evaluate``.
 
-fit = sf.fit(curves, law="momentum", bootstrap=200)        # structural options go to the law,
-fit = sf.fit(table, law="chinchilla", n="N", d="D")        # engine options to ``fit_law``
-pred = fit.predict(held_out)
-sf.evaluate(pred, held_out)
+    fit = sf.fit(curves, law="momentum", bootstrap=200)        # structural options go to the law,
+    fit = sf.fit(table, law="chinchilla", n="N", d="D")        # engine options to ``fit_law``
+    pred = fit.predict(held_out)
+    sf.evaluate(pred, held_out)
 
-``evaluate``: Accuracy of predicted loss curves (or final losses) against the truth.
+``evaluate``: accuracy of predicted loss curves (or final losses) against the truth.
 
 Metrics over all matched points with a finite true loss: ``r2`` (1 - SS_res/SS_tot), ``mae``, ``rmse``
 (nats), ``pred_e`` (mean |pred - true| / true) and ``worst_e`` (max of the same); relative errors are

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
+from scalefit.config import RunConfig
+from scalefit.errors import ConfigError
+
 __all__ = ["ckpt_dir", "ckpt_path", "checkpoint_steps", "latest_checkpoint", "save", "load"]
-__all__ += ["rng_state", "set_rng_state"]
+__all__ += ["rng_state", "set_rng_state", "branch_point", "trunk_rows"]
 
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -100,3 +104,53 @@ def save(
 def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """A checkpoint dict (``step, wall_time, config_json, model, optimizer, rng``)."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def branch_point(root: str | os.PathLike, config: RunConfig) -> Path:
+    """The trunk checkpoint ``config.branch_from`` names, after checking the branch may start there.
+
+    The trunk must have a checkpoint at exactly that step, the same model, data and batch size, and a
+    schedule that gives the same LR as the branch's at every earlier step (so the branch's curve is a
+    curve of its own schedule from step 0).
+    """
+    b = config.branch_from
+    path = ckpt_path(root, b.trunk_run_id, b.step)
+    if not path.exists():
+        have = checkpoint_steps(root, b.trunk_run_id)
+        fix = f"branch at one of the trunk's checkpoint steps {have}"
+        raise ConfigError(
+            "no trunk checkpoint at the branch step",
+            field="branch_from.step",
+            value=b.step,
+            run_id=b.trunk_run_id,
+            fix=fix,
+        )
+    trunk = RunConfig.from_json(load(path)["config_json"])
+    for name in ("model", "data", "batch_size"):
+        if getattr(trunk, name) != getattr(config, name):
+            fix = "branch with the trunk's model, data and batch size"
+            raise ConfigError(
+                f"branch {name} differs from the trunk's", field=name, run_id=b.trunk_run_id, fix=fix
+            )
+    steps = np.arange(b.step)
+    if not np.allclose(trunk.schedule(steps), config.schedule(steps), rtol=1e-9, atol=0.0):
+        raise ConfigError(
+            "branch schedule differs from the trunk's before the branch step",
+            field="schedule",
+            run_id=b.trunk_run_id,
+            fix="use a schedule equal to the trunk's up to branch_from.step",
+        )
+    return path
+
+
+def trunk_rows(root: str | os.PathLike, run_id: str, before: int) -> dict[str, pd.DataFrame]:
+    """Stored ``curves`` and ``evals`` rows of ``run_id`` at steps < ``before`` (later chunks win)."""
+    out = {}
+    for kind, keys in (("curves", ["step"]), ("evals", ["step", "dataset"])):
+        chunks = sorted((Path(root) / run_id).glob(f"{kind}-*.parquet"))
+        if chunks:
+            df = pd.concat([pd.read_parquet(p) for p in chunks], ignore_index=True)
+            df = df.drop_duplicates(keys, keep="last").sort_values(keys)
+            if (df["step"] < before).any():
+                out[kind] = df[df["step"] < before].reset_index(drop=True)
+    return out

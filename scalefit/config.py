@@ -42,6 +42,10 @@ def check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> No
     check(ok, "must be a non-negative integer" if allow_zero else "must be a positive integer", name, value)
 
 
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    check(value in choices, f"unknown {name.split('.')[-1]}", name, value, f"use one of {choices}")
+
+
 def is_token_files(spec: str) -> bool:
     """Whether a dataset spec names token files (paths) rather than a built-in dataset."""
     return any(part.strip().endswith(".bin") or "/" in part for part in spec.split(","))
@@ -49,8 +53,8 @@ def is_token_files(spec: str) -> bool:
 
 def check_dataset(name: str, spec: Any) -> None:
     ok = isinstance(spec, str) and (spec in BUILTIN_DATASETS or is_token_files(spec))
-    check(ok, "unknown dataset", name, spec,
-          f"use one of {BUILTIN_DATASETS} or comma-separated paths to .bin token files")
+    fix = f"use one of {BUILTIN_DATASETS} or comma-separated paths to .bin token files"
+    check(ok, "unknown dataset", name, spec, fix)
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,17 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("n_layer", "d_model", "n_head", "context", "vocab_size", "mlp_ratio"):
             check_positive_int(f"model.{name}", getattr(self, name))
-        check(self.d_model % self.n_head == 0, "n_head must divide d_model", "model.n_head",
-              (self.n_head, self.d_model), "choose n_head among the divisors of d_model")
-        head_dim = self.d_model // self.n_head
-        check(self.pos != "rope" or head_dim % 2 == 0, "rotary positions need an even head dimension",
-              "model.n_head", head_dim, "make d_model / n_head even")
-        check(self.pos in ("rope", "learned"), "unknown position encoding", "model.pos", self.pos,
-              "use 'rope' or 'learned'")
+        pair, fix = (self.n_head, self.d_model), "choose n_head among the divisors of d_model"
+        check(self.d_model % self.n_head == 0, "n_head must divide d_model", "model.n_head", pair, fix)
+        hd, fix = self.d_model // self.n_head, "make d_model / n_head even"
+        check(
+            self.pos != "rope" or hd % 2 == 0,
+            "rotary positions need an even head dim",
+            "model.n_head",
+            hd,
+            fix,
+        )
+        check_choice("model.pos", self.pos, ("rope", "learned"))
 
     @property
     def head_dim(self) -> int:
@@ -103,13 +111,11 @@ class DataConfig:
         check_dataset("data.dataset", self.dataset)
         for name in self.eval_datasets:
             check_dataset("data.eval_datasets", name)
-        check(self.tokenizer in ("byte", "bpe"), "unknown tokenizer", "data.tokenizer", self.tokenizer,
-              "use 'byte' or 'bpe'")
+        check_choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
         check(0.0 < self.val_fraction < 0.5, "must lie in (0, 0.5)", "data.val_fraction", self.val_fraction)
         check_positive_int("data.bpe_vocab_size", self.bpe_vocab_size)
         check(self.bpe_vocab_size > 256, "must exceed 256", "data.bpe_vocab_size", self.bpe_vocab_size)
-        check(self.token_dtype in ("uint8", "uint16", "uint32"), "unknown token dtype", "data.token_dtype",
-              self.token_dtype, "use uint8, uint16 or uint32")
+        check_choice("data.token_dtype", self.token_dtype, ("uint8", "uint16", "uint32"))
 
     @property
     def vocab_size(self) -> int | None:
@@ -127,8 +133,8 @@ class Branch:
     step: int
 
     def __post_init__(self) -> None:
-        check(isinstance(self.trunk_run_id, str) and bool(self.trunk_run_id), "must be a run id",
-              "branch_from.trunk_run_id", self.trunk_run_id)
+        rid = self.trunk_run_id
+        check(isinstance(rid, str) and bool(rid), "must be a run id", "branch_from.trunk_run_id", rid)
         check_positive_int("branch_from.step", self.step)
 
 
@@ -162,20 +168,20 @@ class RunConfig:
         object.__setattr__(self, "steps", total if self.steps is None else self.steps)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         check_positive_int("steps", self.steps)
-        check(self.steps == total, "steps must equal schedule.total_steps", "steps", (self.steps, total),
-              "leave steps unset or change the schedule")
-        check(float(self.schedule.peak_lr) > 0, "peak LR must be positive", "schedule.peak_lr",
-              self.schedule.peak_lr)
+        fix = "leave steps unset or change the schedule"
+        check(self.steps == total, "must equal schedule.total_steps", "steps", (self.steps, total), fix)
+        peak = float(self.schedule.peak_lr)
+        check(peak > 0, "peak LR must be positive", "schedule.peak_lr", peak)
         check_positive_int("batch_size", self.batch_size)
         for name in ("seed", "eval_every", "eval_batches", "checkpoint_every"):
             check_positive_int(name, getattr(self, name), allow_zero=True)
-        check(self.eval_every == 0 or self.eval_batches > 0, "must be positive when evaluating",
-              "eval_batches", self.eval_batches)
+        ok = self.eval_every == 0 or self.eval_batches > 0
+        check(ok, "must be positive when evaluating", "eval_batches", self.eval_batches)
         _check_optimizer(self)
         _check_runtime(self)
         if self.branch_from is not None:
-            check(self.branch_from.step < self.steps, "branch step must lie inside the run",
-                  "branch_from.step", self.branch_from.step, f"use a step below {self.steps}")
+            at, fix = self.branch_from.step, f"use a step below {self.steps}"
+            check(at < self.steps, "branch step must lie inside the run", "branch_from.step", at, fix)
 
     @property
     def tokens_per_step(self) -> int:
@@ -206,8 +212,8 @@ class RunConfig:
 
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
-        check(not unknown, "unknown run config field", unknown[0] if unknown else "", unknown,
-              f"use fields of RunConfig: {sorted(known)}")
+        fix = f"use fields of RunConfig: {sorted(known)}"
+        check(not unknown, "unknown run config field", unknown[0] if unknown else "", unknown, fix)
         kw = dict(d)
         kw["model"] = ModelConfig(**d["model"])
         kw["data"] = DataConfig(**{**d["data"], "eval_datasets": tuple(d["data"].get("eval_datasets", ()))})
@@ -234,15 +240,15 @@ def _check_types(cfg: RunConfig) -> None:
     ok = hasattr(cfg.schedule, "total_steps") and callable(cfg.schedule)
     check(ok, "must be a scalefit.schedules.Schedule", "schedule", type(cfg.schedule).__name__)
     vocab = cfg.data.vocab_size
-    check(vocab is None or cfg.model.vocab_size >= vocab, "model vocabulary smaller than the tokenizer's",
-          "model.vocab_size", cfg.model.vocab_size, f"use vocab_size >= {vocab}")
+    ok, fix = vocab is None or cfg.model.vocab_size >= vocab, f"use vocab_size >= {vocab}"
+    check(ok, "smaller than the tokenizer's vocabulary", "model.vocab_size", cfg.model.vocab_size, fix)
 
 
 def _check_optimizer(cfg: RunConfig) -> None:
     check(cfg.weight_decay >= 0, "must be >= 0", "weight_decay", cfg.weight_decay)
     check(cfg.grad_clip >= 0, "must be >= 0 (0 disables clipping)", "grad_clip", cfg.grad_clip)
-    check(len(cfg.betas) == 2 and all(0 <= b < 1 for b in cfg.betas), "two values in [0, 1)", "betas",
-          cfg.betas)
+    ok = len(cfg.betas) == 2 and all(0 <= b < 1 for b in cfg.betas)
+    check(ok, "two values in [0, 1)", "betas", cfg.betas)
     check(cfg.eps > 0, "must be positive", "eps", cfg.eps)
 
 
@@ -250,10 +256,8 @@ def _check_runtime(cfg: RunConfig) -> None:
     dev = cfg.device
     ok = dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())
     check(ok, "unknown device", "device", dev, "use auto, cpu, cuda, cuda:N or mps")
-    check(cfg.dtype in ("auto", "float32", "bfloat16"), "unknown dtype", "dtype", cfg.dtype,
-          "use auto, float32 or bfloat16")
-    check(cfg.flops_convention in FLOP_CONVENTIONS, "unknown FLOP convention", "flops_convention",
-          cfg.flops_convention, f"use one of {FLOP_CONVENTIONS}")
+    check_choice("dtype", cfg.dtype, ("auto", "float32", "bfloat16"))
+    check_choice("flops_convention", cfg.flops_convention, FLOP_CONVENTIONS)
     check(isinstance(cfg.sweep, str), "must be a string", "sweep", cfg.sweep)
 
 
@@ -278,8 +282,9 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 def preset(name: str, **changes: Any) -> ModelConfig:
     """The preset ``name`` (e.g. "10m", ~non-embedding parameters) with optional field changes."""
     if name not in MODEL_PRESETS:
-        raise ConfigError("unknown model preset", field="model", value=name,
-                          fix=f"use one of {list(MODEL_PRESETS)}")
+        raise ConfigError(
+            "unknown model preset", field="model", value=name, fix=f"use one of {list(MODEL_PRESETS)}"
+        )
     return replace(MODEL_PRESETS[name], **changes)
 
 

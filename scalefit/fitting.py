@@ -64,7 +64,11 @@ class Objective:
         y = design.y
         w = np.ones_like(y) if design.weights is None else design.weights.copy()
         if weights is not None:
-            w = w * np.asarray(weights, dtype=float)
+            extra = np.asarray(weights, dtype=float)
+            if extra.shape != y.shape or np.any(~(extra >= 0)):
+                raise ConfigError("weights must be >= 0, one per design point", field="weights",
+                                  value=extra.shape, fix=f"give {y.size} non-negative weights")
+            w = w * extra
         self.valid = np.isfinite(y) & (w > 0) & ((y > 0) | (kind == "lsq"))
         self.w = np.where(self.valid, w, 0.0)
         self.y = np.where(self.valid, y, 1.0)
@@ -136,15 +140,6 @@ class Objective:
             return 1e300, np.zeros_like(grad)
         return val, grad
 
-    def residual_jacobian(self, theta: np.ndarray) -> np.ndarray:
-        """d residual / d u at valid points, shape (n_valid, n_params)."""
-        pred = self.law.predict(theta, self.design)
-        jac = self.law.jacobian(theta, self.design)
-        if self.kind == "huber_log":
-            jac = jac / pred[:, None]
-        jac = np.where(self.log_mask[None, :], jac * theta[None, :], jac)
-        return jac[self.valid]
-
 
 def start_grid(law: Law, obj: Objective, seed: int = 0, max_grid: int = MAX_GRID) -> np.ndarray:
     """The Cartesian product of the start grids, in internal space (deterministically subsampled)."""
@@ -180,7 +175,11 @@ def local_fit(
 
 def _choose_starts(obj: Objective, grid: np.ndarray, starts: Any, seed: int) -> np.ndarray:
     if starts is not None and not isinstance(starts, (int, str)):
-        return obj.to_internal(np.atleast_2d(np.asarray(starts, dtype=float)))
+        explicit = np.atleast_2d(np.asarray(starts, dtype=float))
+        if explicit.shape[1] != len(obj.params):
+            raise ConfigError("explicit starts need one value per parameter", field="starts",
+                              value=explicit.shape, fix=f"give rows of {[p.name for p in obj.params]}")
+        return obj.to_internal(explicit)
     if starts == "all" or len(grid) <= 8:
         return grid
     k = 24 if starts is None else int(starts)
@@ -268,6 +267,7 @@ def fit_law(
         boot = boot_mod.run_bootstrap(obj, best["u"], int(bootstrap), seed=seed, map_fn=map_fn,
                                       maxiter=maxiter)
         cis, stderr, cov = boot_mod.summarize(boot, names, ci)
+        warn_list += diag.few_groups(obj, int(bootstrap))
     for w in warn_list:
         warnings.warn(FitWarning(f"{law_k.name}: {w['message']}"), stacklevel=2)
     diagnostics = {

@@ -162,8 +162,12 @@ def model_shape(cfg: ModelConfig) -> ModelShape:
 def flops_per_token(cfg: ModelConfig, convention: str = "6N+attn:standard") -> float:
     """Training FLOPs per token under ``convention`` ("<flops>:<params>", see FLOP_CONVENTIONS)."""
     if convention not in FLOP_CONVENTIONS:
-        raise ConfigError("unknown FLOP convention", field="flops_convention", value=convention,
-                          fix=f"use one of {FLOP_CONVENTIONS}")
+        raise ConfigError(
+            "unknown FLOP convention",
+            field="flops_convention",
+            value=convention,
+            fix=f"use one of {FLOP_CONVENTIONS}",
+        )
     flops, params = convention.split(":")
     return model_shape(cfg).flops_per_token(Counting(params=params, flops=flops))
 

@@ -43,6 +43,7 @@ __all__ = [
 WSD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 COSINE_FINALS = (0.0, 0.01, 0.1, 0.2, 0.5)
+SLACK = 1.02  # a target this close to the fitted range (e.g. the last step of a fitted horizon) is inside
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,13 @@ def target_curves(targets: Sequence[Target], n_points: int = 200) -> Any:
 
 
 def _ratio_note(label: str, value: float, lo: float, hi: float, unit: str) -> tuple[float, str | None]:
+    """The factor outside [lo, hi] (1 inside) and a note when it exceeds the 2% ``SLACK``."""
     if value > hi:
-        return value / hi, f"{value / hi:.3g}x the largest fitted {label} ({hi:.4g} {unit})"
+        note = f"{value / hi:.3g}x the largest fitted {label} ({hi:.4g} {unit})"
+        return value / hi, note if value > hi * SLACK else None
     if value < lo:
-        return value / lo, f"{lo / value:.3g}x below the smallest fitted {label} ({lo:.4g} {unit})"
+        note = f"{lo / value:.3g}x below the smallest fitted {label} ({lo:.4g} {unit})"
+        return value / lo, note if value < lo / SLACK else None
     return 1.0, None
 
 

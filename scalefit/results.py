@@ -200,5 +200,5 @@ class Fit:
             lo, hi = self.ci.get(n, (math.nan, math.nan))
             lines.append(f"  {n:>10s} = {self.values[n]:.6g} +- {self.stderr.get(n, math.nan):.3g}"
                          f"  [{lo:.6g}, {hi:.6g}]")
-        lines.extend(f"  warning: {w['message']}" for w in self.warnings)
+        lines.extend(f"  warning: {w['message'] if isinstance(w, Mapping) else w}" for w in self.warnings)
         return "\n".join(lines)

@@ -15,6 +15,7 @@ job logs under ``ray job submit``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -98,10 +99,8 @@ def _failed(cfg: RunConfig, error: str) -> dict[str, Any]:
 def _config_meta(cfg: RunConfig) -> dict[str, Any]:
     m, s = cfg.model, cfg.schedule
     return {"sweep": cfg.sweep, "n_layer": m.n_layer, "d_model": m.d_model, "n_head": m.n_head,
-            "context": m.context, "vocab_size": m.vocab_size, "flops_convention": cfg.flops_convention,
-            "tokens_per_step": cfg.tokens_per_step, "schedule": str(s), "peak_lr": float(s.peak_lr),
-            "warmup_steps": int(s.warmup_steps), "total_steps": cfg.steps, "seed": cfg.seed,
-            "dataset": cfg.data.dataset, "config_json": cfg.to_json()}  # fmt: skip
+            "context": m.context, "schedule": str(s), "peak_lr": float(s.peak_lr), "total_steps": cfg.steps,
+            "seed": cfg.seed, "dataset": cfg.data.dataset, "config_json": cfg.to_json()}  # fmt: skip
 
 
 def record_failure(root: str | os.PathLike, cfg: RunConfig, error: str) -> None:
@@ -116,23 +115,16 @@ def record_failure(root: str | os.PathLike, cfg: RunConfig, error: str) -> None:
 
 def stored_statuses(root: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, str]:
     """``status`` of each run already in the store (runs not there are left out)."""
-    out = {}
-    for run_id in run_ids:
-        path = Path(root) / run_id / "run.parquet"
-        if path.exists():
-            out[run_id] = str(pd.read_parquet(path, columns=["status"])["status"].iloc[0])
-    return out
+    paths = {run_id: Path(root) / run_id / "run.parquet" for run_id in run_ids}
+    return {r: str(pd.read_parquet(p, columns=["status"]).iat[0, 0]) for r, p in paths.items() if p.exists()}
 
 
-def connect(address: str | None = None) -> bool:
-    """Connect to Ray: ``address``, else RAY_ADDRESS (set by ``ray job submit``), else start an embedded
-    local Ray (no dashboard). Reuses an existing connection. True if this call started or joined Ray."""
-    if ray.is_initialized():
-        return False
-    embedded = address is None and not os.environ.get("RAY_ADDRESS")
-    extra = {"include_dashboard": False} if embedded else {}
-    ray.init(address=address, logging_level="WARNING", configure_logging=True, **extra)
-    return True
+def connect(address: str | None = None) -> None:
+    """Connect to Ray unless connected: ``address``, else RAY_ADDRESS (set by ``ray job submit``), else
+    start an embedded local Ray (no dashboard; it lives as long as this process)."""
+    if not ray.is_initialized():
+        extra = {"include_dashboard": False} if address is None and not os.environ.get("RAY_ADDRESS") else {}
+        ray.init(address=address, logging_level="WARNING", **extra)
 
 
 def _pool_size(spec: SweepSpec, n_runs: int, embedded: bool) -> int:
@@ -236,10 +228,8 @@ class _Scheduler:
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
         total = 0.0
         for ref in ready:
-            try:
+            with contextlib.suppress(ray.exceptions.RayError):  # a restarting actor: no figure this time
                 total += (ray.get(ref) or {}).get("tokens_per_s", 0.0)
-            except ray.exceptions.RayError:
-                continue
         return total
 
     def shutdown(self) -> None:
@@ -268,8 +258,10 @@ def run_sweep(spec_or_path: SweepSpec | str | os.PathLike, store_root: str | os.
         embedded = address is None and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized()
         connect(address)
         n_actors = _pool_size(spec, len(todo), embedded)
-        log(f"[{spec.name}] {len(todo)} runs to train on {n_actors} actors "
-            f"({spec.resources.num_cpus:g} CPU, {spec.resources.num_gpus:g} GPU each) -> {root}")
+        res = spec.resources
+        log(
+            f"[{spec.name}] {len(todo)} runs, {n_actors} actors of {res.num_cpus:g} CPU, {res.num_gpus:g} GPU"
+        )
         scheduler = _Scheduler(spec, todo, root, statuses, progress)
         try:
             results = scheduler.run(n_actors)

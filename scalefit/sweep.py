@@ -30,6 +30,7 @@ __all__ = ["SweepSpec", "Grid", "Family", "Train", "Resources", "load_sweep", "p
 __all__ += ["describe_plan"]
 
 _HORIZONS = ("steps", "tokens", "tokens_per_param")
+_NUM = (int, float)  # YAML numbers (``type(v) in _NUM`` also rejects booleans)
 _PER_GRID = {"model", "data", "schedule", "steps", "seed", "branch_from", "sweep"}  # not train: keys
 
 
@@ -47,23 +48,12 @@ def _need(ok: bool, message: str, key: str, value: Any = None, fix: str | None =
         raise ConfigError(message, field=key, value=value, fix=fix)
 
 
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check(obj: Any, prefix: str, rules: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
-    """Apply ``rules`` (field -> (predicate, message)) to the fields of ``obj``."""
-    for name, (ok, message) in rules.items():
-        value = getattr(obj, name)
-        _need(ok(value), message, f"{prefix}.{name}", value)
-
-
 def _listify(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _positive(v: Any) -> bool:
+    return type(v) in _NUM and v > 0
 
 
 @dataclass(frozen=True)
@@ -77,9 +67,9 @@ class Family:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decay", tuple(_listify(self.decay)))
-        ok_decay = lambda d: bool(d) and all(_num(f) and 0 < f < 1 for f in d)  # noqa: E731
-        _check(self, "family", {"decay": (ok_decay, "fractions in (0, 1)"),
-                                "resolution": (lambda r: _int(r) and r >= 2, "an integer >= 2")})  # fmt: skip
+        ok = bool(self.decay) and all(_positive(f) and f < 1 for f in self.decay)
+        _need(ok, "fractions in (0, 1)", "family.decay", self.decay)
+        _need(type(self.resolution) is int and self.resolution >= 2, "an integer >= 2", "family.resolution")
 
 
 @dataclass(frozen=True)
@@ -96,11 +86,18 @@ class Train:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_datasets", tuple(_listify(self.eval_datasets)))
-        _check(self, "train", {
-            "batch_size": (lambda v: _int(v) and v > 0, "a positive integer"),
-            "warmup": (lambda w: _int(w) and w >= 0 or _num(w) and 0 <= w < 1, "steps or a fraction < 1"),
-            "params": (lambda p: p in ("total", "non_embedding", "standard"), "total|non_embedding|standard"),
-        })  # fmt: skip
+        b, w = self.batch_size, self.warmup
+        _need(type(b) is int and b > 0, "a positive integer", "train.batch_size", b)
+        _need(
+            type(w) in _NUM and w >= 0 and (type(w) is int or w < 1),
+            "steps or a fraction < 1",
+            "train.warmup",
+            w,
+        )
+        counts = ("total", "non_embedding", "standard")
+        _need(
+            self.params in counts, "unknown parameter count", "train.params", self.params, f"one of {counts}"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,17 +113,17 @@ class Resources:
     mfu: float = 0.4  # model FLOPs utilization the GPU-hours estimate assumes
 
     def __post_init__(self) -> None:
-        restarts = (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: unlimited)")
-        _check(self, "resources", {
-            "num_cpus": (lambda v: _num(v) and v >= 0, "a number >= 0"),
-            "num_gpus": (lambda v: _num(v) and v >= 0 and (v <= 1 or v == int(v)), "a fraction or whole GPUs"),
-            "max_actors": (lambda v: v is None or _int(v) and v >= 1, "a positive integer"),
-            "max_restarts": restarts, "max_task_retries": restarts,
-            "peak_flops": (lambda v: _num(v) and v > 0, "FLOP/s per GPU, > 0"),
-            "mfu": (lambda v: _num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
-        })  # fmt: skip
-        _need(self.num_cpus > 0 or self.num_gpus > 0, "a run needs some resource", "resources.num_cpus",
-              self.num_cpus, "give num_cpus >= 1 or num_gpus > 0")  # fmt: skip
+        cpus, gpus, m = self.num_cpus, self.num_gpus, self.max_actors
+        _need(type(cpus) in _NUM and cpus >= 0, "a number >= 0", "resources.num_cpus", cpus)
+        _need(type(gpus) in _NUM and gpus >= 0 and (gpus <= 1 or gpus % 1 == 0), "a fraction or whole GPUs",
+              "resources.num_gpus", gpus)  # fmt: skip
+        _need(cpus > 0 or gpus > 0, "a run needs some resource", "resources.num_cpus", cpus, "num_cpus: 1")
+        _need(m is None or type(m) is int and m >= 1, "a positive integer", "resources.max_actors", m)
+        for key in ("max_restarts", "max_task_retries"):
+            v = getattr(self, key)
+            _need(type(v) is int and v >= -1, "an integer >= -1 (-1: unlimited)", f"resources.{key}", v)
+        _need(_positive(self.peak_flops), "FLOP/s per GPU, > 0", "resources.peak_flops", self.peak_flops)
+        _need(_positive(self.mfu) and self.mfu <= 1, "a fraction in (0, 1]", "resources.mfu", self.mfu)
 
 
 @dataclass(frozen=True)
@@ -172,8 +169,7 @@ def _at(key: str, build: Callable[[], Any]) -> Any:
         return build()
     except ScalefitError as exc:
         leaf = (exc.field or "").rpartition(".")[2]
-        field = f"{key}.{leaf}" if leaf else key
-        raise type(exc)(exc.message, field=field, value=exc.value, fix=exc.fix) from exc
+        raise type(exc)(exc.message, field=f"{key}.{leaf}".rstrip("."), value=exc.value, fix=exc.fix) from exc
 
 
 def _section(cls: type, d: Any, path: str) -> Any:
@@ -203,9 +199,12 @@ def _model(entry: Any, key: str) -> ModelConfig:
 
 def _schedule(text: Any, key: str) -> str:
     _need(isinstance(text, str), "a schedule string such as 'cosine' or 'wsd:decay=0.2'", key, text)
-    keys = {part.split("=")[0].strip() for part in text.partition(":")[2].split(",")}
-    clash = sorted(keys & {"peak", "peak_lr", "steps", "total_steps"})
-    _need(not clash, f"{clash} come from the grid (peak_lr and a horizon)", key, text, "drop them")
+    clash = {p.split("=")[0].strip() for p in text.partition(":")[2].split(",")} & {
+        "peak",
+        "peak_lr",
+        "steps",
+    }
+    _need(not clash, f"{sorted(clash)} come from the grid (peak_lr, a horizon)", key, text, "drop them")
     try:
         schedules.parse(text, peak=1e-3, steps=10_000)
     except ScalefitError as exc:
@@ -224,18 +223,15 @@ def _grid(d: Any, path: str) -> Grid:
     _need("model" in kw, "missing", f"{path}.model", None, "give preset names or shapes")
     _need("schedule" in kw or "family" in kw, "give schedules or a family", f"{path}.schedule")
     for key, lo in ((kinds[0], 0), ("peak_lr", 0), ("seed", -1)):
-        ok = all(_num(v) and v > lo and (lo == 0 or _int(v)) for v in kw.get(key, ()))
+        ok = all(type(v) in _NUM and v > lo and (lo == 0 or type(v) is int) for v in kw.get(key, ()))
         _need(ok, "must be positive" if lo == 0 else "a whole number >= 0", f"{path}.{key}", d.get(key))
     for i, name in enumerate(kw.get("dataset", ())):
         _at(f"{path}.dataset[{i}]", lambda name=name: DataConfig(dataset=name))
     kw["horizon"] = (kinds[0], kw.pop(kinds[0]))
     kw["model"] = tuple(_model(m, f"{path}.model[{i}]") for i, m in enumerate(kw["model"]))
-    kw["schedule"] = tuple(
-        _schedule(s, f"{path}.schedule[{i}]") for i, s in enumerate(kw.get("schedule", []))
-    )
-    kw["family"] = tuple(
-        _section(Family, f, f"{path}.family[{i}]") for i, f in enumerate(kw.get("family", []))
-    )
+    schedule, family = enumerate(kw.get("schedule", [])), enumerate(kw.get("family", []))
+    kw["schedule"] = tuple(_schedule(s, f"{path}.schedule[{i}]") for i, s in schedule)
+    kw["family"] = tuple(_section(Family, f, f"{path}.family[{i}]") for i, f in family)
     return Grid(**kw)
 
 
@@ -308,7 +304,8 @@ def _family(fam: Family, base: dict[str, Any], lr: float, steps: int, warm: int)
         length = max(1, round(f * fam.resolution)) * every
         fix = "use a larger decay fraction or a shorter warmup"
         _need(total - length > warm, "the cooldown would start inside the warmup", "family.decay", f, fix)
-        wsd = schedules.WSD(lr, total, warmup_steps=warm, decay_steps=length, shape=fam.shape, final_ratio=fam.final)  # fmt: skip
+        shape = {"shape": fam.shape, "final_ratio": fam.final}
+        wsd = schedules.WSD(lr, total, warmup_steps=warm, decay_steps=length, **shape)
         runs.append(RunConfig(schedule=wsd, branch_from=Branch(trunk.run_id, total - length), **base))
     return runs
 
@@ -335,12 +332,10 @@ def describe_plan(spec: SweepSpec) -> str:
     rows, res = plan(spec), spec.resources
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
     hours = flops / (res.peak_flops * res.mfu) / 3600.0
-    lines = [
-        f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs",
-        f"estimated {hours:.4g} GPU-hours, assuming {res.mfu:.0%} MFU of {res.peak_flops / 1e12:.0f} TFLOP/s "
-        "per GPU (set resources.peak_flops and resources.mfu for your hardware)",
-        f"resources per run: {res.num_cpus:g} CPU, {res.num_gpus:g} GPU",
-    ]
-    table = pd.DataFrame(rows).to_string(index=False, formatters={"n_params": "{:.3g}".format,
-                                         "tokens": "{:.3g}".format, "flops": "{:.3g}".format})  # fmt: skip
-    return "\n".join([*lines, table])
+    head = (
+        f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs; {res.num_cpus:g} CPU, "
+    )
+    head += f"{res.num_gpus:g} GPU per run\nestimated {hours:.4g} GPU-hours, assuming {res.mfu:.0%} MFU of "
+    head += f"{res.peak_flops / 1e12:.0f} TFLOP/s per GPU (set resources.peak_flops and resources.mfu)\n"
+    fmt = {k: "{:.3g}".format for k in ("n_params", "tokens", "flops")}
+    return head + pd.DataFrame(rows).to_string(index=False, formatters=fmt)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from scalefit import checkpoint as ckpt
@@ -141,7 +140,11 @@ class _Loop:
         """Load the newest own checkpoint, else the branch point; the step to start from (None: fresh)."""
         path = ckpt.latest_checkpoint(self.root, self.run_id)
         if path is None and self.cfg.branch_from is not None:
-            path = self._branch_point()
+            path = ckpt.branch_point(self.root, self.cfg)
+            b = self.cfg.branch_from
+            for kind, rows in ckpt.trunk_rows(self.root, b.trunk_run_id, b.step).items():
+                append = self.writer.append if kind == "curves" else self.writer.append_evals
+                append(rows.assign(run_id=self.run_id))
         if path is None:
             return None
         state = ckpt.load(path, self.device)
@@ -150,50 +153,6 @@ class _Loop:
         ckpt.set_rng_state(state["rng"])
         self.wall_offset = state["wall_time"]
         return state["step"]
-
-    def _branch_point(self) -> Path:
-        b = self.cfg.branch_from
-        path = ckpt.ckpt_path(self.root, b.trunk_run_id, b.step)
-        if not path.exists():
-            have = ckpt.checkpoint_steps(self.root, b.trunk_run_id)
-            raise ConfigError(
-                "no trunk checkpoint at the branch step",
-                field="branch_from.step",
-                value=b.step,
-                run_id=b.trunk_run_id,
-                fix=f"branch at one of the trunk's steps {have}",
-            )
-        trunk = RunConfig.from_json(ckpt.load(path)["config_json"])
-        for name in ("model", "data", "batch_size"):
-            if getattr(trunk, name) != getattr(self.cfg, name):
-                raise ConfigError(
-                    f"branch {name} differs from the trunk's",
-                    field=name,
-                    run_id=b.trunk_run_id,
-                    fix="branch with the trunk's model, data and batch",
-                )
-        steps = np.arange(b.step)
-        if not np.allclose(trunk.schedule(steps), self.cfg.schedule(steps), rtol=1e-9, atol=0.0):
-            raise ConfigError(
-                "branch schedule differs from the trunk's before the branch step",
-                field="schedule",
-                run_id=b.trunk_run_id,
-                fix="use a schedule equal to the trunk's up to branch_from.step",
-            )
-        self._copy_trunk_rows(b.trunk_run_id, b.step)
-        return path
-
-    def _copy_trunk_rows(self, trunk_id: str, step: int) -> None:
-        for kind, append in (("curves", self.writer.append), ("evals", self.writer.append_evals)):
-            chunks = sorted((self.root / trunk_id).glob(f"{kind}-*.parquet"))
-            if not chunks:
-                continue
-            df = pd.concat([pd.read_parquet(p) for p in chunks], ignore_index=True)
-            keys = ["step"] if kind == "curves" else ["step", "dataset"]
-            df = df.drop_duplicates(keys, keep="last").sort_values(keys)
-            df = df[df["step"] < step].assign(run_id=self.run_id)
-            if len(df):
-                append(df)
 
     def evaluate(self, step: int) -> None:
         self.model.eval()
@@ -278,7 +237,7 @@ class _Loop:
                 return "diverged", step, last, float(np.mean(rates or [0.0]))
             last = row["train_loss"]
             rates.append(row["tokens_per_s"])
-            done = step + 1
+            done = self.done = step + 1
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
                 self.save(done)
             elif time.perf_counter() - self.last_flush > _FLUSH_SECONDS:
@@ -312,6 +271,7 @@ def train(
             time.perf_counter() - t_start,
             resumed,
         )
+    loop.done = resumed or 0
     try:
         status, done, final, rate = loop.run(resumed or 0)
     except Exception as exc:  # recorded in the store and returned, so a sweep continues
@@ -326,6 +286,5 @@ def train(
 
 
 def _stored_final_loss(loop: _Loop) -> float:
-    chunks = sorted((loop.root / loop.run_id).glob("curves-*.parquet"))
-    df = pd.concat([pd.read_parquet(p) for p in chunks]).drop_duplicates("step", keep="last")
-    return float(df.sort_values("step")["train_loss"].iloc[-1])
+    rows = ckpt.trunk_rows(loop.root, loop.run_id, loop.cfg.steps).get("curves")
+    return math.nan if rows is None else float(rows["train_loss"].iloc[-1])

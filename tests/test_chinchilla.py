@@ -136,6 +136,19 @@ def test_recovers_synthetic_parameters():
     assert abs(fit.values["a"] - truth["a"]) < 4 * fit.stderr["a"]
 
 
+def test_single_model_size_is_reported_unidentified():
+    rng = np.random.default_rng(0)
+    law = ChinchillaLaw()
+    n, d = np.full(20, 1e9), np.geomspace(1e9, 1e11, 20)
+    grid = law.design(pd.DataFrame({"N": n, "D": d}), predict=True)
+    clean = law.predict(np.array([6.0, 7.0, 0.5, 0.33, 0.36]), grid)
+    df = pd.DataFrame({"N": n, "D": d, "loss": clean * np.exp(0.003 * rng.standard_normal(20))})
+    with pytest.warns(FitWarning):
+        fit = fit_law(law, df, starts=4)
+    assert "no_covariance" in {w["code"] for w in fit.warnings}
+    assert all(np.isnan(v) for v in fit.stderr.values())
+
+
 def test_compute_column_and_missing_columns():
     law = ChinchillaLaw()
     design = law.design(pd.DataFrame({"N": [1e9], "C": [6e19], "loss": [2.5]}))

@@ -11,6 +11,7 @@ import pytest
 from scalefit.config import DataConfig
 from scalefit.data import (
     ByteTokenizer,
+    TokenArray,
     check_context,
     documents,
     eval_batch,
@@ -38,7 +39,10 @@ def test_stdlib_documents_are_the_sorted_library_sources():
 
 
 def test_split_is_a_stable_hash_of_the_document_id():
-    # Pinned: SHA-1("os.py")[:8] / 2**32 = 0.55..., SHA-1("json/decoder.py")... fixed forever.
+    # Pinned: SHA-1 prefixes / 2**32 of "os.py" 0.968, "asyncio/tasks.py" 0.270; "asynchat.py" < 0.1.
+    assert split_of("os.py", 0.96) == "train" and split_of("os.py", 0.97) == "val"
+    assert split_of("asyncio/tasks.py", 0.26) == "train" and split_of("asyncio/tasks.py", 0.28) == "val"
+    assert split_of("asynchat.py", 0.1) == "val"
     ids = [d[0] for d in documents("python-stdlib")]
     val = [i for i in ids if split_of(i, 0.1) == "val"]
     assert 0.05 < len(val) / len(ids) < 0.15
@@ -65,9 +69,9 @@ def test_batches_are_pure_in_seed_and_step_and_never_cross_files(tmp_path):
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     np.full(50, 1, dtype=np.uint16).tofile(a)
     np.full(30, 2, dtype=np.uint16).tofile(b)
-    data = DataConfig(dataset=f"{a},{b}")
-    arr = load_split(data, "train", name=f"{a},{b}")
-    arr = type(arr)(parts=tuple(np.memmap(p, dtype=np.uint16, mode="r") for p in (a, b)), name="ab")
+    arr = load_split(DataConfig(dataset=f"{a},{b}"), "train")  # one of the two files is held out
+    assert len(arr.parts) == 1 and len(load_split(DataConfig(dataset=f"{a},{b}"), "val").parts) == 1
+    arr = TokenArray(parts=tuple(np.memmap(p, dtype=np.uint16, mode="r") for p in (a, b)), name="ab")
     assert arr.n_windows(10) == 40 + 20
     x, y = get_batch(arr, 64, 10, seed=3, step=7)
     assert x.shape == y.shape == (64, 10) and x.dtype == np.int64

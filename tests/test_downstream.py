@@ -25,9 +25,9 @@ def _error_fit_runs(dataset: str, train: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def rpj_chain():
     train, target = gadre_split("rpj", 640)
-    loss_fit = quiet_fit(OvertrainingLaw(loss="loss_c4_val"), train, objective="lsq", bootstrap=150, seed=0)
+    loss_fit = quiet_fit(OvertrainingLaw(loss="loss_c4_val"), train, objective="lsq", bootstrap=100, seed=0)
     err_law = DownstreamLaw(loss="loss_c4_val", err="err_avg17")
-    err_fit = quiet_fit(err_law, _error_fit_runs("rpj", train), objective="lsq", bootstrap=150, seed=1)
+    err_fit = quiet_fit(err_law, _error_fit_runs("rpj", train), objective="lsq", bootstrap=100, seed=1)
     return loss_fit, err_fit, target
 
 

@@ -95,12 +95,12 @@ def test_translation_is_exact_for_the_kaplan_form():
 
 def test_translate_fit_carries_bootstrap_draws():
     frame = _kaplan_runs(noise=1e-3)
-    source = quiet_fit(KaplanLaw(), frame, bootstrap=40, seed=0)
+    source = quiet_fit(KaplanLaw(), frame, bootstrap=20, seed=0)
     l0 = source.predict(frame).loss_pred.to_numpy()
     pairs = pd.DataFrame({"loss0": l0, "loss1": 0.63 * (l0 - source.values["E"]) ** 1.1 + 0.85})
-    mapping = quiet_fit(LossToLossLaw(e0=source.values["E"], e1=0.85), pairs, bootstrap=40, seed=1)
+    mapping = quiet_fit(LossToLossLaw(e0=source.values["E"], e1=0.85), pairs, bootstrap=20, seed=1)
     moved = translate_fit(source, mapping)
-    assert moved.values["E"] == pytest.approx(0.85) and moved.bootstrap.shape == (40, 5)
+    assert moved.values["E"] == pytest.approx(0.85) and moved.bootstrap.shape == (20, 5)
     assert moved.values["alpha"] == pytest.approx(1.1 * source.values["alpha"], rel=1e-6)
     pred = moved.predict(frame)
     np.testing.assert_allclose(pred.loss_pred, pairs.loss1, rtol=1e-6)

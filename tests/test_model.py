@@ -20,8 +20,9 @@ A = ModelConfig(n_layer=2, d_model=32, n_head=4, context=64)
 #    block = 4*2304 + 8*2304 + 96 = 27744; non-embedding = 3*27744 + 48 = 83280
 #    total = 83280 + emb 4800 + positions 32*48=1536 + head 4800 = 94416
 #    6N = 499680; 6N+attn:standard = 6*(83280 + 4800) + 6*3*32*48 = 528480 + 27648 = 556128
-B = ModelConfig(n_layer=3, d_model=48, n_head=6, context=32, vocab_size=100, pos="learned",
-                tie_embeddings=False)
+B = ModelConfig(
+    n_layer=3, d_model=48, n_head=6, context=32, vocab_size=100, pos="learned", tie_embeddings=False
+)
 HAND = {A: (24736, 32928, 148416.0, 222144.0), B: (83280, 94416, 499680.0, 556128.0)}
 
 

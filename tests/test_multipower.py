@@ -51,14 +51,15 @@ def test_exact_terms_match_quadratic_reference(name):
 
 @pytest.mark.parametrize("name", ["cosine", "rewarm", "noisy", "step"])
 def test_grouped_terms_error_is_far_below_data_rounding(name):
-    lr = np.tile(schedules()[name], 8)[:20000]
-    steps = np.arange(300, 20001, 128)
+    lr = np.tile(schedules()[name], 4)[:12000]
+    steps = np.arange(300, 12001, 256)
     ref = reference_drop(lr, steps, 200, 2.0, 0.6, 0.7)
-    terms = K.mpl_terms(lr, steps, 200, ratio=128.0)
+    terms = K.mpl_terms(lr, steps, 200, ratio=32.0)
     (fast,) = K.mpl_drop(terms, 2.0, 0.6, 0.7)
     # B ~ 500 turns the drop sum into loss: 1e-9 here is < 1e-6 in loss, far below the 1e-4 rounding
     assert np.abs(fast - ref).max() < 1e-9
-    assert len(terms) < 0.5 * steps.size * 10000
+    if name != "noisy":  # random signs everywhere cannot be grouped; the others compress
+        assert len(terms) < 0.25 * np.sum(np.minimum(steps, np.count_nonzero(np.diff(lr))))
 
 
 def test_momentum_s2_matches_closed_form():

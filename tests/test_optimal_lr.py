@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from test_overtraining import quiet_fit
 
-from scalefit.errors import DataError
+from scalefit.errors import ConfigError, DataError
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.optimal_lr import OptimalLRLaw, cell_optima, quadratic_vertex
 
@@ -74,3 +74,15 @@ def test_missing_lr_column_is_named():
     with pytest.raises(DataError) as err:
         OptimalLRLaw(lr="lr").design(_sweep(noise=0.0))
     assert err.value.column == "lr"
+
+
+def test_horizon_only_sweep_at_one_size():
+    sweep = _sweep(noise=1e-4)
+    one = sweep[sweep.N == 2e8]
+    fit = quiet_fit(OptimalLRLaw(size=False), one)
+    assert fit.param_names == ("c", "b")
+    assert fit.values["b"] == pytest.approx(B, abs=0.03)
+    assert fit.values["c"] == pytest.approx(C * 2**A, rel=0.05)  # LR* at N = 2e8 and d_ref
+    with pytest.raises(ConfigError) as err:
+        OptimalLRLaw(size=False, horizon=False)
+    assert err.value.field == "size"

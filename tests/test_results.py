@@ -33,8 +33,8 @@ def table(n: int = 60, seed: int = 0, noise: float = 0.004) -> pd.DataFrame:
 def fits() -> tuple[Fit, Fit]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
-        plain = sf.fit(table(), law="chinchilla", starts=6)
-        boot = sf.fit(table(), law="chinchilla", starts=6, bootstrap=100, seed=1)
+        plain = sf.fit(table(), law="chinchilla", starts=3)
+        boot = sf.fit(table(), law="chinchilla", starts=3, bootstrap=100, seed=1)
     return plain, boot
 
 

@@ -41,7 +41,9 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _spec(name: str, grids: list[dict], steps: int, tokens: str, **resources: object):
     runs = [{"model": [TINY], "steps": steps, "peak_lr": 0.01, "dataset": tokens, **g} for g in grids]
     train = {"batch_size": 4, "warmup": 2, "eval_every": 0, "checkpoint_every": 10, "device": "cpu"}
-    return parse_sweep({"sweep": name, "runs": runs, "train": train, "resources": {"num_cpus": 1, **resources}})
+    return parse_sweep(
+        {"sweep": name, "runs": runs, "train": train, "resources": {"num_cpus": 1, **resources}}
+    )
 
 
 def _assert_every_step_once(curves: sf.Curves, steps: int) -> None:

@@ -59,18 +59,29 @@ train: {batch_size: 2, warmup: 5, eval_every: 0, checkpoint_every: 25}
 
 def test_tokens_per_param_horizon_counts_total_parameters() -> None:
     # total = n_layer (4d^2 + 2*d*4d + 2d) + d + vocab*d = 2 * 49280 + 64 + 16384 = 115008 (tied head)
-    spec = parse_sweep(_spec(steps=None) | {"grid": {"model": [SHAPE], "tokens_per_param": [20],
-                                                      "schedule": ["constant"]}, "train": {"batch_size": 4}})
+    spec = parse_sweep(
+        _spec(steps=None)
+        | {
+            "grid": {"model": [SHAPE], "tokens_per_param": [20], "schedule": ["constant"]},
+            "train": {"batch_size": 4},
+        }
+    )
     (run,) = spec.expand()
     assert run.steps == 115008 * 20 // (4 * 64) == 8985
-    nonembed = parse_sweep({"grid": {"model": [SHAPE], "tokens": [256 * 1000 + 1], "schedule": ["cosine"]},
-                            "train": {"batch_size": 4}})
+    nonembed = parse_sweep(
+        {
+            "grid": {"model": [SHAPE], "tokens": [256 * 1000 + 1], "schedule": ["cosine"]},
+            "train": {"batch_size": 4},
+        }
+    )
     assert nonembed.expand()[0].steps == 1001  # ceil(tokens / tokens_per_step)
 
 
 def test_family_expands_to_trunk_and_branches_on_its_checkpoints() -> None:
-    spec = parse_sweep(_spec(family=[{"decay": [0.1, 0.25, 0.33], "shape": "linear"}], peak_lr=[0.01])
-                       | {"train": {"batch_size": 4, "warmup": 0.1}})
+    spec = parse_sweep(
+        _spec(family=[{"decay": [0.1, 0.25, 0.33], "shape": "linear"}], peak_lr=[0.01])
+        | {"train": {"batch_size": 4, "warmup": 0.1}}
+    )
     trunk, *branches = spec.expand()
     assert trunk.schedule.kind == "constant" and trunk.branch_from is None
     assert (trunk.steps, trunk.checkpoint_every, trunk.schedule.warmup_steps) == (100, 5, 10)
@@ -89,8 +100,10 @@ def test_runs_list_unions_grids_and_deduplicates() -> None:
 
 
 def test_dry_run_plan_tokens_flops_and_gpu_hours() -> None:
-    spec = parse_sweep(_spec(schedule=["cosine"], family=[{"decay": [0.2]}])
-                       | {"resources": {"peak_flops": 1e12, "mfu": 0.5}})
+    spec = parse_sweep(
+        _spec(schedule=["cosine"], family=[{"decay": [0.2]}])
+        | {"resources": {"peak_flops": 1e12, "mfu": 0.5}}
+    )
     rows = {r["schedule"].split(":")[0]: r for r in plan(spec)}
     assert rows["cosine"]["tokens"] == 100 * 4 * 64 and rows["wsd"]["steps"] == 20  # a branch trains its tail
     # "6N+attn:standard": 6 * (non-embedding + head) + 6 * n_layer * context * d_model per token
@@ -99,11 +112,13 @@ def test_dry_run_plan_tokens_flops_and_gpu_hours() -> None:
     total = sum(r["flops"] for r in rows.values())
     text = describe_plan(spec)
     assert f"{total / (1e12 * 0.5) / 3600:.4g} GPU-hours" in text and "3 runs" in text
-    out = subprocess.run([sys.executable, str(ROOT / "jobs/sweep.py"), str(ROOT / "jobs/configs/smoke-cpu.yaml"),
-                          "--dry-run"], capture_output=True, text=True, check=True)  # fmt: skip
+    smoke = str(ROOT / "jobs/configs/smoke-cpu.yaml")
+    cmd = [sys.executable, str(ROOT / "jobs/sweep.py"), smoke, "--dry-run"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "sweep smoke-cpu: 4 runs, 1.536e+04 tokens" in out.stdout and "GPU-hours" in out.stdout
 
 
+OK = "grid: {model: [100k], steps: [10], schedule: [cosine]}\n"
 BAD = [
     ("sweep: x\ngrdi: {}\n", "grdi"),
     ("grid: {model: [100k], steps: [10], schedule: [cosine], sed: [1]}\n", "grid.sed"),
@@ -126,16 +141,16 @@ BAD = [
     ("grid: {model: [100k], steps: [10], family: [{decay: [1.5]}]}\n", "grid.family[0].decay"),
     ("grid: {model: [100k], steps: [10], family: [{decay: [0.1], shap: x}]}\n", "grid.family[0].shap"),
     ("runs: [{model: [100k], steps: 10, schedule: nope}]\n", "runs[0].schedule[0]"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\ntrain: {batch_sise: 2}\n", "train.batch_sise"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\ntrain: {warmup: 1.5}\n", "train.warmup"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\ntrain: {eval_every: -1}\n", "train.eval_every"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\ntrain: {device: tpu}\n", "train.device"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\nresources: {num_gpus: 1.5}\n", "resources.num_gpus"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\nresources: {num_cpus: -2}\n", "resources.num_cpus"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\nresources: {num_cpus: 0}\n", "resources.num_cpus"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\nresources: {max_actors: 0}\n", "resources.max_actors"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\nresources: {gpus: 1}\n", "resources.gpus"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine]}\nresources: {mfu: 2}\n", "resources.mfu"),
+    (OK + "train: {batch_sise: 2}\n", "train.batch_sise"),
+    (OK + "train: {warmup: 1.5}\n", "train.warmup"),
+    (OK + "train: {eval_every: -1}\n", "train.eval_every"),
+    (OK + "train: {device: tpu}\n", "train.device"),
+    (OK + "resources: {num_gpus: 1.5}\n", "resources.num_gpus"),
+    (OK + "resources: {num_cpus: -2}\n", "resources.num_cpus"),
+    (OK + "resources: {num_cpus: 0}\n", "resources.num_cpus"),
+    (OK + "resources: {max_actors: 0}\n", "resources.max_actors"),
+    (OK + "resources: {gpus: 1}\n", "resources.gpus"),
+    (OK + "resources: {mfu: 2}\n", "resources.mfu"),
 ]  # fmt: skip
 
 

@@ -39,8 +39,15 @@ def _cpu_env(tmp_path_factory):
 
 def _config(size=(1, 16, 2), schedule=None, **kw) -> RunConfig:
     sched = schedule or schedules.Constant(peak_lr=PEAK, total_steps=STEPS, warmup_steps=10)
-    base = dict(model=ModelConfig(*size, context=32), data=DataConfig(), schedule=sched, batch_size=8,
-                eval_every=30, eval_batches=16, checkpoint_every=DECAY_AT)
+    base = dict(
+        model=ModelConfig(*size, context=32),
+        data=DataConfig(),
+        schedule=sched,
+        batch_size=8,
+        eval_every=30,
+        eval_batches=16,
+        checkpoint_every=DECAY_AT,
+    )
     return RunConfig(**{**base, **kw})
 
 
@@ -80,8 +87,9 @@ def test_branch_continues_the_trunk_and_equals_a_run_from_scratch(sweep):
     trunk, branch = pairs[0]
     t, b = _frame(root, trunk.run_id), _frame(root, branch.run_id)
     assert b["step"].tolist() == list(range(STEPS))
-    pd.testing.assert_frame_equal(t.loc[: DECAY_AT - 1, ["step", "lr", "loss"]],
-                                  b.loc[: DECAY_AT - 1, ["step", "lr", "loss"]])
+    pd.testing.assert_frame_equal(
+        t.loc[: DECAY_AT - 1, ["step", "lr", "loss"]], b.loc[: DECAY_AT - 1, ["step", "lr", "loss"]]
+    )
     # The branch's first own step: same weights, same batch, so the same loss as the trunk's step.
     assert b.loc[DECAY_AT, "loss"] == t.loc[DECAY_AT, "loss"]
     assert b.loc[STEPS - 1, "lr"] < t.loc[STEPS - 1, "lr"] / 10
@@ -105,8 +113,12 @@ _CHILD = textwrap.dedent("""
 
 
 def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path):
-    cfg = _config(schedule=schedules.Cosine(peak_lr=3e-2, total_steps=60, warmup_steps=5),
-                  eval_every=10, eval_batches=2, checkpoint_every=20)
+    cfg = _config(
+        schedule=schedules.Cosine(peak_lr=3e-2, total_steps=60, warmup_steps=5),
+        eval_every=10,
+        eval_batches=2,
+        checkpoint_every=20,
+    )
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     argv = [sys.executable, "-c", _CHILD, cfg.to_json(), str(killed)]
     first = subprocess.run([*argv, "55"], capture_output=True, text=True, timeout=120)

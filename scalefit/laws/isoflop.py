@@ -144,7 +144,8 @@ def budget_optima(
 
     Returns a frame [budget, log_size_star, size_star, log_size_sd, n_models, dropped] and the replica
     log optima, shape (n_budgets, n_boot). ``dropped`` says why a budget is unusable ("" if usable):
-    fewer than 3 models, or the minimum at the edge of the size grid.
+    fewer than 3 models, or the minimum at the edge of the size grid. Several runs of one size in a
+    budget (e.g. an LR sweep) are reduced to the best, as Porian et al. do.
     """
     if method not in ("akima", "parabola"):
         raise FitError("unknown isoFLOP method", field="method", value=method, fix="use akima or parabola")
@@ -153,7 +154,8 @@ def budget_optima(
             raise DataError("isoFLOP points lack a column", column=col, fix=f"give {budget}, {size}, {loss}")
     rng = np.random.default_rng(seed)
     rows, reps = [], []
-    for c, h in points.sort_values([budget, size]).groupby(budget):
+    best = points.groupby([budget, size], as_index=False)[loss].min()  # the best run per (C, N)
+    for c, h in best.sort_values([budget, size]).groupby(budget):
         if len(h) < 3:
             rows.append((float(c), np.nan, np.nan, np.nan, len(h), "fewer than 3 models"))
             reps.append(np.full(max(n_boot, 1), np.nan))

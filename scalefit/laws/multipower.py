@@ -35,9 +35,9 @@ def mpl_parameters() -> tuple[Param, ...]:
     return (
         Param("A", 0.0, 100.0, log=True, grid=(0.3, 1.0), doc="power-law amplitude (loss)"),
         Param("alpha", 0.0, 3.0, log=True, grid=(0.3, 0.6), doc="power-law exponent in S1"),
-        Param("B", 0.0, 1e6, log=True, grid=(100.0, 600.0), doc="LR-drop scale (loss / LR)"),
+        Param("B", 1.0, 1e4, log=True, grid=(100.0, 600.0), doc="LR-drop scale (loss / LR)"),
         Param("C", 0.0, 1e4, log=True, grid=(0.5, 2.0), doc="LR-drop saturation rate"),
-        Param("beta", 0.0, 10.0, log=True, grid=(0.6,), doc="LR-drop power"),
+        Param("beta", 0.05, 5.0, log=True, grid=(0.6,), doc="LR-drop power"),
         Param("gamma", 0.0, 3.0, log=True, grid=(0.6,), doc="LR exponent of the drop time scale"),
     )
 
@@ -55,7 +55,7 @@ class MultiPowerLaw(Law):
 
     name: ClassVar[str] = "multipower"
 
-    def __init__(self, ratio: float | None = 128.0, max_log_spread: float = 0.02) -> None:
+    def __init__(self, ratio: float | None = 32.0, max_log_spread: float = 0.02) -> None:
         if ratio is not None and not ratio >= 4:
             raise ConfigError("grouping ratio must be >= 4 or None (exact)", field="ratio", value=ratio)
         if not max_log_spread >= 0:

@@ -33,7 +33,7 @@ class MultiPowerSizeLaw(Law):
 
     name: ClassVar[str] = "multipower-size"
 
-    def __init__(self, scale_A: bool = False, n_ref: float = 1e8, ratio: float | None = 128.0) -> None:
+    def __init__(self, scale_A: bool = False, n_ref: float = 1e8, ratio: float | None = 32.0) -> None:
         if not n_ref > 0:
             raise ConfigError("reference size must be positive", field="n_ref", value=n_ref, fix="use e.g. 1e8")
         self.scale_A, self.n_ref = bool(scale_A), float(n_ref)

@@ -9,7 +9,8 @@ Two stages, as in the LR-sweep literature (e.g. DeepSeek LLM 2024, arXiv:2401.02
    vertex is not a minimum (c2 <= 0) or lies outside the swept LRs are marked ``at_edge`` and left out.
 2. A power law across cells: ``LR*(N, D) = c * (N / n_ref)^a * (D / d_ref)^b`` (``OptimalLRLaw``), fitted
    by the engine (Huber on log LR*, i.e. a robust log-linear regression). ``n_ref``/``d_ref`` only
-   centre the regression (c is LR* at the reference size and horizon). With ``horizon=False`` b = 0.
+   centre the regression (c is LR* at the reference size and horizon). With ``horizon=False`` b = 0;
+   with ``size=False`` a = 0 (a sweep at one model size: LR* against the token horizon only).
 
 If every size is trained at one tokens-per-parameter ratio, a and b are collinear: the engine reports
 the correlation in the Fit's warnings; fit with ``horizon=False`` then.
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.conventions import Counting, static_table
+from scalefit.errors import ConfigError
 from scalefit.laws.base import Design, Law, Param
 
 __all__ = ["OptimalLRLaw", "cell_optima", "quadratic_vertex"]
@@ -83,13 +85,17 @@ class OptimalLRLaw(Law):
         d: str = "D",
         lr: str = "peak_lr",
         loss: str = "loss",
+        size: bool = True,
         horizon: bool = True,
         n_ref: float = 1e8,
         d_ref: float = 1e10,
         counting: Counting | dict[str, Any] | None = None,
     ) -> None:
+        if not (size or horizon):
+            raise ConfigError("the law needs model size, token horizon or both", field="size", value=size)
         self.n, self.d, self.lr, self.loss = n, d, lr, loss
-        self.horizon, self.n_ref, self.d_ref = bool(horizon), float(n_ref), float(d_ref)
+        self.size, self.horizon = bool(size), bool(horizon)
+        self.n_ref, self.d_ref = float(n_ref), float(d_ref)
         self.counting = Counting.coerce(counting)
 
     def config(self) -> dict[str, Any]:
@@ -98,27 +104,31 @@ class OptimalLRLaw(Law):
             "d": self.d,
             "lr": self.lr,
             "loss": self.loss,
+            "size": self.size,
             "horizon": self.horizon,
             "n_ref": self.n_ref,
             "d_ref": self.d_ref,
             "counting": self.counting.to_dict(),
         }
 
+    @property
+    def _terms(self) -> tuple[tuple[str, str, str], ...]:
+        """(parameter, design array, column) per power-law factor."""
+        out = (("a", "log_n", self.n),) if self.size else ()
+        return out + ((("b", "log_d", self.d),) if self.horizon else ())
+
     def parameters(self) -> tuple[Param, ...]:
-        out = [
-            Param("c", 0.0, 1e3, log=True, grid=(1e-4, 1e-3, 1e-2), doc="LR* at n_ref, d_ref"),
-            Param("a", -5.0, 5.0, grid=(-0.5, 0.0), doc="size exponent"),
-        ]
-        if self.horizon:
-            out.append(Param("b", -5.0, 5.0, grid=(-0.5, 0.0), doc="token-horizon exponent"))
-        return tuple(out)
+        docs = {"a": "model-size exponent", "b": "token-horizon exponent"}
+        return (Param("c", 0.0, 1e3, log=True, grid=(1e-4, 1e-3, 1e-2), doc="LR* at n_ref, d_ref"),) + tuple(
+            Param(name, -5.0, 5.0, grid=(-0.5, 0.0), doc=docs[name]) for name, _, _ in self._terms
+        )
 
     def floor(self, values: Any) -> float | None:
         return None
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
         """From a table of cells with an ``lr_star`` column, or a raw sweep (lr and loss per run)."""
-        by = (self.n, self.d) if self.horizon else (self.n,)
+        by = tuple(col for _, _, col in self._terms)
         frame = static_table(data, by, law=self.name)
         excluded: tuple[tuple[str, str], ...] = ()
         if not predict and "lr_star" not in frame.columns:
@@ -128,18 +138,18 @@ class OptimalLRLaw(Law):
                 for _, r in cells[cells.at_edge].iterrows()
             )
             frame = cells[~cells.at_edge].reset_index(drop=True)
-        log_n = np.log(frame[self.n].to_numpy(float) / self.n_ref)
-        log_d = np.log(frame[self.d].to_numpy(float) / self.d_ref) if self.horizon else np.zeros_like(log_n)
+        refs = {"log_n": self.n_ref, "log_d": self.d_ref}
+        x = {key: np.log(frame[col].to_numpy(float) / refs[key]) for _, key, col in self._terms}
         labels = np.array([f"cell{i}" for i in range(len(frame))])
         keys = frame[list(by)].reset_index(drop=True).assign(run_id=labels)
         y = frame["lr_star"].to_numpy(float) if "lr_star" in frame.columns and not predict else None
-        return Design(x={"log_n": log_n, "log_d": log_d}, y=y, groups=labels, keys=keys, excluded=excluded)
+        return Design(x=x, y=y, groups=labels, keys=keys, excluded=excluded)
 
     def _log_pred(self, theta: np.ndarray, x: Any) -> np.ndarray:
         theta = np.asarray(theta, dtype=float)
-        out = np.log(theta[..., 0, None]) + theta[..., 1, None] * x["log_n"]
-        if self.horizon:
-            out = out + theta[..., 2, None] * x["log_d"]
+        out = np.log(theta[..., 0, None])
+        for j, (_, key, _) in enumerate(self._terms, start=1):
+            out = out + theta[..., j, None] * x[key]
         return out
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
@@ -150,7 +160,5 @@ class OptimalLRLaw(Law):
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
         pred = self.predict(theta, design)
-        cols = [pred / float(theta[0]), pred * design.x["log_n"]]
-        if self.horizon:
-            cols.append(pred * design.x["log_d"])
+        cols = [pred / float(theta[0])] + [pred * design.x[key] for _, key, _ in self._terms]
         return np.stack(cols, axis=1)

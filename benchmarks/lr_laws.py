@@ -1,0 +1,200 @@
+"""Schedule-aware loss-curve laws on the bundled published curves; prints one JSON document.
+
+    python benchmarks/lr_laws.py                                  # every protocol, every law
+    python benchmarks/lr_laws.py --laws multipower --protocols mpl --sizes 25
+
+Protocols (issue 5):
+- ``mpl``: Luo et al. 2025 split at 25M/100M/400M: fit {cosine_24000, constant_24000, wsdcon_9}, predict
+  the other six; R^2, MAE, RMSE, PredE, WorstE (relative errors in %) beside the published MPL numbers.
+- ``cooldown``: Schaipp 124M, peak 1e-3, 50k steps, validation loss: fit the constant and cosine-to-zero
+  curves, predict the final loss of every WSD cooldown fraction (linear, and 1-sqrt at 0.2) and the
+  best fraction.
+- ``size``: Hägele size sweep (validation loss): fit every size but the largest with a size-aware law,
+  predict the largest size's curves.
+- ``timing``: per law, fit wall time on the 72k-step MPL curves, and the cost of one objective
+  evaluation against a plain-numpy O(T^2) evaluation of the same prediction, as a ratio.
+Any registered law name plugs in through ``--laws``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny L-BFGS problems: BLAS threads only contend
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from scalefit import datasets  # noqa: E402
+from scalefit.curves import Curves  # noqa: E402
+from scalefit.fitting import Objective, fit_law  # noqa: E402
+from scalefit.laws import _kernels as K  # noqa: E402
+from scalefit.laws import get_law  # noqa: E402
+
+MPL_TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
+MPL_PUBLISHED = {25: (0.110, 0.41), 100: (0.142, 0.58), 400: (0.168, 0.99)}  # PredE %, WorstE %
+COOLDOWN_TRUE = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189, 0.9: 2.9225}
+CURVE_LAWS = ("momentum", "multipower")
+
+
+def fit_predict(law_name: str, train: Curves, test: Curves, starts: int | None) -> tuple[np.ndarray, dict]:
+    """Fit ``law_name`` on ``train``; predicted loss at every usable step of ``test`` and fit info."""
+    t0 = time.perf_counter()
+    fit = fit_law(get_law(law_name), train, starts=starts)
+    law = get_law(law_name, **dict(fit.law_config))
+    design = law.design(test, predict=True)
+    pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)
+    info = {"values": {k: float(v) for k, v in fit.values.items()}, "config": dict(fit.law_config)}
+    info["fit_s"] = round(time.perf_counter() - t0, 2)
+    info["objective"] = float(fit.diagnostics["objective"])
+    return pd.DataFrame({"run_id": design.keys["run_id"], "step": design.keys["step"], "pred": pred}), info
+
+
+def metrics(pred: pd.DataFrame, test: Curves) -> dict:
+    truth = test.frame[["run_id", "step", "loss"]]
+    df = pred.merge(truth, on=["run_id", "step"])
+    df = df[np.isfinite(df["loss"])]
+    rel = np.abs(df["pred"] - df["loss"]) / df["loss"]
+    res = df["pred"] - df["loss"]
+    r2 = 1 - np.sum(res**2) / np.sum((df["loss"] - df["loss"].mean()) ** 2)
+    per_run = rel.groupby(df["run_id"]).mean().mul(100).round(4).to_dict()
+    return {
+        "r2": round(float(r2), 5), "mae": round(float(np.abs(res).mean()), 5),
+        "rmse": round(float(np.sqrt(np.mean(res**2))), 5), "pred_e_pct": round(float(rel.mean() * 100), 4),
+        "worst_e_pct": round(float(rel.max() * 100), 4), "pred_e_pct_per_run": per_run,
+    }  # fmt: skip
+
+
+def mpl_protocol(laws: list[str], sizes: list[int], starts: int | None) -> dict:
+    out = {}
+    for size in sizes:
+        curves = datasets.load(f"mpl-{size}m")
+        train, test = curves.split(MPL_TRAIN)
+        row = {"published_multipower": {"pred_e_pct": MPL_PUBLISHED[size][0], "worst_e_pct": MPL_PUBLISHED[size][1]}}
+        for name in laws:
+            pred, info = fit_predict(name, train, test, starts)
+            row[name] = {**metrics(pred, test), "fit": info}
+        out[f"{size}m"] = row
+    return out
+
+
+def val_curves(name: str, run_ids: list[str] | None = None, every: int = 200) -> Curves:
+    """Validation-loss curves (``evals`` dataset ``val``) of a bundled Schaipp set as ``Curves``."""
+    curves = datasets.load(name)
+    ev = curves.evals
+    ev = ev[(ev["dataset"] == "val") & (ev["step"] % every == 0)]
+    if run_ids is not None:
+        ev = ev[ev["run_id"].isin(run_ids)]
+    frame = ev.rename(columns={"eval_loss": "loss"})[["run_id", "step", "loss"]].assign(lr=np.nan)
+    runs = curves.runs.loc[sorted(frame["run_id"].unique())][["schedule", "n_params", "warmup_steps"]]
+    return Curves.from_frame(frame, runs=runs.reset_index())
+
+
+def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
+    wsd = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in COOLDOWN_TRUE}
+    sqrt_id = "wsd-F0.2-1-sqrt-lr0.001-T50000"
+    train_ids = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"]
+    curves = val_curves("schaipp-124m", [*train_ids, *wsd, sqrt_id])
+    train, test = curves.split(train_ids)
+    last = test.final().set_index("run_id")
+    out: dict = {"true_final": {str(f): COOLDOWN_TRUE[f] for f in COOLDOWN_TRUE}}
+    out["true_final_logged"] = {str(f): round(float(last.loc[r, "loss"]), 4) for r, f in wsd.items()}
+    for name in laws:
+        pred, info = fit_predict(name, train, test, starts)
+        final = pred.groupby("run_id").last()["pred"]
+        got = {str(f): round(float(final[r]), 4) for r, f in wsd.items()}
+        err = {f: round(got[f] - out["true_final"][f], 4) for f in got}
+        out[name] = {
+            "pred_final": got, "error": err, "max_abs_error": max(abs(e) for e in err.values()),
+            "pred_final_1sqrt_0.2": round(float(final[sqrt_id]), 4),
+            "true_final_1sqrt_0.2": round(float(last.loc[sqrt_id, "loss"]), 4),
+            "best_F": float(min(got, key=got.get)), "fit": info,
+        }  # fmt: skip
+    out["true_best_F"] = 0.6
+    return out
+
+
+def size_protocol(law: str, starts: int | None) -> dict:
+    curves = val_curves("schaipp-sizes", every=400)
+    sizes = curves.runs["n_params"].astype(float)
+    largest = sizes.max()
+    train, test = curves.split(list(sizes.index[sizes < largest]))
+    pred, info = fit_predict(law, train, test, starts)
+    final = pred.groupby("run_id").last()["pred"]
+    truth = test.final().set_index("run_id")["loss"]
+    finals = {r: {"pred": round(float(final[r]), 4), "true": round(float(truth[r]), 4)} for r in final.index}
+    return {law: {"target_n_params": int(largest), **metrics(pred, test), "final": finals, "fit": info}}
+
+
+def quadratic_drop(lr: np.ndarray, steps: np.ndarray, warmup: int, C: float, beta: float, gamma: float) -> np.ndarray:
+    """The MPL drop sum straight from its definition: O(T) per point, O(T^2) per curve."""
+    P, d = K.lr_area(lr), K.lr_increments(lr, warmup)
+    eta = np.exp(np.maximum(np.log(np.maximum(lr, 1e-300)), K.LOG_LR_FLOOR))
+    return np.array([np.sum(d[:s] * (1 - (1 + C * eta[:s] ** -gamma * (P[s] - P[:s])) ** -beta)) for s in steps])
+
+
+def timing_protocol(laws: list[str], starts: int | None) -> dict:
+    curves = datasets.load("mpl-400m").select(["cosine_72000", "constant_72000"])
+    out = {}
+    for name in laws:
+        law = get_law(name)
+        t0 = time.perf_counter()
+        fit = fit_law(law, curves, starts=starts)
+        fit_s = time.perf_counter() - t0
+        law = get_law(name, **dict(fit.law_config))
+        theta = np.array([fit.values[n] for n in law.param_names])
+        design = law.design(curves)
+        obj = Objective(law, design)
+        u = obj.to_internal(theta)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            obj.value_and_grad(u)
+        eval_s = (time.perf_counter() - t0) / 5
+        out[name] = {"fit_s": round(fit_s, 2), "objective_and_gradient_s": round(eval_s, 5)}
+        if name == "multipower":
+            run = curves.run("cosine_72000")
+            steps = run.steps[run.steps > 0]
+            lr = curves.lr_sequence("cosine_72000", int(steps.max()))
+            t0 = time.perf_counter()
+            ref = quadratic_drop(lr, steps, 2160, *theta[-3:])
+            ref_s = time.perf_counter() - t0
+            rows = np.flatnonzero(design.groups == "cosine_72000")
+            (fast,) = K.mpl_drop(design.x["terms"], *theta[-3:])
+            out[name].update({
+                "quadratic_predict_only_s": round(ref_s, 4), "speedup_vs_quadratic": round(ref_s / eval_s, 1),
+                "max_abs_loss_diff_vs_quadratic": float(np.abs(theta[3] * (fast[rows] - ref)).max()),
+                "n_terms": len(design.x["terms"]),
+            })  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--laws", default=",".join(CURVE_LAWS), help="comma-separated law names")
+    ap.add_argument("--protocols", default="mpl,cooldown,size,timing")
+    ap.add_argument("--sizes", default="25,100,400")
+    ap.add_argument("--size-law", default="multipower-size")
+    ap.add_argument("--starts", type=int, default=None, help="L-BFGS starts per fit (engine default)")
+    args = ap.parse_args(argv)
+    laws = [s for s in args.laws.split(",") if s]
+    protocols = set(args.protocols.split(","))
+    result: dict = {"laws": laws}
+    t0 = time.perf_counter()
+    if "mpl" in protocols:
+        result["mpl"] = mpl_protocol(laws, [int(s) for s in args.sizes.split(",")], args.starts)
+    if "cooldown" in protocols:
+        result["cooldown"] = cooldown_protocol(laws, args.starts)
+    if "size" in protocols:
+        result["size"] = size_protocol(args.size_law, args.starts)
+    if "timing" in protocols:
+        result["timing"] = timing_protocol(laws, args.starts)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result, indent=1, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
