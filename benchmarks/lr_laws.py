@@ -118,7 +118,7 @@ def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
 
 
 def size_protocol(law: str, starts: int | None) -> dict:
-    curves = val_curves("schaipp-sizes", every=400)
+    curves = val_curves("schaipp-sizes", every=1000)
     sizes = curves.runs["n_params"].astype(float)
     largest = sizes.max()
     train, test = curves.split(list(sizes.index[sizes < largest]))

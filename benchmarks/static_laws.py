@@ -140,7 +140,7 @@ def gadre_dataset(runs: pd.DataFrame, dataset: str, n_boot: int) -> dict:
             bootstrap=n_boot,
             seed=1,
         )
-        chain = chain_downstream(loss_fit, err_fit, target)
+        chain = quiet(chain_downstream, loss_fit, err_fit, target)
         rel = lambda p, t: (100 * np.abs(p - t) / t).round(3).tolist()  # noqa: E731
         out[objective] = {
             "loss_rel_err_%": rel(chain.loss_pred.to_numpy(), target.loss_c4_val.to_numpy()),

@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--presets",
-        default="100k,1m,3m,10m,30m" if cuda else "100k,1m,3m",
+        default="100k,1m,3m,10m,30m" if cuda else "100k,300k,1m",
         help="comma-separated MODEL_PRESETS names (tokens/s each, eager)",
     )
-    p.add_argument("--steps", type=int, default=60 if cuda else 25)
+    p.add_argument("--steps", type=int, default=60 if cuda else 20)
     p.add_argument("--warmup", type=int, default=10 if cuda else 5, help="steps left out of the median")
     p.add_argument("--batch-size", type=int, default=32 if cuda else 8)
     p.add_argument("--context", type=int, default=None, help="override the presets' context")

@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from scalefit.errors import FitError
+from scalefit.errors import FitError, FitWarning
 from scalefit.laws.downstream import DownstreamLaw
 from scalefit.results import Fit
 
@@ -31,6 +32,18 @@ def _draws(fit: Fit, name: str) -> np.ndarray:
     if fit.bootstrap is None or not len(fit.bootstrap):
         raise FitError("the fit has no bootstrap draws", field=name, fix="fit with bootstrap=1000")
     return np.asarray(fit.bootstrap, dtype=float)
+
+
+def _warn_if_few_groups(fit: Fit, role: str) -> None:
+    """Resampling k runs for p parameters: when k is close to p, many resamples cannot identify the law."""
+    n_groups = int(fit.data_summary.get("n_groups", 0))
+    if 0 < n_groups <= len(fit.param_names) + 2:
+        warnings.warn(
+            f"{role}: bootstrap over {n_groups} runs for {len(fit.param_names)} parameters; many resamples "
+            "cannot identify the law, so the band is wide and conservative",
+            FitWarning,
+            stacklevel=3,
+        )
 
 
 def _band(draws: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +64,8 @@ def chain_downstream(loss_fit: Fit, err_fit: Fit, target: Any, *, ci: float = 0.
     loss_pred = np.asarray(law.predict(loss_fit.theta, design), dtype=float)
     err_pred = DownstreamLaw.curve(err_fit.theta, loss_pred)
     loss_boot, err_boot = _draws(loss_fit, "loss_fit"), _draws(err_fit, "err_fit")
+    _warn_if_few_groups(loss_fit, "loss fit")
+    _warn_if_few_groups(err_fit, "error fit")
     n = min(len(loss_boot), len(err_boot))
     with np.errstate(all="ignore"):
         loss_draws = law.predict_many(loss_boot[:n], design)

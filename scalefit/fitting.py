@@ -2,11 +2,9 @@
 
 Objective (``objective="huber_log"``, the default): the SUM over points of ``w_i * Huber_delta(r_i)``
 with ``r_i = log(pred_i) - log(obs_i)`` and ``Huber_d(r) = r^2/2`` for ``|r| <= d`` else
-``d*(|r| - d/2)`` (``scipy.special.huber``). Summed, not averaged: a mean shrinks the objective by the
-number of points, and L-BFGS-B's relative-reduction test then stops after a couple of iterations (this
-is how the original Chinchilla fit stopped at its start values; see Besiroglu et al. 2024).
-``objective="lsq"`` is plain least squares on the raw loss, ``sum w_i (pred_i - obs_i)^2`` (what
-``scipy.optimize.curve_fit`` minimises, as in Gadre et al. 2024).
+``d*(|r| - d/2)``. Summed, not averaged: with a mean, L-BFGS-B's relative-reduction test stops after a
+couple of iterations (how the original Chinchilla fit stopped at its start; Besiroglu et al. 2024).
+``objective="lsq"``: ``sum w_i (pred_i - obs_i)^2`` on the raw loss (``curve_fit``; Gadre et al. 2024).
 
 Optimisation: ``Param.log`` parameters are optimised as log(value); bounds go to L-BFGS-B. The start
 grid (Cartesian product of ``Param.grid``) is scored in one vectorized pass (``Law.predict_many``);
@@ -170,7 +168,13 @@ def local_fit(
         bounds=bounds,
         options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
     )
-    return np.asarray(res.x, dtype=float), float(res.fun), bool(res.success), str(res.message)
+    x = np.asarray(res.x, dtype=float)
+    ok = bool(res.success)
+    if not ok and "ABNORMAL" in str(res.message):  # line search exhausted at a flat optimum?
+        grad = obj.value_and_grad(x, weights)[1]
+        grad = np.where(((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0)), 0.0, grad)
+        ok = bool(np.max(np.abs(grad)) <= 1e-6 * max(1.0, abs(float(res.fun))))
+    return x, float(res.fun), ok, str(res.message)
 
 
 def _choose_starts(obj: Objective, grid: np.ndarray, starts: Any, seed: int) -> np.ndarray:
@@ -180,6 +184,8 @@ def _choose_starts(obj: Objective, grid: np.ndarray, starts: Any, seed: int) -> 
             raise ConfigError("explicit starts need one value per parameter", field="starts",
                               value=explicit.shape, fix=f"give rows of {[p.name for p in obj.params]}")
         return obj.to_internal(explicit)
+    if isinstance(starts, str) and starts != "all":
+        raise ConfigError("unknown starts option", field="starts", value=starts, fix='use "all" or an int')
     if starts == "all" or len(grid) <= 8:
         return grid
     k = 24 if starts is None else int(starts)
@@ -201,15 +207,9 @@ def multistart(obj: Objective, law: Law, starts: Any, seed: int, maxiter: int) -
     funs = np.array([r[1] for r in runs])
     best = int(np.argmin(funs))
     tol = BASIN_RTOL * abs(funs[best]) + 1e-12
-    return {
-        "u": runs[best][0],
-        "objective": float(funs[best]),
-        "converged": runs[best][2],
-        "message": runs[best][3],
-        "n_grid": int(len(grid)),
-        "n_starts": int(len(chosen)),
-        "n_best": int(np.sum(funs <= funs[best] + tol)),
-    }
+    u, fun, converged, message = runs[best]
+    return {"u": u, "objective": fun, "converged": converged, "message": message, "n_grid": len(grid),
+            "n_starts": len(chosen), "n_best": int(np.sum(funs <= funs[best] + tol))}
 
 
 def _profile_combos(law: Law) -> list[dict[str, Any]]:

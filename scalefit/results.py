@@ -141,7 +141,8 @@ class Fit:
         """Predicted loss at ``target`` (Curves or a DataFrame the law's ``design`` accepts).
 
         Returns the design's key columns (run_id, step, ... ) plus ``loss_pred``, ``lo``, ``hi``; the
-        band is at level ``ci`` (default: the fit's), by the method described in ``scalefit.bootstrap``.
+        band is at level ``ci`` (default: the fit's), by the method described in ``scalefit.bootstrap``
+        (recorded in ``out.attrs["band"]``); ``noise=True`` adds the residual scale.
         """
         law = self.get_law()
         design = law.design(target, predict=True)
@@ -150,7 +151,7 @@ class Fit:
         level = float(self.options.get("ci", 0.95) if ci is None else ci)
         if not 0 < level < 1:
             raise ConfigError("ci must be in (0, 1)", field="ci", value=ci)
-        lo, hi, _ = prediction_band(
+        lo, hi, method = prediction_band(
             law,
             design,
             theta,
@@ -165,6 +166,7 @@ class Fit:
         if "run_id" not in out.columns:
             out.insert(0, "run_id", design.groups)
         out["loss_pred"], out["lo"], out["hi"] = pred, lo, hi
+        out.attrs["band"] = {"method": method, "ci": level}
         return out
 
     # -- serialisation -----------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class _Scheduler:
                  progress: _Progress) -> None:  # fmt: skip
         self.spec, self.root, self.statuses, self.progress = spec, root, dict(statuses), progress
         self.ready = [c for c in todo if c.branch_from is None or self._trunk(c) == "ok"]
-        self.waiting = [c for c in todo if c not in self.ready]
+        self.waiting = [c for c in todo if c.branch_from is not None and self._trunk(c) != "ok"]
         self.in_flight: dict[Any, tuple[Any, RunConfig]] = {}
         self.results: list[dict[str, Any]] = []
         self.prefix = f"{spec.name}-{uuid.uuid4().hex[:6]}"
@@ -196,32 +196,34 @@ class _Scheduler:
             if done or self.progress.due():
                 self.progress.line(len(self.in_flight), self._tokens_per_s())
         for cfg in self.waiting:  # their trunk failed or diverged
-            self._record(cfg, _failed(cfg, f"trunk {cfg.branch_from.trunk_run_id} did not finish ok"))
+            error = f"trunk {cfg.branch_from.trunk_run_id} did not finish ok"
+            self._record(cfg, _failed(cfg, error), store=True)
         return self.results
 
     def _finish(self, ref: Any) -> Any:
+        """Record the run of ``ref``; the actor to reuse (a fresh one if it died for good)."""
         actor, cfg = self.in_flight.pop(ref)
         try:
-            result = ray.get(ref)
+            self._record(cfg, ray.get(ref))  # the actor stored any failure of the run itself
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
             msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
-            result = _failed(cfg, f"gave up after {self.spec.resources.max_task_retries} retries: {msg}")
+            retries = self.spec.resources.max_task_retries
+            self._record(cfg, _failed(cfg, f"gave up after {retries} retries: {msg}"), store=True)
             if isinstance(exc, ray.exceptions.RayActorError):
                 ray.kill(actor, no_restart=True)
                 actor = self.new_actor()
-        self._record(cfg, result)
         return actor
 
-    def _record(self, cfg: RunConfig, result: dict[str, Any]) -> None:
+    def _record(self, cfg: RunConfig, result: dict[str, Any], store: bool = False) -> None:
+        """Count a finished run; ``store``: write a failure the actor could not record itself."""
         status = result["status"]
-        if status == "failed" and self.statuses.get(cfg.run_id) != "failed":
+        if store:
             record_failure(self.root, cfg, result["error"] or "failed")
         self.statuses[cfg.run_id] = status
         self.progress.counts[status] = self.progress.counts.get(status, 0) + 1
         self.results.append(result)
-        now_ready = [c for c in self.waiting if self._trunk(c) == "ok"]
-        self.ready += now_ready
-        self.waiting = [c for c in self.waiting if c not in now_ready]
+        self.ready += [c for c in self.waiting if self._trunk(c) == "ok"]
+        self.waiting = [c for c in self.waiting if self._trunk(c) != "ok"]
 
     def _tokens_per_s(self) -> float:
         refs = [actor.status.remote() for actor, _ in self.in_flight.values()]

@@ -1,11 +1,9 @@
 """Sweep specs: a YAML file -> a frozen, validated `SweepSpec` -> a list of `RunConfig` (no ray here).
 
-A ``grid`` (a Cartesian product) and/or ``runs`` (more grids) over ``model`` (presets or shapes), one horizon
-(``steps``, ``tokens`` or ``tokens_per_param``; N counted as ``train.params``), ``schedule`` strings (peak,
-steps, warmup come from the grid), ``family`` (a constant trunk checkpointed every ``T/resolution`` steps
-plus WSD cooldowns branching from it at ``T - L``), ``peak_lr``, ``seed``, ``dataset``; ``train`` settings
-(any RunConfig field) and one run's Ray ``resources``. Examples: jobs/configs/*.yaml. A bad key or value
-raises `ConfigError` naming its key path (e.g. ``grid.schedule[1]``) when the file is loaded.
+A ``grid`` (Cartesian product) and/or ``runs`` (more grids) over ``model``, one horizon (``steps``, ``tokens``
+or ``tokens_per_param``, N = total parameters), ``schedule`` strings (peak/steps/warmup come from the grid),
+``family`` (a constant trunk + WSD cooldowns branching from its checkpoints), ``peak_lr``, ``seed``,
+``dataset``; ``train`` (any RunConfig field) and ``resources`` (of one run). See jobs/configs/*.yaml.
 """
 
 from __future__ import annotations
@@ -26,10 +24,10 @@ from scalefit.config import MODEL_PRESETS, Branch, DataConfig, ModelConfig, RunC
 from scalefit.conventions import ModelShape
 from scalefit.errors import ConfigError, ScalefitError
 
-__all__ = ["SweepSpec", "Grid", "Family", "Train", "Resources", "load_sweep", "parse_sweep", "plan"]
-__all__ += ["describe_plan"]
+__all__ = ["SweepSpec", "Family", "Train", "Resources", "load_sweep", "parse_sweep", "plan", "describe_plan"]
 
 _HORIZONS = ("steps", "tokens", "tokens_per_param")
+_FROM_GRID = {"peak", "peak_lr", "steps", "total_steps"}  # schedule fields a sweep fills in
 _NUM = (int, float)  # YAML numbers (``type(v) in _NUM`` also rejects booleans)
 _PER_GRID = {"model", "data", "schedule", "steps", "seed", "branch_from", "sweep"}  # not train: keys
 
@@ -52,10 +50,6 @@ def _listify(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _positive(v: Any) -> bool:
-    return type(v) in _NUM and v > 0
-
-
 @dataclass(frozen=True)
 class Family:
     """A constant-LR trunk plus WSD cooldown branches at decay fractions ``decay`` of the horizon."""
@@ -67,37 +61,29 @@ class Family:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decay", tuple(_listify(self.decay)))
-        ok = bool(self.decay) and all(_positive(f) and f < 1 for f in self.decay)
+        ok = bool(self.decay) and all(type(f) in _NUM and 0 < f < 1 for f in self.decay)
         _need(ok, "fractions in (0, 1)", "family.decay", self.decay)
-        _need(type(self.resolution) is int and self.resolution >= 2, "an integer >= 2", "family.resolution")
+        r = self.resolution
+        _need(type(r) is int and r >= 2, "an integer >= 2", "family.resolution", r)
 
 
 @dataclass(frozen=True)
 class Train:
-    """Settings of every run: ``warmup`` in steps (int) or as a fraction of the run (float < 1);
-    ``params``, the count behind ``tokens_per_param``; ``run``, further RunConfig fields."""
+    """Settings of every run: ``warmup`` in steps (int) or as a fraction of the run (float < 1); ``run``:
+    further RunConfig fields (eval_every, checkpoint_every, device, compile, ...)."""
 
     batch_size: int = 8
     warmup: int | float = 0
     tokenizer: str = "byte"
     eval_datasets: tuple[str, ...] = ()
-    params: str = "total"
     run: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_datasets", tuple(_listify(self.eval_datasets)))
         b, w = self.batch_size, self.warmup
         _need(type(b) is int and b > 0, "a positive integer", "train.batch_size", b)
-        _need(
-            type(w) in _NUM and w >= 0 and (type(w) is int or w < 1),
-            "steps or a fraction < 1",
-            "train.warmup",
-            w,
-        )
-        counts = ("total", "non_embedding", "standard")
-        _need(
-            self.params in counts, "unknown parameter count", "train.params", self.params, f"one of {counts}"
-        )
+        ok = type(w) in _NUM and w >= 0 and (type(w) is int or w < 1)
+        _need(ok, "steps (an int) or a fraction (a float < 1)", "train.warmup", w)
 
 
 @dataclass(frozen=True)
@@ -122,8 +108,9 @@ class Resources:
         for key in ("max_restarts", "max_task_retries"):
             v = getattr(self, key)
             _need(type(v) is int and v >= -1, "an integer >= -1 (-1: unlimited)", f"resources.{key}", v)
-        _need(_positive(self.peak_flops), "FLOP/s per GPU, > 0", "resources.peak_flops", self.peak_flops)
-        _need(_positive(self.mfu) and self.mfu <= 1, "a fraction in (0, 1]", "resources.mfu", self.mfu)
+        peak = self.peak_flops
+        _need(type(peak) in _NUM and peak > 0, "FLOP/s per GPU, > 0", "resources.peak_flops", peak)
+        _need(type(self.mfu) in _NUM and 0 < self.mfu <= 1, "a fraction in (0, 1]", "resources.mfu", self.mfu)
 
 
 @dataclass(frozen=True)
@@ -147,7 +134,6 @@ class SweepSpec:
     grids: tuple[Grid, ...]
     train: Train = Train()
     resources: Resources = Resources()
-    source: str | None = None
 
     def expand(self) -> list[RunConfig]:
         runs = [cfg for grid in self.grids for cfg in _expand_grid(self, grid)]
@@ -164,12 +150,12 @@ def _check_keys(d: Any, allowed: tuple[str, ...] | set[str], path: str) -> dict[
 
 
 def _at(key: str, build: Callable[[], Any]) -> Any:
-    """``build()``, re-raising a ScalefitError with its field placed under the key path ``key``."""
+    """``build()``; a ScalefitError becomes a ConfigError with its field under the key path ``key``."""
     try:
         return build()
     except ScalefitError as exc:
-        leaf = (exc.field or "").rpartition(".")[2]
-        raise type(exc)(exc.message, field=f"{key}.{leaf}".rstrip("."), value=exc.value, fix=exc.fix) from exc
+        field = f"{key}.{(exc.field or '').rpartition('.')[2]}".rstrip(".")
+        raise ConfigError(exc.message, field=field, value=exc.value, fix=exc.fix) from exc
 
 
 def _section(cls: type, d: Any, path: str) -> Any:
@@ -199,16 +185,9 @@ def _model(entry: Any, key: str) -> ModelConfig:
 
 def _schedule(text: Any, key: str) -> str:
     _need(isinstance(text, str), "a schedule string such as 'cosine' or 'wsd:decay=0.2'", key, text)
-    clash = {p.split("=")[0].strip() for p in text.partition(":")[2].split(",")} & {
-        "peak",
-        "peak_lr",
-        "steps",
-    }
+    clash = {p.split("=")[0].strip() for p in text.partition(":")[2].split(",")} & _FROM_GRID
     _need(not clash, f"{sorted(clash)} come from the grid (peak_lr, a horizon)", key, text, "drop them")
-    try:
-        schedules.parse(text, peak=1e-3, steps=10_000)
-    except ScalefitError as exc:
-        _need(False, f"bad schedule string: {exc.message}", key, text, exc.fix)
+    _at(key, lambda: schedules.parse(text, peak=1e-3, steps=10_000))  # the schedule's own validation
     return text
 
 
@@ -244,7 +223,7 @@ def parse_sweep(data: Any, *, source: str | None = None) -> SweepSpec:
         _need(bool(grids), "empty sweep: no grid and no runs", "grid", None, "add a grid: or a runs: section")
         name = str(d.get("sweep", os.path.splitext(os.path.basename(source or "sweep"))[0]))
         resources = _section(Resources, d.get("resources"), "resources")
-        spec = SweepSpec(name, tuple(grids), _train(d.get("train")), resources, source=source)
+        spec = SweepSpec(name, tuple(grids), _train(d.get("train")), resources)
         spec.expand()
     except TypeError as exc:
         raise ConfigError(f"malformed value: {exc}", file=source, fix="see jobs/configs/*.yaml") from exc
@@ -274,7 +253,7 @@ def _shape(m: ModelConfig) -> ModelShape:
 def _steps(spec: SweepSpec, model: ModelConfig, kind: str, value: float) -> int:
     if kind == "steps":
         return int(value)
-    tokens = value if kind == "tokens" else value * _shape(model).n_params(spec.train.params)
+    tokens = value if kind == "tokens" else value * _shape(model).n_params("total")
     return max(1, math.ceil(tokens / (spec.train.batch_size * model.context)))
 
 
@@ -302,8 +281,7 @@ def _family(fam: Family, base: dict[str, Any], lr: float, steps: int, warm: int)
     runs = [trunk := RunConfig(schedule=constant, **{**base, "checkpoint_every": every})]
     for f in fam.decay:
         length = max(1, round(f * fam.resolution)) * every
-        fix = "use a larger decay fraction or a shorter warmup"
-        _need(total - length > warm, "the cooldown would start inside the warmup", "family.decay", f, fix)
+        _need(total - length > warm, "cooldown starts inside the warmup", "family.decay", f, "shorten warmup")
         shape = {"shape": fam.shape, "final_ratio": fam.final}
         wsd = schedules.WSD(lr, total, warmup_steps=warm, decay_steps=length, **shape)
         runs.append(RunConfig(schedule=wsd, branch_from=Branch(trunk.run_id, total - length), **base))
@@ -332,10 +310,9 @@ def describe_plan(spec: SweepSpec) -> str:
     rows, res = plan(spec), spec.resources
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
     hours = flops / (res.peak_flops * res.mfu) / 3600.0
-    head = (
-        f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs; {res.num_cpus:g} CPU, "
-    )
-    head += f"{res.num_gpus:g} GPU per run\nestimated {hours:.4g} GPU-hours, assuming {res.mfu:.0%} MFU of "
-    head += f"{res.peak_flops / 1e12:.0f} TFLOP/s per GPU (set resources.peak_flops and resources.mfu)\n"
     fmt = {k: "{:.3g}".format for k in ("n_params", "tokens", "flops")}
-    return head + pd.DataFrame(rows).to_string(index=False, formatters=fmt)
+    return (
+        f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs\n"
+        f"estimated {hours:.4g} GPU-hours at {res.mfu:.0%} MFU of {res.peak_flops / 1e12:.0f} TFLOP/s a GPU "
+        f"(resources.peak_flops, resources.mfu)\n{pd.DataFrame(rows).to_string(index=False, formatters=fmt)}"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from test_overtraining import gadre_split, quiet_fit
 
 from scalefit import datasets
 from scalefit.chains import chain_downstream
-from scalefit.errors import FitError
+from scalefit.errors import FitError, FitWarning
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.downstream import DownstreamLaw
 from scalefit.laws.overtraining import OvertrainingLaw
@@ -35,14 +37,17 @@ def test_gadre_rpj_chained_error_reproduced(rpj_chain):
     loss_fit, err_fit, target = rpj_chain
     for name, value in {"eps": 0.857, "k": 2.206, "gamma": 0.715}.items():  # README values
         assert err_fit.values[name] == pytest.approx(value, abs=1e-3), name
-    out = chain_downstream(loss_fit, err_fit, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        out = chain_downstream(loss_fit, err_fit, target)
     rel = 100 * np.abs(out.err_pred.to_numpy() - target.err_avg17.to_numpy()) / target.err_avg17.to_numpy()
     np.testing.assert_allclose(rel, [3.64, 0.05], atol=0.05)  # published 3.64% (1.4B M=640), 0.05% (6.9B)
 
 
 def test_chained_band_covers_both_fits_uncertainty(rpj_chain):
     loss_fit, err_fit, target = rpj_chain
-    out = chain_downstream(loss_fit, err_fit, target, ci=0.9)
+    with pytest.warns(FitWarning, match="5 runs for 4 parameters"):
+        out = chain_downstream(loss_fit, err_fit, target, ci=0.9)
     assert np.all(out.loss_lo <= out.loss_pred) and np.all(out.loss_pred <= out.loss_hi)
     assert np.all(out.err_lo <= out.err_pred) and np.all(out.err_pred <= out.err_hi)
     assert np.all(out.err_hi - out.err_lo > 0)

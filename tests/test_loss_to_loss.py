@@ -46,9 +46,12 @@ def test_published_train_to_train_maps_from_fineweb_edu(target, e1, kappa, K):
         loss1="val_loss",
     )
     assert len(pairs) >= 80
-    fit = shifted_power_lsq(pairs.loss0, pairs.loss1, 1.97, e1)  # the paper's E0, E1 (2 decimals)
+    fit = shifted_power_lsq(pairs.loss0, pairs.loss1, 1.97, e1, bootstrap=1000)  # the paper's E0, E1
     assert fit["kappa"] == pytest.approx(kappa, abs=0.015)
     assert fit["K"] == pytest.approx(K, abs=0.02)
+    assert (
+        fit["kappa_ci"][0] < fit["kappa"] < fit["kappa_ci"][1] and fit["K_ci"][0] < fit["K"] < fit["K_ci"][1]
+    )
 
 
 def test_fixed_offsets_recovered_by_engine_and_by_linear_fit():

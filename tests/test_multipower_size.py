@@ -12,11 +12,11 @@ from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
 
 TRUE = {"E": 2.2, "Q": 0.8, "kappa": 0.35, "A": 0.5, "alpha": 0.45, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.5}
-SIZES = {"s": 2e7, "m": 6e7, "l": 2e8}
+SIZES = {"s": 2e7, "m": 5e7, "l": 1e8, "x": 3e8}
 SPECS = {
-    "cosine": "cosine:peak=0.001,steps=6000,warmup=200,final=0.1",
-    "constant": "constant:peak=0.001,steps=6000,warmup=200",
-    "wsd": "wsd:peak=0.001,steps=5000,warmup=200,decay=0.2",
+    "cosine": "cosine:peak=0.001,steps=3000,warmup=200,final=0.1",
+    "constant": "constant:peak=0.001,steps=3000,warmup=200",
+    "wsd": "wsd:peak=0.001,steps=2500,warmup=200,decay=0.2",
 }
 
 
@@ -65,15 +65,13 @@ def test_fit_on_smaller_sizes_predicts_the_largest():
 
     theta = np.array(list(TRUE.values()))
     curves, law = make_curves(theta, noise=2e-4)
-    train, test = curves.split([r for r in curves.run_ids if not r.startswith("l-")])
+    train, test = curves.split([r for r in curves.run_ids if not r.startswith("x-")])
     fit = fit_law(law, train, starts=4)
-    assert fit.values["E"] + fit.values["Q"] * 2.0 ** -fit.values["kappa"] == pytest.approx(
-        TRUE["E"] + TRUE["Q"] * 2.0 ** -TRUE["kappa"], abs=0.02
-    )
+    assert fit.values["kappa"] == pytest.approx(TRUE["kappa"], rel=0.5)
     design = law.design(test, predict=True)
     pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)
     truth = test.frame["loss"].to_numpy()
-    assert np.mean(np.abs(pred / truth - 1)) < 5e-3
+    assert np.mean(np.abs(pred / truth - 1)) < 2e-3
 
 
 def test_one_size_or_missing_size_is_refused():

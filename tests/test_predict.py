@@ -41,7 +41,9 @@ def make_fit(law: str, values: dict, config: dict, summary: dict | None = None) 
 
 @pytest.fixture(scope="module")
 def fit() -> Fit:
-    return make_fit("momentum", TRUE, {"lam": LAM}, {"step_range": [0.0, 1999.0], "n_params_range": [1e6, 4e6]})
+    return make_fit(
+        "momentum", TRUE, {"lam": LAM}, {"step_range": [0.0, 1999.0], "n_params_range": [1e6, 4e6]}
+    )
 
 
 def test_target_curve_matches_independent_law(fit: Fit) -> None:
@@ -97,7 +99,13 @@ def test_cosine_family_and_unknown_family(fit: Fit) -> None:
 def test_compute_optimal_reproduces_epoch_frontier() -> None:
     """Epoch AI's refit (E 1.8172, A 482.01, B 2085.43, alpha 0.3478, beta 0.3658): ~18 tokens per
     parameter at 5.88e23 FLOPs (Besiroglu et al. 2024)."""
-    values = {"a": math.log(482.01), "b": math.log(2085.43), "e": math.log(1.8172), "alpha": 0.3478, "beta": 0.3658}
+    values = {
+        "a": math.log(482.01),
+        "b": math.log(2085.43),
+        "e": math.log(1.8172),
+        "alpha": 0.3478,
+        "beta": 0.3658,
+    }
     fit = make_fit("chinchilla", values, {})
     (row,) = compute_optimal(fit, [5.88e23])
     g = (0.3478 * 482.01 / (0.3658 * 2085.43)) ** (1 / (0.3478 + 0.3658))

@@ -100,7 +100,13 @@ def test_html_is_self_contained_with_plots(written: dict) -> None:
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) >= 4
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
-    for text in ("Held-out runs", "long-wsd", "2x the largest fitted horizon", "Schedule comparison", "alpha"):
+    for text in (
+        "Held-out runs",
+        "long-wsd",
+        "2x the largest fitted horizon",
+        "Schedule comparison",
+        "alpha",
+    ):
         assert text in page
 
 

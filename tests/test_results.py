@@ -87,6 +87,8 @@ def test_predict_columns_and_bands(fits):
         assert list(pred.columns[:1]) == ["run_id"]
         assert {"loss_pred", "lo", "hi", "N", "D"} <= set(pred.columns)
         assert np.all(pred["lo"] < pred["loss_pred"]) and np.all(pred["loss_pred"] < pred["hi"])
+    assert plain.predict(target).attrs["band"]["method"] == "delta-method"
+    assert boot.predict(target).attrs["band"] == {"method": "bootstrap-percentile", "ci": 0.95}
     wide = boot.predict(target, ci=0.99)
     narrow = boot.predict(target, ci=0.5)
     assert np.all(wide["hi"] - wide["lo"] > narrow["hi"] - narrow["lo"])

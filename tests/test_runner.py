@@ -73,19 +73,23 @@ def test_sweep_completes_reads_back_and_a_resubmission_trains_nothing(ray_cluste
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*.parquet")} == chunks
 
 
-def test_four_quarter_gpu_actors_share_one_gpu_and_a_failing_run_is_recorded(ray_cluster, tokens, tmp_path):
+def test_four_quarter_gpu_actors_share_one_gpu_and_failed_runs_are_recorded(ray_cluster, tokens, tmp_path):
     good = {"schedule": "constant", "seed": [0, 1, 2, 3]}
-    bad = {"schedule": "cosine", "dataset": str(tmp_path / "no-such-tokens")}
+    bad = {"family": {"decay": 0.5, "resolution": 4}, "dataset": str(tmp_path / "no-such-tokens")}
     spec = _spec("gpu4", [good, bad], 60, tokens, num_gpus=0.25, max_actors=4)
     summary = run_sweep(spec, tmp_path / "store", progress_interval=1.0)
-    assert (summary.ok, summary.failed) == (4, 1)
+    assert (summary.ok, summary.failed) == (4, 2)
     ok = [r for r in summary.results if r["status"] == "ok"]
     assert len({r["pid"] for r in ok}) == 4  # four actors ...
     assert max(r["started"] for r in ok) < min(r["finished"] for r in ok)  # ... training at the same time
-    (failed,) = [r for r in summary.results if r["status"] == "failed"]
-    run = pd.read_parquet(tmp_path / "store" / failed["run_id"] / "run.parquet").iloc[0]
-    assert run["status"] == "failed" and "token file not found" in run["error"]
-    assert run["dataset"].endswith("no-such-tokens") and run["sweep"] == "gpu4"
+    trunk, branch = (c for c in spec.expand() if c.data.dataset.endswith("no-such-tokens"))
+    runs = {
+        c.run_id: pd.read_parquet(tmp_path / "store" / c.run_id / "run.parquet").iloc[0]
+        for c in (trunk, branch)
+    }
+    assert runs[trunk.run_id]["status"] == "failed" and "token file not found" in runs[trunk.run_id]["error"]
+    assert runs[branch.run_id]["status"] == "failed" and "did not finish ok" in runs[branch.run_id]["error"]
+    assert runs[trunk.run_id]["sweep"] == "gpu4" and runs[branch.run_id]["schedule"] == str(branch.schedule)
 
 
 def _kill_actors_mid_run(prefix: str, kills: int, steps: int, log: list[tuple[int, int]]) -> None:

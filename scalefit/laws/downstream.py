@@ -65,7 +65,11 @@ class DownstreamLaw(Law):
         return self.curve(np.atleast_2d(np.asarray(thetas, dtype=float)), design.x["loss"])
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        _, k, gamma = np.asarray(theta, dtype=float)
+        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+        k, gamma = thetas[:, 1, None], thetas[:, 2, None]
         loss = design.x["loss"]
         e = np.exp(-gamma * loss)
-        return np.stack([np.ones_like(loss), -e, k * loss * e], axis=1)
+        return np.stack([np.ones_like(e), -e, k * loss * e], axis=-1)

@@ -154,7 +154,8 @@ def budget_optima(
             raise DataError("isoFLOP points lack a column", column=col, fix=f"give {budget}, {size}, {loss}")
     rng = np.random.default_rng(seed)
     rows, reps = [], []
-    best = points.groupby([budget, size], as_index=False)[loss].min()  # the best run per (C, N)
+    finite = points[np.isfinite(points[loss].to_numpy(float))]  # diverged runs cannot be an optimum
+    best = finite.groupby([budget, size], as_index=False)[loss].min()  # the best run per (C, N)
     for c, h in best.sort_values([budget, size]).groupby(budget):
         if len(h) < 3:
             rows.append((float(c), np.nan, np.nan, np.nan, len(h), "fewer than 3 models"))

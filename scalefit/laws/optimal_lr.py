@@ -159,6 +159,10 @@ class OptimalLRLaw(Law):
         return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        pred = self.predict(theta, design)
-        cols = [pred / float(theta[0])] + [pred * design.x[key] for _, key, _ in self._terms]
-        return np.stack(cols, axis=1)
+        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+        pred = self.predict(thetas, design)
+        cols = [pred / thetas[:, 0, None]] + [pred * design.x[key] for _, key, _ in self._terms]
+        return np.stack(cols, axis=-1)

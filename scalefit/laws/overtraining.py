@@ -91,16 +91,19 @@ class OvertrainingLaw(Law):
         return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        theta = np.asarray(theta, dtype=float)
-        _, up, down = self._terms(theta, design.x)
+        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+        _, up, down = self._terms(thetas, design.x)
         log_c, log_m = design.x["log_c"], design.x["log_m"]
         cols = [
-            np.ones_like(log_c),
-            up / theta[1],
-            down / theta[2],
+            np.ones_like(up),
+            up / thetas[:, 1, None],
+            down / thetas[:, 2, None],
             up * (log_m - log_c) - down * (log_m + log_c),
         ]
-        return np.stack(cols, axis=1)
+        return np.stack(cols, axis=-1)
 
     @staticmethod
     def chinchilla_values(values: dict[str, float]) -> dict[str, float]:
