@@ -73,7 +73,12 @@ def mpl_protocol(laws: list[str], sizes: list[int], starts: int | None) -> dict:
     for size in sizes:
         curves = datasets.load(f"mpl-{size}m")
         train, test = curves.split(MPL_TRAIN)
-        row = {"published_multipower": {"pred_e_pct": MPL_PUBLISHED[size][0], "worst_e_pct": MPL_PUBLISHED[size][1]}}
+        row = {
+            "published_multipower": {
+                "pred_e_pct": MPL_PUBLISHED[size][0],
+                "worst_e_pct": MPL_PUBLISHED[size][1],
+            }
+        }
         for name in laws:
             pred, info = fit_predict(name, train, test, starts)
             row[name] = {**metrics(pred, test), "fit": info}
@@ -129,11 +134,15 @@ def size_protocol(law: str, starts: int | None) -> dict:
     return {law: {"target_n_params": int(largest), **metrics(pred, test), "final": finals, "fit": info}}
 
 
-def quadratic_drop(lr: np.ndarray, steps: np.ndarray, warmup: int, C: float, beta: float, gamma: float) -> np.ndarray:
+def quadratic_drop(
+    lr: np.ndarray, steps: np.ndarray, warmup: int, C: float, beta: float, gamma: float
+) -> np.ndarray:
     """The MPL drop sum straight from its definition: O(T) per point, O(T^2) per curve."""
     P, d = K.lr_area(lr), K.lr_increments(lr, warmup)
     eta = np.exp(np.maximum(np.log(np.maximum(lr, 1e-300)), K.LOG_LR_FLOOR))
-    return np.array([np.sum(d[:s] * (1 - (1 + C * eta[:s] ** -gamma * (P[s] - P[:s])) ** -beta)) for s in steps])
+    return np.array(
+        [np.sum(d[:s] * (1 - (1 + C * eta[:s] ** -gamma * (P[s] - P[:s])) ** -beta)) for s in steps]
+    )
 
 
 def timing_protocol(laws: list[str], starts: int | None) -> dict:

@@ -2,13 +2,12 @@
 
     OMP_NUM_THREADS=1 python benchmarks/static_laws.py [--quick] [--only epoch,gadre,l2l,porian,lr]
 
-Sections: the Epoch re-fit of Chinchilla (240 points) with a 4,000-resample bootstrap and its time
-against a naive per-resample SciPy loop (BFGS with finite-difference gradients, as in Epoch's notebook,
-timed on fewer resamples in the same run and extrapolated: the ``speedup`` is a ratio, not a timing);
-Gadre et al.'s over-training and downstream predictions (paper split, least squares as in the paper,
-and our default Huber-on-log fit); loss-to-loss extrapolation across budgets on the Brandfonbrener
-sweep; Porian et al.'s exponents of N* ~ C^a; LR* against the token horizon on the 124M WSD sweeps.
-BLAS threads should be 1 (L-BFGS-B is much slower with threads fighting over 2 cores).
+Sections: Epoch's Chinchilla re-fit (240 points), a 4,000-resample bootstrap timed against a naive
+per-resample SciPy loop (BFGS, finite-difference gradients, as Epoch did; timed on fewer resamples in the
+same run, extrapolated: ``speedup`` is a ratio); Approach 2 on Epoch's points; Gadre et al.'s over-training
+and downstream predictions (paper split: least squares as in the paper, and our Huber-on-log default);
+loss-to-loss extrapolation across budgets (Brandfonbrener); Porian et al.'s exponents of N* ~ C^a; LR*
+against the token horizon on the 124M WSD sweeps. Use 1 BLAS thread (L-BFGS-B slows down badly otherwise).
 """
 
 from __future__ import annotations
@@ -48,6 +47,11 @@ def quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def timed_fit(law, data, **options):
+    start = time.perf_counter()
+    return quiet(fit_law, law, data, **options), time.perf_counter() - start
+
+
 def naive_epoch_refits(data: pd.DataFrame, n: int, seed: int) -> float:
     """Seconds for ``n`` resamples refitted one by one: BFGS, finite-difference gradient, from Hoffmann."""
     log_n, log_d, log_y = np.log(data.N.to_numpy()), np.log(data.D.to_numpy()), np.log(data.loss.to_numpy())
@@ -68,12 +72,9 @@ def naive_epoch_refits(data: pd.DataFrame, n: int, seed: int) -> float:
 def epoch_section(n_boot: int, n_naive: int) -> dict:
     data = datasets.load("chinchilla-epoch")
     data = data[data.epoch_fit].reset_index(drop=True)
-    t0 = time.perf_counter()
-    point = quiet(fit_law, ChinchillaLaw(), data)
-    t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fit = quiet(fit_law, ChinchillaLaw(), data, bootstrap=n_boot, seed=0)
-    t_boot = time.perf_counter() - t0 - t_fit
+    timed = [timed_fit(ChinchillaLaw(), data, bootstrap=b) for b in (0, 0, n_boot)]
+    point, fit = timed[0][0], timed[2][0]
+    t_boot = timed[2][1] - min(timed[0][1], timed[1][1])  # the bootstrap alone: total minus a point fit
     ours = natural_values(fit.values)
     boot = np.asarray(fit.bootstrap)
     natural = np.column_stack([np.exp(boot[:, :3]), boot[:, 3:]])

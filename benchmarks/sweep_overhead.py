@@ -3,12 +3,13 @@
     python benchmarks/sweep_overhead.py                    # N=4 runs at 25, 100 and 400 steps
     python benchmarks/sweep_overhead.py --runs 8 --steps 50 200
 
-Prints JSON. The baseline, measured in the same process and run, is ``scalefit.train`` called back to back
-(torch already imported, one warm-up run first). The runner is timed twice per horizon: one actor (the
-same serial work plus Ray's costs: actor start, torch import in the worker, scheduling, summaries) and a
-pool of one actor per CPU. ``overhead_ratio`` = runner (1 actor) / baseline; it falls towards 1 as runs
-get longer because the runner's cost is per actor and per run, not per step. Ray's own start-up is
-reported separately (``ray_init_s``). Data: a token file of scalefit's own sources (no corpus scan).
+Prints JSON. The baseline, measured in the same process and run, is ``scalefit.train`` called back to
+back (torch already imported, one warm-up run first, one torch thread as in a 1-CPU actor). The runner
+is timed twice per horizon: one actor (the same serial work plus Ray's costs: actor start, torch import in
+the worker, scheduling, summaries) and a pool of one actor per CPU. ``overhead_ratio`` = runner (1 actor)
+/ baseline; it falls towards 1 as runs get longer because the runner's cost is per actor and per run, not
+per step. Ray's own start-up is reported separately (``ray_init_s``). Data: a token file of scalefit's
+own sources (no corpus scan).
 """
 
 from __future__ import annotations
@@ -72,9 +73,11 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
+    import torch
 
     from scalefit.train import train
 
+    torch.set_num_threads(1)  # as in the actors: Ray sets OMP_NUM_THREADS to an actor's num_cpus (1 here)
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -97,7 +100,7 @@ def main() -> None:
         ray.shutdown()
     print(json.dumps({
         "benchmark": "sweep_overhead", "runs": args.runs, "cpus": cpus, "model": TINY, "batch_size": 4,
-        "baseline": "scalefit.train back to back in one process (same configs, same machine, same run)",
+        "baseline": "scalefit.train back to back in one process, 1 torch thread (same configs, same run)",
         "ray_init_s": round(ray_init_s, 3), "results": rows,
     }, indent=2))  # fmt: skip
 

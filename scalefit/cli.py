@@ -157,23 +157,23 @@ def main(argv: list[str] | None = None) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from scalefit import importers, store
 
+    names = {"run_id": args.run_id, "step": args.step, "lr": args.lr, "loss": args.loss}
+    cols = {k: v for k, v in names.items() if v is not None}
+    src, sched = args.source, args.schedule
     if args.format == "table":
-        names = {"run_id": args.run_id, "step": args.step, "lr": args.lr, "loss": args.loss}
-        kwargs = {k: v for k, v in names.items() if v is not None}
-        curves = importers.import_table(args.source, schedule=args.schedule, **kwargs)
-    else:
-        fn = {
-            "wandb": importers.import_wandb_csv,
-            "tensorboard": importers.import_tensorboard,
-            "mpl": importers.import_mpl_csv,
-            "schaipp": importers.import_schaipp_json,
-        }[args.format]
-        source = (
-            sorted(Path(args.source).glob("*.json*"))
-            if args.format == "schaipp" and Path(args.source).is_dir()
-            else args.source
+        curves = importers.import_table(src, schedule=sched, **cols)
+    elif args.format == "wandb":
+        curves = importers.import_wandb_csv(
+            src, schedule=sched, **{k: v for k, v in cols.items() if k != "run_id"}
         )
-        curves = fn(source)
+    elif args.format == "tensorboard":
+        curves = importers.import_tensorboard(src, run_id=args.run_id, schedule=sched)
+    elif args.format == "mpl":
+        curves = importers.import_mpl_csv(src)
+    else:
+        curves = importers.import_schaipp_json(
+            sorted(Path(src).glob("*.json*")) if Path(src).is_dir() else src
+        )
     store.write_curves(args.out, curves)
     print(f"imported {len(curves)} runs, {len(curves.frame)} rows -> {args.out}")
     return 0
@@ -190,7 +190,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     summary = runner.run_sweep(spec, args.store, address=args.address)
     print(summary)
-    return 0
+    return 1 if summary.failed else 0
 
 
 def _run_fit(args: argparse.Namespace) -> int:

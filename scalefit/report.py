@@ -139,7 +139,7 @@ def heldout_finals(entries: Sequence[Mapping[str, Any]]) -> list[dict]:
 
 
 def provenance(**extra: Any) -> dict:
-    """Versions, git SHA of the working directory (if any), time, host platform, plus ``extra``."""
+    """Versions, git SHA of the scalefit checkout (if installed from one), host platform, plus ``extra``."""
     import matplotlib
     import scipy
 
@@ -147,7 +147,8 @@ def provenance(**extra: Any) -> dict:
 
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True,
+            cwd=Path(scalefit.__file__).parent,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = None

@@ -279,7 +279,7 @@ def train(
         error = traceback.format_exception_only(exc)[-1].strip()
         loop.writer.set_status("failed", error)
         return RunResult(
-            loop.run_id, "failed", 0, math.nan, 0.0, time.perf_counter() - t_start, resumed, error
+            loop.run_id, "failed", loop.done, math.nan, 0.0, time.perf_counter() - t_start, resumed, error
         )
     loop.writer.set_status(status, "non-finite training loss" if status == "diverged" else None)
     return RunResult(loop.run_id, status, done, final, rate, time.perf_counter() - t_start, resumed)

@@ -93,6 +93,8 @@ def ray_cluster() -> Iterator[RayCluster]:
     temp_dir = tempfile.mkdtemp(prefix="sfray")  # short: Ray's socket paths must fit 107 bytes
     proc, cluster = _start_head(temp_dir)
     try:
+        if ray.is_initialized():  # an embedded Ray an earlier test started in this process
+            ray.shutdown()
         ray.init(address=cluster.address, namespace="scalefit-tests", logging_level="ERROR")
         yield cluster
     finally:

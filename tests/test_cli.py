@@ -86,3 +86,14 @@ def test_fit_predict_report_chain(tmp_path, capsys) -> None:
     assert sorted(h["run_id"] for h in report["heldout"]) == [
         "constant_72000", "cosine_72000", "wsd_20000_24000", "wsdcon_18", "wsdcon_3", "wsdld_20000_24000",
     ]  # fmt: skip
+
+
+def test_import_mpl_csvs_into_a_store(tmp_path, capsys) -> None:
+    from scalefit.datasets import data_path
+    from scalefit.store import read_curves
+
+    src = data_path("lr-curves/mpl-multipowerlaw/csv_100")
+    assert main(["import", str(src), "--format", "mpl", "--out", str(tmp_path / "store")]) == 0
+    assert capsys.readouterr().out.startswith("imported 9 runs, ")
+    curves = read_curves(tmp_path / "store")
+    assert len(curves) == 9 and "cosine_24000" in curves.run_ids

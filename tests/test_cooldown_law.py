@@ -15,7 +15,7 @@ from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.cooldown import CooldownLaw, noise_functional
 
-TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 40.0}
+TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 40.0, "rho": 0.5}
 
 
 def _brute_noise(lr: np.ndarray, t: int) -> float:
@@ -56,7 +56,8 @@ def _synthetic(theta: dict[str, float], noise: float = 0.0, seed: int = 0) -> Cu
     for run_id, sched in schedules.items():
         lr = sched.lrs(4000)
         frame = pd.DataFrame({"run_id": run_id, "step": steps, "lr": lr[np.minimum(steps, 3999)], "loss": 3.0})
-        design = law.design(Curves.from_frame(frame, runs=pd.DataFrame({"schedule": [str(sched)]}, index=[run_id])))
+        one = Curves.from_frame(frame, runs=pd.DataFrame({"schedule": [str(sched)]}, index=[run_id]))
+        design = law.design(one, predict=True)
         frame["loss"] = law.predict(np.array(list(theta.values())), design)
         rows.append(frame)
     df = pd.concat(rows, ignore_index=True)
@@ -73,7 +74,7 @@ def synthetic() -> Curves:
 def test_registered_and_round_trips() -> None:
     law = get_law("cooldown")
     assert isinstance(law, CooldownLaw) and law.name == "cooldown"
-    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B")
+    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B", "rho")
 
 
 def test_jacobian_is_exact(synthetic: Curves) -> None:
@@ -84,10 +85,11 @@ def test_jacobian_is_exact(synthetic: Curves) -> None:
     np.testing.assert_allclose(law.predict_many(theta[None, :], design)[0], law.predict(theta, design))
 
 
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # A-alpha correlation is expected
 def test_recovers_known_parameters(synthetic: Curves) -> None:
-    fit = fit_law(CooldownLaw(), synthetic.select(["constant", "cosine"]), starts=8)
+    fit = fit_law(CooldownLaw(), synthetic.select(["constant", "cosine"]), starts=4)
     for name, true in TRUTH.items():
-        assert fit.values[name] == pytest.approx(true, rel=0.15), name
+        assert fit.values[name] == pytest.approx(true, rel=0.15, abs=0.1 if name == "rho" else 0.0), name
     # the held-out WSD curve is predicted to within the noise level
     law = fit.get_law()
     held = synthetic.select(["wsd"])
@@ -100,15 +102,16 @@ def test_a_curve_without_lr_drop_is_refused(synthetic: Curves) -> None:
         fit_law(CooldownLaw(), synthetic.select(["constant"]), starts=2)
 
 
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # L0-A-alpha correlation is expected
 def test_fits_mpl_protocol_training_curves() -> None:
     curves = sf.datasets.load("mpl-25m")
     train, test = curves.split(["cosine_24000", "constant_24000", "wsdcon_9"])
-    fit = fit_law(CooldownLaw(), train, starts=6)
+    fit = fit_law(CooldownLaw(), train, starts=3)
     law = fit.get_law()
     design = law.design(train)
     rel_train = np.abs(law.predict(fit.theta, design) / design.y - 1)
     assert rel_train.mean() < 0.001  # in-sample mean relative error below 0.1 %
     test_design = law.design(test)
     pred_e = np.mean(np.abs(law.predict(fit.theta, test_design) / test_design.y - 1))
-    assert pred_e < 0.003  # held-out PredE (0.22 % measured; the Multi-Power Law publishes 0.11 %)
+    assert pred_e < 0.002  # held-out PredE (0.155 % measured; the Multi-Power Law publishes 0.110 %)
     assert 2.5 < fit.values["L0"] < 3.5 and 0.2 < fit.values["alpha"] < 1.0

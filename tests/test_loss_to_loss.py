@@ -83,6 +83,9 @@ def test_jacobians_match_finite_differences():
     d2 = l2l.design(pd.DataFrame({"loss0": [2.5, 3.0, 3.5], "loss1": [1.2, 1.6, 2.0]}))
     theta = np.array([0.7, 1.1, 1.9, 0.8])
     np.testing.assert_allclose(l2l.jacobian(theta, d2), numeric_jacobian(l2l, theta, d2), rtol=1e-6)
+    many = law.jacobian_many(np.stack([KAPLAN, KAPLAN * 1.05]), design)
+    np.testing.assert_allclose(many[1], numeric_jacobian(law, KAPLAN * 1.05, design), rtol=2e-5)
+    np.testing.assert_allclose(l2l.jacobian_many(np.stack([theta, theta]), d2)[1], l2l.jacobian(theta, d2))
 
 
 def test_translation_is_exact_for_the_kaplan_form():

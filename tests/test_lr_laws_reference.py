@@ -28,7 +28,7 @@ def split():
 @pytest.mark.parametrize("name", ["multipower", "momentum"])
 def test_mpl_protocol_25m_test_error(split, name):
     train, test = split
-    fit = fit_law(get_law(name), train, starts=STARTS[name])
+    fit = fit_law(get_law(name), train, starts=STARTS[name], maxiter=400)
     law = get_law(name, **dict(fit.law_config))
     design = law.design(test, predict=True)
     pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)

@@ -104,7 +104,9 @@ def test_jacobian_matches_finite_differences():
     curves, law = make_curves("multipower", list(TRUE.values()), SPECS)
     design = law.design(curves)
     theta = np.array(list(TRUE.values()))
-    np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=2e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=2e-5, atol=1e-8
+    )
 
 
 def test_recovers_known_parameters():
@@ -114,7 +116,9 @@ def test_recovers_known_parameters():
     fit = fit_law(law, curves, starts=4)
     for name in ("L0", "A", "alpha"):
         assert fit.values[name] == pytest.approx(TRUE[name], rel=0.15), name
-    held, _ = make_curves("multipower", list(TRUE.values()), {"wsd": "wsd:peak=0.0003,steps=12000,warmup=500,decay=0.2"})
+    held, _ = make_curves(
+        "multipower", list(TRUE.values()), {"wsd": "wsd:peak=0.0003,steps=12000,warmup=500,decay=0.2"}
+    )
     design = law.design(held, predict=True)
     pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)
     truth = held.frame.loc[held.frame["step"] > 0, "loss"].to_numpy()

@@ -11,7 +11,17 @@ from scalefit.errors import DataError, FitError
 from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
 
-TRUE = {"E": 2.2, "Q": 0.8, "kappa": 0.35, "A": 0.5, "alpha": 0.45, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.5}
+TRUE = {
+    "E": 2.2,
+    "Q": 0.8,
+    "kappa": 0.35,
+    "A": 0.5,
+    "alpha": 0.45,
+    "B": 400.0,
+    "C": 2.0,
+    "beta": 0.6,
+    "gamma": 0.5,
+}
 SIZES = {"s": 2e7, "m": 5e7, "l": 1e8, "x": 3e8}
 SPECS = {
     "cosine": "cosine:peak=0.001,steps=3000,warmup=200,final=0.1",
@@ -27,9 +37,8 @@ def make_curves(theta, sizes=SIZES, noise=0.0, seed=0, scale_A=False):
         for kind, spec in SPECS.items():
             total = int(spec.split("steps=")[1].split(",")[0])
             steps = np.arange(100, total + 1, 100)
-            frames.append(pd.DataFrame({
-                "run_id": f"{size}-{kind}", "step": steps, "lr": np.nan, "loss": 1.0, "schedule": spec, "n_params": n,
-            }))  # fmt: skip
+            row = {"run_id": f"{size}-{kind}", "lr": np.nan, "loss": 1.0, "schedule": spec, "n_params": n}
+            frames.append(pd.DataFrame({"step": steps, **row}))
     curves = Curves.from_frame(pd.concat(frames, ignore_index=True))
     loss = law.predict(np.asarray(theta, dtype=float), law.design(curves, predict=True))
     loss *= np.exp(noise * np.random.default_rng(seed).standard_normal(loss.size))
@@ -40,7 +49,9 @@ def test_jacobian_matches_finite_differences_with_and_without_size_scaled_amplit
     theta = np.array(list(TRUE.values()))
     curves, law = make_curves(theta)
     design = law.design(curves)
-    np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=2e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=2e-5, atol=1e-8
+    )
     theta_z = np.insert(theta, 4, 0.1)
     curves, law = make_curves(theta_z, scale_A=True)
     design = law.design(curves)
@@ -57,7 +68,9 @@ def test_reduces_to_multipower_at_each_size():
     L0 = TRUE["E"] + TRUE["Q"] * (6e7 / 1e8) ** -TRUE["kappa"]
     mpl_theta = np.array([L0, *theta[3:]])
     design = law.design(curves, predict=True)
-    np.testing.assert_allclose(law.predict(theta, design), mpl.predict(mpl_theta, mpl.design(curves, predict=True)), rtol=1e-13)
+    np.testing.assert_allclose(
+        law.predict(theta, design), mpl.predict(mpl_theta, mpl.design(curves, predict=True)), rtol=1e-13
+    )
 
 
 def test_fit_on_smaller_sizes_predicts_the_largest():

@@ -86,6 +86,9 @@ def test_synthetic_parameters_recovered():
     design = law.design(_synthetic(list(truth.values()), 0.0))
     theta = np.array(list(truth.values()))
     np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=1e-5)
+    many = law.jacobian_many(np.stack([theta, theta * 1.1]), design)
+    np.testing.assert_allclose(many[1], numeric_jacobian(law, theta * 1.1, design), rtol=1e-5)
+    np.testing.assert_allclose(law.predict_many(np.stack([theta, theta]), design)[0], design.y, rtol=1e-12)
 
 
 def test_one_multiplier_cannot_separate_a_and_b():

@@ -161,3 +161,17 @@ def test_bad_runs_fail_before_training_naming_the_field(tmp_path):
         train(orphan, tmp_path / "store")
     assert info.value.field == "branch_from.step"
     assert not (tmp_path / "store" / short.run_id).exists()
+
+
+def test_an_error_mid_run_is_recorded_as_failed_with_its_rows(tmp_path):
+    def boom(row):
+        if row["step"] == 3:
+            raise RuntimeError("disk full")
+
+    cfg = _config(schedule=schedules.Constant(peak_lr=1e-3, total_steps=10), eval_every=0)
+    result = train(cfg, tmp_path, progress=boom)
+    assert result.status == "failed" and result.steps_done == 3 and "disk full" in result.error
+    curves = read_curves(tmp_path)
+    assert curves.frame["step"].tolist() == [0, 1, 2, 3]
+    assert curves.runs.loc[cfg.run_id, "status"] == "failed"
+    assert "disk full" in curves.runs.loc[cfg.run_id, "error"]

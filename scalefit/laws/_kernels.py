@@ -59,7 +59,7 @@ def momentum_s2(d: np.ndarray, lam: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MPLTerms:
-    """Terms of the MPL drop sum: ``LD[point] = B * sum_{i: point_i = point} w_i * G(C*exp(-gamma*ell_i)*x_i)``."""
+    """Terms of the MPL drop sum: ``LD[p] = B * sum_{i: point_i = p} w_i * G(C*exp(-gamma*ell_i)*x_i)``."""
 
     point: np.ndarray  # int index of the design point
     w: np.ndarray  # signed LR decrement (summed over a group)
@@ -244,9 +244,14 @@ def curve_design(law, data, *, predict: bool, per_run, needs_drop: bool):
         offset += run.steps.size
     if not predict:
         _check_identifiable(law, parts, has_drop, needs_drop, FitError)
-    x = {"S1": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0), "parts": [p[2] for p in parts]}
+    x = {
+        "S1": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0),
+        "parts": [p[2] for p in parts],
+    }
     groups = np.concatenate([np.full(p[0].steps.size, p[0].run_id, dtype=object) for p in parts] or [[]])
-    keys = pd.DataFrame({"run_id": groups.astype(str), "step": np.concatenate([p[0].steps for p in parts] or [[]])})
+    keys = pd.DataFrame(
+        {"run_id": groups.astype(str), "step": np.concatenate([p[0].steps for p in parts] or [[]])}
+    )
     y = None if predict else np.concatenate([p[0].loss for p in parts])
     meta = {"n_params": {p[0].run_id: p[0].meta.get("n_params") for p in parts}}
     return Design(x=x, y=y, groups=groups, keys=keys, excluded=tuple(excluded), meta=meta)
@@ -256,7 +261,9 @@ def _check_identifiable(law, parts, has_drop: bool, needs_drop: bool, FitError) 
     n_finite = sum(int(np.isfinite(p[0].loss).sum()) for p in parts)
     n_params = len(law.parameters())
     if n_finite == 0:
-        raise FitError(f"{law.name}: no finite loss to fit", column="loss", fix="give curves with finite losses")
+        raise FitError(
+            f"{law.name}: no finite loss to fit", column="loss", fix="give curves with finite losses"
+        )
     if n_finite <= n_params:
         raise FitError(
             f"{law.name}: too few points ({n_finite}) for {n_params} parameters", column="loss",

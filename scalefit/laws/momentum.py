@@ -40,7 +40,9 @@ class MomentumLaw(Law):
 
     def __init__(self, lam: float = 0.999) -> None:
         if not 0.0 <= lam < 1.0:
-            raise ConfigError("momentum decay factor must be in [0, 1)", field="lam", value=lam, fix="use e.g. 0.999")
+            raise ConfigError(
+                "momentum decay factor must be in [0, 1)", field="lam", value=lam, fix="use e.g. 0.999"
+            )
         self.lam = float(lam)
 
     def config(self) -> dict[str, Any]:

@@ -45,7 +45,10 @@ def mpl_parameters() -> tuple[Param, ...]:
 def stack_terms(design: Design) -> Design:
     """``design`` with its per-run drop-sum terms (``x["parts"]``) stacked into ``x["terms"]``."""
     parts = design.x["parts"]
-    cols = [np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0) for f in ("point", "w", "x", "ell")]
+    cols = [
+        np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0)
+        for f in ("point", "w", "x", "ell")
+    ]
     terms = K.MPLTerms(cols[0].astype(np.int64), cols[1], cols[2], cols[3], design.n_points)
     return replace(design, x={**design.x, "terms": terms})
 

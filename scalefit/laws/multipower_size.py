@@ -35,7 +35,9 @@ class MultiPowerSizeLaw(Law):
 
     def __init__(self, scale_A: bool = False, n_ref: float = 1e8, ratio: float | None = 32.0) -> None:
         if not n_ref > 0:
-            raise ConfigError("reference size must be positive", field="n_ref", value=n_ref, fix="use e.g. 1e8")
+            raise ConfigError(
+                "reference size must be positive", field="n_ref", value=n_ref, fix="use e.g. 1e8"
+            )
         self.scale_A, self.n_ref = bool(scale_A), float(n_ref)
         self._mpl = MultiPowerLaw(ratio=ratio)
 
@@ -48,7 +50,11 @@ class MultiPowerSizeLaw(Law):
             Param("Q", 0.0, 100.0, log=True, grid=(0.3, 1.0), doc="size-term amplitude (loss)"),
             Param("kappa", 0.0, 3.0, log=True, grid=(0.3,), doc="size exponent of the floor"),
         )
-        zeta = (Param("zeta", 0.0, 3.0, log=True, grid=(0.1,), doc="size exponent of A"),) if self.scale_A else ()
+        zeta = (
+            (Param("zeta", 0.0, 3.0, log=True, grid=(0.1,), doc="size exponent of A"),)
+            if self.scale_A
+            else ()
+        )
         return (*size, *mpl_parameters()[:1], *zeta, *mpl_parameters()[1:])
 
     def floor(self, values: Any) -> float | None:
@@ -64,7 +70,9 @@ class MultiPowerSizeLaw(Law):
         return self._mpl._terms(run, P, d, offset)
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
-        design = stack_terms(K.curve_design(self, data, predict=predict, per_run=self._per_run, needs_drop=True))
+        design = stack_terms(
+            K.curve_design(self, data, predict=predict, per_run=self._per_run, needs_drop=True)
+        )
         sizes = design.meta["n_params"]
         n = np.array([float(sizes[g]) for g in design.groups]) / self.n_ref
         if not predict and len(set(sizes.values())) < 2:
