@@ -234,7 +234,9 @@ def wald_ci(obj: Any, theta: np.ndarray, cov: np.ndarray | None, ci: float) -> d
     for j, p in enumerate(obj.params):
         sd = math.sqrt(cov[j, j]) if cov is not None else math.nan
         if p.log and theta[j] > 0:
-            half = z * sd / theta[j]
+            # A near-singular covariance gives a huge log-space half-width: cap it so the interval
+            # reads (0, inf) instead of overflowing.
+            half = min(z * sd / theta[j], 700.0)
             out[p.name] = (theta[j] * math.exp(-half), theta[j] * math.exp(half))
         else:
             out[p.name] = (theta[j] - z * sd, theta[j] + z * sd)

@@ -147,7 +147,11 @@ def provenance(**extra: Any) -> dict:
 
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
             cwd=Path(scalefit.__file__).parent,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

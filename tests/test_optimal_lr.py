@@ -59,9 +59,6 @@ def test_cells_with_optimum_outside_the_sweep_are_excluded():
     np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    raises=OverflowError, strict=False, reason="engine: wald_ci overflows on a near-singular covariance"
-)
 def test_one_tokens_per_parameter_ratio_flags_collinearity():
     fit = quiet_fit(OptimalLRLaw(), _sweep(noise=2e-4, ratios=(20.0,)))
     assert {w["code"] for w in fit.warnings} & {"correlated", "no_covariance"}

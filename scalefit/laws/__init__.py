@@ -21,6 +21,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "overtraining": ("scalefit.laws.overtraining", "OvertrainingLaw"),
     "downstream": ("scalefit.laws.downstream", "DownstreamLaw"),
     "loss-to-loss": ("scalefit.laws.loss_to_loss", "LossToLossLaw"),
+    "kaplan": ("scalefit.laws.loss_to_loss", "KaplanLaw"),
     "optimal-lr": ("scalefit.laws.optimal_lr", "OptimalLRLaw"),
 }
 
