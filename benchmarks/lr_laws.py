@@ -40,10 +40,12 @@ COOLDOWN_TRUE = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189
 CURVE_LAWS = ("momentum", "multipower")
 
 
-def fit_predict(law_name: str, train: Curves, test: Curves, starts: int | None) -> tuple[np.ndarray, dict]:
+def fit_predict(
+    law_name: str, train: Curves, test: Curves, starts: int | None, **config: object
+) -> tuple[pd.DataFrame, dict]:
     """Fit ``law_name`` on ``train``; predicted loss at every usable step of ``test`` and fit info."""
     t0 = time.perf_counter()
-    fit = fit_law(get_law(law_name), train, starts=starts)
+    fit = fit_law(get_law(law_name, **config), train, starts=starts)
     law = get_law(law_name, **dict(fit.law_config))
     design = law.design(test, predict=True)
     pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)
@@ -122,12 +124,12 @@ def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
     return out
 
 
-def size_protocol(law: str, starts: int | None) -> dict:
+def size_protocol(law: str, starts: int | None, config: dict) -> dict:
     curves = val_curves("schaipp-sizes", every=1000)
     sizes = curves.runs["n_params"].astype(float)
     largest = sizes.max()
     train, test = curves.split(list(sizes.index[sizes < largest]))
-    pred, info = fit_predict(law, train, test, starts)
+    pred, info = fit_predict(law, train, test, starts, **config)
     final = pred.groupby("run_id").last()["pred"]
     truth = test.final().set_index("run_id")["loss"]
     finals = {r: {"pred": round(float(final[r]), 4), "true": round(float(truth[r]), 4)} for r in final.index}
@@ -186,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--protocols", default="mpl,cooldown,size,timing")
     ap.add_argument("--sizes", default="25,100,400")
     ap.add_argument("--size-law", default="multipower-size")
+    ap.add_argument("--size-config", default="{}", help='size-law options as JSON: {"scale_A": true}')
     ap.add_argument("--starts", type=int, default=None, help="L-BFGS starts per fit (engine default)")
     args = ap.parse_args(argv)
     laws = [s for s in args.laws.split(",") if s]
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "cooldown" in protocols:
         result["cooldown"] = cooldown_protocol(laws, args.starts)
     if "size" in protocols:
-        result["size"] = size_protocol(args.size_law, args.starts)
+        result["size"] = size_protocol(args.size_law, args.starts, json.loads(args.size_config))
     if "timing" in protocols:
         result["timing"] = timing_protocol(laws, args.starts)
     result["wall_s"] = round(time.perf_counter() - t0, 1)

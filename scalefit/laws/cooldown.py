@@ -96,7 +96,9 @@ class CooldownLaw(Law):
             Param("A", 0.0, 100.0, log=True, grid=(0.3, 1.0, 3.0), doc="power-law amplitude (loss)"),
             Param("alpha", 0.0, 3.0, log=True, grid=(0.2, 0.5, 1.0), doc="power-law exponent in S1"),
             Param("B", 0.0, 1e5, log=True, grid=(3.0, 30.0, 300.0), doc="noise-functional scale (loss / LR)"),
-            Param("rho", 0.0, 1.0, grid=(0.0, 0.5, 1.0), doc="exponent dividing out the log-horizon growth of N"),
+            Param(
+                "rho", 0.0, 1.0, grid=(0.0, 0.5, 1.0), doc="exponent dividing out the log-horizon growth of N"
+            ),
         )
 
     def _noise(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> np.ndarray:
