@@ -170,11 +170,11 @@ def _predict_all(fits: Mapping[str, Any], targets: list[Any], train: Any) -> lis
 
 
 def _observe(preds: list[dict[str, Any]], curves: Any) -> None:
-    """Attach the actual loss at the predicted steps to each registered prediction."""
-    frame = curves.frame.set_index(["run_id", "step"])["loss"]
+    """Attach each registered prediction's actual curve (its logged steps and loss)."""
     for p in preds:
-        steps = p["curve"]["steps"]
-        p["curve"]["observed"] = [float(frame.get((p["run_id"], s), float("nan"))) for s in steps]
+        run = curves.run(p["run_id"])
+        p["curve"]["actual_steps"] = run.steps[run.finite].tolist()
+        p["curve"]["actual"] = run.loss[run.finite].tolist()
 
 
 def run_demo(

@@ -122,8 +122,14 @@ def target_figure(target: Mapping[str, Any], context: Sequence[Mapping[str, Any]
     ax.plot(steps, _arr(curve["loss_pred"]), color="C3", lw=2.0, label=f"prediction: {_name(target)}")
     if curve.get("lo") is not None:
         ax.fill_between(steps, _arr(curve["lo"]), _arr(curve["hi"]), color="C3", alpha=0.2, label="band")
-    if curve.get("observed") is not None:
-        ax.plot(steps, _arr(curve["observed"]), color="black", lw=1.0, label="actual (trained later)")
+    if curve.get("actual") is not None:
+        ax.plot(
+            _positive_steps(_arr(curve["actual_steps"])),
+            _arr(curve["actual"]),
+            color="black",
+            lw=1.2,
+            label="actual (trained after the prediction)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("optimizer step (log scale)")
     ax.set_ylabel(_LOSS_LABEL)

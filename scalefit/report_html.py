@@ -22,7 +22,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 1px solid #d6dae3; padding-bottom: .2rem;
        margin-top: 2rem; font-size: 1.25rem; } h3 { font-size: 1.05rem; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: .88rem; }
-th, td { border: 1px solid #d6dae3; padding: .25rem .6rem; text-align: right; overflow-wrap: anywhere; }
+th, td { border: 1px solid #d6dae3; padding: .25rem .6rem; text-align: right; overflow-wrap: break-word; }
 th { background: #f1f3f7; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #e4e7ee; margin: .4rem 0; }
 .ok { color: #11702c; font-weight: 600; } .bad { color: #b3261e; font-weight: 600; }

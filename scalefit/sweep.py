@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,15 +31,9 @@ _HORIZONS = ("steps", "tokens", "tokens_per_param")
 _FROM_GRID = {"peak", "peak_lr", "steps", "total_steps"}  # schedule fields a sweep fills in
 _NUM = (int, float)  # YAML numbers (``type(v) in _NUM`` also rejects booleans)
 _PER_GRID = {"model", "data", "schedule", "steps", "seed", "branch_from", "sweep"}  # not train: keys
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that reads ``3e-4`` as a float, as YAML 1.2 does (YAML 1.1 reads a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+.0123456789")
-)
+_EXP = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")  # 3e-4: a float in YAML 1.2, a string in 1.1
+_Loader = type("_Loader", (yaml.SafeLoader,), {})  # a SafeLoader that reads _EXP numbers as floats
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP, list("-+.0123456789"))
 
 
 def _need(ok: bool, message: str, key: str, value: Any = None, fix: str | None = None) -> None:
@@ -69,8 +64,7 @@ class Family:
 
 @dataclass(frozen=True)
 class Train:
-    """Settings of every run: ``warmup`` in steps (int) or as a fraction of the run (float < 1); ``run``:
-    further RunConfig fields (eval_every, checkpoint_every, device, compile, ...)."""
+    """Shared by every run: ``warmup`` in steps (int) or of the run (float < 1); ``run``: RunConfig fields."""
 
     batch_size: int = 8
     warmup: int | float = 0
@@ -88,15 +82,13 @@ class Train:
 
 @dataclass(frozen=True)
 class Resources:
-    """Ray resources of one run's actor, the pool size, fault tolerance, and the dry-run's throughput."""
+    """Ray resources of one run's actor, the pool size, and fault tolerance."""
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0  # a fraction packs several runs on one GPU
     max_actors: int | None = None  # default: as many as the cluster fits (and no more than runs)
     max_restarts: int = 3  # actor restarts after its process dies (-1: unlimited)
     max_task_retries: int = 3  # re-runs of an interrupted run on the restarted actor (it resumes)
-    peak_flops: float = 989e12  # per GPU, for the GPU-hours estimate: H100 SXM dense bf16
-    mfu: float = 0.4  # model FLOPs utilization the GPU-hours estimate assumes
 
     def __post_init__(self) -> None:
         cpus, gpus, m = self.num_cpus, self.num_gpus, self.max_actors
@@ -108,9 +100,6 @@ class Resources:
         for key in ("max_restarts", "max_task_retries"):
             v = getattr(self, key)
             _need(type(v) is int and v >= -1, "an integer >= -1 (-1: unlimited)", f"resources.{key}", v)
-        peak = self.peak_flops
-        _need(type(peak) in _NUM and peak > 0, "FLOP/s per GPU, > 0", "resources.peak_flops", peak)
-        _need(type(self.mfu) in _NUM and 0 < self.mfu <= 1, "a fraction in (0, 1]", "resources.mfu", self.mfu)
 
 
 @dataclass(frozen=True)
@@ -136,16 +125,15 @@ class SweepSpec:
     resources: Resources = Resources()
 
     def expand(self) -> list[RunConfig]:
-        runs = [cfg for grid in self.grids for cfg in _expand_grid(self, grid)]
-        unique = list({cfg.run_id: cfg for cfg in runs}.values())
-        return sorted(unique, key=lambda cfg: cfg.branch_from is not None)
+        unique = {cfg.run_id: cfg for grid in self.grids for cfg in _expand_grid(self, grid)}
+        return sorted(unique.values(), key=lambda cfg: cfg.branch_from is not None)
 
 
 def _check_keys(d: Any, allowed: tuple[str, ...] | set[str], path: str) -> dict[str, Any]:
     _need(isinstance(d, dict), "must be a mapping", path or "sweep file", d)
-    unknown = sorted(set(d) - set(allowed))
-    key = (f"{path}." if path else "") + (unknown[0] if unknown else "")
-    _need(not unknown, "unknown key", key, unknown and d[unknown[0]], f"use one of {sorted(allowed)}")
+    unknown = sorted(set(d) - set(allowed)) or [None]
+    key = f"{path}.{unknown[0]}" if path else str(unknown[0])
+    _need(unknown == [None], "unknown key", key, d.get(unknown[0]), f"use one of {sorted(allowed)}")
     return d
 
 
@@ -230,16 +218,15 @@ def parse_sweep(data: Any, *, source: str | None = None) -> SweepSpec:
     except ScalefitError as exc:
         if exc.file is not None or source is None:
             raise
-        context = {"run_id": exc.run_id, "field": exc.field, "value": exc.value, "fix": exc.fix}
-        raise type(exc)(exc.message, file=source, **context) from exc
+        raise type(exc)(exc.message, file=source, run_id=exc.run_id, field=exc.field, value=exc.value,
+                        fix=exc.fix) from exc  # fmt: skip
     return spec
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
     """Read and validate a sweep YAML file (`ConfigError` naming the file and key on any problem)."""
     try:
-        with open(path) as fh:
-            data = yaml.load(fh, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(Path(path).read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read sweep file: {exc}", file=str(path), fix="give a YAML file") from exc
     return parse_sweep(data, source=str(path))
@@ -250,19 +237,13 @@ def _shape(m: ModelConfig) -> ModelShape:
     return ModelShape(m.n_layer, m.d_model, m.vocab_size, m.context, d_ff, m.tie_embeddings, learned)
 
 
-def _steps(spec: SweepSpec, model: ModelConfig, kind: str, value: float) -> int:
-    if kind == "steps":
-        return int(value)
-    tokens = value if kind == "tokens" else value * _shape(model).n_params("total")
-    return max(1, math.ceil(tokens / (spec.train.batch_size * model.context)))
-
-
 def _expand_grid(spec: SweepSpec, grid: Grid) -> list[RunConfig]:
     t, out = spec.train, []
     kind, horizons = grid.horizon
     axes = (grid.model, horizons, grid.peak_lr, grid.seed, grid.dataset)
     for model, h, lr, seed, dataset in itertools.product(*axes):
-        steps = _steps(spec, model, kind, h)
+        tokens = h if kind == "tokens" else h * _shape(model).n_params("total")  # tokens_per_param: N total
+        steps = int(h) if kind == "steps" else max(1, math.ceil(tokens / (t.batch_size * model.context)))
         warm = round(t.warmup * steps) if isinstance(t.warmup, float) else t.warmup
         data = DataConfig(dataset=dataset, tokenizer=t.tokenizer, eval_datasets=t.eval_datasets)
         base = {"model": model, "data": data, "batch_size": t.batch_size, "seed": seed, "sweep": spec.name}
@@ -282,8 +263,8 @@ def _family(fam: Family, base: dict[str, Any], lr: float, steps: int, warm: int)
     for f in fam.decay:
         length = max(1, round(f * fam.resolution)) * every
         _need(total - length > warm, "cooldown starts inside the warmup", "family.decay", f, "shorten warmup")
-        shape = {"shape": fam.shape, "final_ratio": fam.final}
-        wsd = schedules.WSD(lr, total, warmup_steps=warm, decay_steps=length, **shape)
+        wsd = schedules.WSD(lr, total, warmup_steps=warm, decay_steps=length, shape=fam.shape,
+                            final_ratio=fam.final)  # fmt: skip
         runs.append(RunConfig(schedule=wsd, branch_from=Branch(trunk.run_id, total - length), **base))
     return runs
 
@@ -293,26 +274,28 @@ def plan(spec: SweepSpec) -> list[dict[str, Any]]:
     rows = []
     for cfg in spec.expand():
         flops, params = cfg.flops_convention.split(":")
-        b, shape = cfg.branch_from, _shape(cfg.model)
-        steps = cfg.steps - (b.step if b else 0)
-        per_token = shape.flops_per_token({"params": params, "flops": flops})
-        rows.append({
-            "run_id": cfg.run_id, "model": f"{cfg.model.n_layer}x{cfg.model.d_model}",
-            "n_params": shape.n_params("total"), "steps": steps, "tokens": steps * cfg.tokens_per_step,
-            "flops": steps * cfg.tokens_per_step * per_token, "schedule": str(cfg.schedule), "seed": cfg.seed,
-            "dataset": cfg.data.dataset, "branch_from": f"{b.trunk_run_id}@{b.step}" if b else "",
-        })  # fmt: skip
+        b, shape, m = cfg.branch_from, _shape(cfg.model), cfg.model
+        steps = cfg.steps - (b.step if b else 0)  # a branch trains from its branch point on
+        per_token, tokens = (
+            shape.flops_per_token({"params": params, "flops": flops}),
+            steps * cfg.tokens_per_step,
+        )
+        rows.append({"run_id": cfg.run_id, "model": f"{m.n_layer}x{m.d_model}", "steps": steps,
+                     "n_params": shape.n_params("total"), "tokens": tokens, "flops": tokens * per_token,
+                     "schedule": str(cfg.schedule), "seed": cfg.seed, "dataset": cfg.data.dataset,
+                     "branch_from": f"{b.trunk_run_id}@{b.step}" if b else ""})  # fmt: skip
     return rows
 
 
-def describe_plan(spec: SweepSpec) -> str:
-    """The dry-run text: totals, the GPU-hours estimate and its assumption, and one line per run."""
-    rows, res = plan(spec), spec.resources
+def describe_plan(spec: SweepSpec, *, peak_flops: float = 989e12, mfu: float = 0.4) -> str:
+    """The dry-run text: totals, GPU-hours at ``mfu`` of ``peak_flops`` per GPU (default: an H100 SXM's dense
+    bf16 peak at 40% MFU), and one line per run."""
+    rows = plan(spec)
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
-    hours = flops / (res.peak_flops * res.mfu) / 3600.0
+    hours = flops / (peak_flops * mfu) / 3600.0
     fmt = {k: "{:.3g}".format for k in ("n_params", "tokens", "flops")}
     return (
         f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs\n"
-        f"estimated {hours:.4g} GPU-hours at {res.mfu:.0%} MFU of {res.peak_flops / 1e12:.0f} TFLOP/s a GPU "
-        f"(resources.peak_flops, resources.mfu)\n{pd.DataFrame(rows).to_string(index=False, formatters=fmt)}"
+        f"estimated {hours:.4g} GPU-hours, assuming {mfu:.0%} MFU of {peak_flops / 1e12:.0f} TFLOP/s per GPU\n"
+        f"{pd.DataFrame(rows).to_string(index=False, formatters=fmt)}"
     )

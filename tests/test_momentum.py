@@ -98,6 +98,7 @@ def test_rewarming_makes_the_annealing_term_negative():
     curves = Curves.from_frame(frame.assign(lr=lr))
     design = get_law("momentum", lam=0.99).design(curves, predict=True)
     s2 = design.x["S2"]
+    assert design.excluded == (("r", "1 step(s) before any LR area (S1 = 0)"),)  # step 0 is reported
     assert s2[1500] > 0  # after the drop
     # the re-warm cancels the drop's annealing: S2 = 2e-4 * (lam^1000 - lam^~2000) / (1 - lam) at the end
     assert s2[-1] == pytest.approx(2e-4 * (0.99**999 - 0.99**1999) / 0.01, rel=1e-6)

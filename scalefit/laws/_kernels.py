@@ -18,8 +18,9 @@ log LR spreads by at most ``max_log_spread`` is replaced by one term of the same
 its weighted mean area and weighted mean log LR, which cancels the first-order error. The remaining
 second-order error of a group is at most ``beta*(beta+1)/24 * rho**2 + beta*(beta+1)*gamma**2 *
 spread**2 / 8`` of its weight, where ``rho`` = group area width / area distance <= (lr_max/lr_min)/R.
-With the defaults (R=256, spread 0.02) that is below 1e-5 relative; the measured error on realistic
-schedules is below 1e-7 in loss (tests/test_multipower.py).
+With R=32 (the laws' default) and spread 0.02 that is below 1e-3 of the group's weight in the worst
+case; measured against the O(T^2) sum it is below 1e-6 in loss on the published 24k-72k-step curves at
+fitted parameters (benchmarks/lr_laws.py), >= 100x below their 1e-4 rounding (tests/test_multipower.py).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def mpl_terms(
     steps: np.ndarray,
     warmup: int,
     *,
-    ratio: float | None = 256.0,
+    ratio: float | None = 32.0,
     max_log_spread: float = 0.02,
     offset: int = 0,
 ) -> MPLTerms:
@@ -194,17 +195,16 @@ def _warmup_of(rc, lr: np.ndarray) -> int:
 
 
 def run_arrays(curves, law_name: str) -> list[RunArrays]:
-    """Per-run arrays of ``curves`` (a ``Curves``); rows at step 0 (no update yet) are dropped."""
+    """Per-run arrays of ``curves`` (a ``Curves``): every logged step, the dense LR before the last one."""
     from scalefit.errors import DataError
 
     out = []
     for run_id in curves.run_ids:
         rc = curves.run(run_id)
-        keep = rc.steps > 0
-        steps, loss = rc.steps[keep].astype(np.int64), rc.loss[keep].astype(float)
+        steps, loss = rc.steps.astype(np.int64), rc.loss.astype(float)
         if steps.size == 0:
             continue
-        lr = np.asarray(curves.lr_sequence(run_id, int(steps.max())), dtype=float)
+        lr = np.asarray(curves.lr_sequence(run_id, max(int(steps.max()), 1)), dtype=float)
         if np.any(lr < 0) or not np.all(np.isfinite(lr)) or not np.any(lr > 0):
             raise DataError(
                 f"{law_name} needs a finite, non-negative LR that is positive somewhere",

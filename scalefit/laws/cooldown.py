@@ -6,6 +6,7 @@ bound of convex SGD (scalefit's own law, built for the WSD cooldown question):
     H[n]  = sum_{j=1..n} 1/j                                          harmonic number
     N(t)  = Q[t] / (2 P[t])
             + 1/2 * sum_{k < t-1} lr[k] / (P[t] - P[k+1]) * (Q[t] - Q[k]) / (P[t] - P[k])
+          = ( lr[t-1] + sum_{s < t-1} lr[s]^2 / (P[t] - P[s+1]) ) / 2      (equivalent form, used here)
     Q[t]  = sum_{s < t} lr[s]^2
 
 ``N`` is the gradient-noise part of the bound on ``f(x_t) - f*`` for SGD with an arbitrary step-size
@@ -16,15 +17,23 @@ Scheduling for Large Model Training", arXiv:2501.18965), with ``G^2`` absorbed i
 term ``D^2 / (2 S1)`` is generalised to the power law ``A * S1^-alpha`` of the annealing laws (Tissue et
 al. 2024, arXiv:2408.11029; Luo et al. 2025, arXiv:2503.12811).
 
-Why: the momentum law and the Multi-Power Law model an LR decrease as a benefit that saturates in a fixed
-time (steps, or LR area scaled by ``lr^-gamma``) and charge a long cooldown for its lost area through S1.
-Fitted to a constant and a cosine curve, whose decay is slow, the saturation time is poorly identified,
-and the laws put the optimal WSD cooldown fraction too early (0.2-0.4 instead of ~0.6 on the 124M runs of
-Hägele et al. 2024). In ``N`` the noise of each step ``k`` is averaged over the rest of the run, weighted
-by ``lr[k]`` over the area still to come: a longer, smoother decay averages the noise over more steps,
-which is the benefit a long cooldown buys; no kernel time scale has to be fitted, so ``B`` is the only
-cooldown parameter besides the log-horizon exponent ``rho`` (5 parameters in all, against 7 for the
-Multi-Power Law).
+Why: on the 124M WSD runs of Hägele et al. 2024 (peak 1e-3, 50k steps) a cooldown gains, against the
+constant run at equal LR area, 0.16 at F = 0.1 and 0.21 at F = 0.6: the gain of the same LR drop (peak to
+0) grows with the length of the decay. The momentum law credits a drop through one exponential lag whose
+time scale, fitted on the slow cosine decay, is too long for a short cooldown (its refit misses F = 0.1 by
++0.07); the Multi-Power Law needs three kernel parameters for this shape, and its refit on a constant and
+a cosine curve ends with two of them at their bounds. In ``N`` the noise each step injects (``lr[s]^2``)
+is divided by the LR area that follows it: the noise of a step is averaged out by the updates after it,
+so a decay helps as far as small steps follow the large ones, and a longer decay gains more. No kernel
+time scale is fitted: ``B`` is the only cooldown parameter besides the log-horizon exponent ``rho``
+(5 parameters in all, against 7 for the Multi-Power Law). Generalising the kernel to
+``1 / area^kappa`` lowers the training objective at ``kappa = 1.25`` but predicts the cooldowns worse
+(max error 0.038 against 0.011), so ``kappa`` stays at the bound's 1.
+
+Measured (``python benchmarks/lr_laws.py --laws cooldown,multipower --protocols cooldown,mpl``): MPL
+protocol test PredE 0.155 / 0.160 / 0.230 % at 25M / 100M / 400M (engine refit of the Multi-Power Law:
+0.197 / 0.227 / 0.319; published: 0.110 / 0.142 / 0.168); cooldown protocol final-loss errors -0.003 to
++0.011 (largest at F = 0.9), predicted best F = 0.4 (true 0.6, plateau 0.4-0.8), 1-sqrt at 0.2 +0.003.
 
 Conventions:
 - Steps: ``lr[s]`` is the LR of update ``s`` (0-indexed); the loss at step ``t`` has seen updates
@@ -36,8 +45,9 @@ Conventions:
   (the worst-case log factor of the last-iterate bound), which LLM loss curves do not show; ``rho`` in
   [0, 1] divides that growth out (``rho = 0``: the bound as is; ``rho = 1``: ``B * eta`` at constant LR,
   absorbed in the floor). It is fitted on the training curves like every other parameter.
-- Cost: ``N`` is computed once per design, exactly, in O(n_points * T) operations per run (about 0.1 s
-  for 250 points on a 50k-step run); ``predict`` and the analytic ``jacobian`` are O(n_points).
+- Cost: ``N`` is computed once per design, exactly, in O(n_points * T) operations per run (one division
+  each: about 0.5 s for 546 points on a 72k-step run on a loaded 2-core machine); ``predict`` and the
+  analytic ``jacobian`` are O(n_points).
 """
 
 from __future__ import annotations
@@ -54,32 +64,37 @@ __all__ = ["CooldownLaw", "noise_functional"]
 _CHUNK = 2_000_000  # max (points x steps) elements evaluated at once
 
 
-def _noise_block(lr: np.ndarray, P: np.ndarray, Q: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """The sum over ``k`` of ``noise_functional`` for the horizons ``steps`` (one block, dense)."""
-    t_max = int(steps.max())
-    k = np.arange(max(t_max - 1, 0))
-    t = steps[:, None]
-    rem_next = P[t] - P[k + 1][None, :]
-    rem = P[t] - P[k][None, :]
-    valid = (k[None, :] < t - 1) & (rem_next > 0) & (rem > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = lr[k][None, :] / rem_next * (Q[t] - Q[k][None, :]) / rem
-    return np.where(valid, terms, 0.0).sum(axis=1)
+def _noise_block(lr: np.ndarray, P: np.ndarray, horizons: np.ndarray) -> np.ndarray:
+    """``sum_{s <= T-2} lr[s]^2 / (P[T] - P[s+1])`` for each horizon ``T`` (one block, dense)."""
+    s = np.arange(max(int(horizons.max()) - 1, 0))
+    T = horizons[:, None]
+    rest = P[T] - P[s + 1][None, :]
+    valid = s[None, :] <= T - 2
+    terms = np.divide((lr[s] ** 2)[None, :], rest, out=np.zeros(rest.shape), where=valid)
+    return terms.sum(axis=1)
 
 
 def noise_functional(lr: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """``N(t)`` at every horizon in ``steps`` (each in ``1..len(lr)``), in LR units; see the module doc."""
+    """``N(t)`` at every horizon in ``steps`` (each in ``1..len(lr)``), in LR units; see the module doc.
+
+    Evaluated in the equivalent form ``N(t) = (lr[T-1] + sum_{s <= T-2} lr[s]^2 / (P[T] - P[s+1])) / 2``
+    (partial fractions and summation by parts of the bound's double sum), where ``T <= t`` is one past
+    the last step before ``t`` with a positive LR: trailing zero LRs leave ``N`` unchanged, as the
+    bound's terms with no area left are zero.
+    """
     lr = np.asarray(lr, dtype=float)
     steps = np.asarray(steps, dtype=np.int64)
     P = K.lr_area(lr)
-    Q = np.concatenate([[0.0], np.cumsum(lr * lr)])
+    last_pos = np.maximum.accumulate(np.where(lr > 0, np.arange(lr.size), -1))
+    horizons = last_pos[np.maximum(steps, 1) - 1] + 1  # 0 when no positive LR yet
     out = np.zeros(steps.size)
-    block = max(1, _CHUNK // max(int(steps.max(initial=1)), 1))
-    for start in range(0, steps.size, block):
-        out[start : start + block] = _noise_block(lr, P, Q, steps[start : start + block])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        first = np.where(P[steps] > 0, Q[steps] / (2.0 * P[steps]), 0.0)
-    return first + 0.5 * out
+    live = np.flatnonzero(horizons > 0)
+    block = max(1, _CHUNK // max(int(horizons.max(initial=1)), 1))
+    for start in range(0, live.size, block):
+        idx = live[start : start + block]
+        out[idx] = _noise_block(lr, P, horizons[idx])
+    out[live] += lr[horizons[live] - 1]
+    return 0.5 * out
 
 
 class CooldownLaw(Law):

@@ -12,7 +12,7 @@ Conventions:
   exact rather than a constant); LR increases during warmup are not drops (``d = 0`` there).
 - LR is used raw (not normalised by peak), as in the paper, so B is of order 1/peak LR; increments are
   signed, so re-warming (an LR increase after warmup) enters with a negative weight.
-- The O(T^2) drop sum is evaluated by ``_kernels.mpl_terms`` (multipole grouping, error < 1e-8 in loss
+- The O(T^2) drop sum is evaluated by ``_kernels.mpl_terms`` (multipole grouping, error < 1e-6 in loss
   on realistic schedules; ``ratio=None`` makes it exact).
 """
 
