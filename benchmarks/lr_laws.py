@@ -124,8 +124,12 @@ def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
     return out
 
 
-def size_protocol(law: str, starts: int | None, config: dict) -> dict:
-    curves = val_curves("schaipp-sizes", every=1000)
+def size_protocol(law: str, starts: int | None, config: dict, peak_lr: float | None) -> dict:
+    """Fit all sizes but the largest, predict the largest; ``peak_lr`` keeps only runs of that peak LR
+    (the sweep gives small models 2e-3 and large ones 1e-3/5e-4, and these laws treat LR as time)."""
+    runs = datasets.load("schaipp-sizes").runs
+    keep = None if peak_lr is None else list(runs.index[np.isclose(runs["peak_lr"].astype(float), peak_lr)])
+    curves = val_curves("schaipp-sizes", keep, every=1000)
     sizes = curves.runs["n_params"].astype(float)
     largest = sizes.max()
     train, test = curves.split(list(sizes.index[sizes < largest]))
@@ -133,7 +137,8 @@ def size_protocol(law: str, starts: int | None, config: dict) -> dict:
     final = pred.groupby("run_id").last()["pred"]
     truth = test.final().set_index("run_id")["loss"]
     finals = {r: {"pred": round(float(final[r]), 4), "true": round(float(truth[r]), 4)} for r in final.index}
-    return {law: {"target_n_params": int(largest), **metrics(pred, test), "final": finals, "fit": info}}
+    out = {"target_n_params": int(largest), "peak_lr": peak_lr, "train_runs": train.run_ids}
+    return {law: {**out, **metrics(pred, test), "final": finals, "fit": info}}
 
 
 def quadratic_drop(
@@ -189,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sizes", default="25,100,400")
     ap.add_argument("--size-law", default="multipower-size")
     ap.add_argument("--size-config", default="{}", help='size-law options as JSON: {"scale_A": true}')
+    ap.add_argument(
+        "--size-peak-lr", type=float, default=1e-3, help="size protocol: runs of this peak LR only"
+    )
     ap.add_argument("--starts", type=int, default=None, help="L-BFGS starts per fit (engine default)")
     args = ap.parse_args(argv)
     laws = [s for s in args.laws.split(",") if s]
@@ -200,7 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
     if "cooldown" in protocols:
         result["cooldown"] = cooldown_protocol(laws, args.starts)
     if "size" in protocols:
-        result["size"] = size_protocol(args.size_law, args.starts, json.loads(args.size_config))
+        result["size"] = size_protocol(
+            args.size_law, args.starts, json.loads(args.size_config), args.size_peak_lr
+        )
     if "timing" in protocols:
         result["timing"] = timing_protocol(laws, args.starts)
     result["wall_s"] = round(time.perf_counter() - t0, 1)

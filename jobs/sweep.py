@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    p.add_argument(
+        "--peak-flops", type=float, default=989e12, help="dry run: peak FLOP/s per GPU (H100 bf16)"
+    )
+    p.add_argument("--mfu", type=float, default=0.4, help="dry run: model FLOPs utilization assumed")
     return p
 
 
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(describe_plan(spec))
+        print(describe_plan(spec, peak_flops=args.peak_flops, mfu=args.mfu))
         return 0
     from scalefit.runner import run_sweep
 

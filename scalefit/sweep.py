@@ -290,12 +290,10 @@ def plan(spec: SweepSpec) -> list[dict[str, Any]]:
 def describe_plan(spec: SweepSpec, *, peak_flops: float = 989e12, mfu: float = 0.4) -> str:
     """The dry-run text: totals, GPU-hours at ``mfu`` of ``peak_flops`` per GPU (default: an H100 SXM's dense
     bf16 peak at 40% MFU), and one line per run."""
-    rows = plan(spec)
+    rows, fmt = plan(spec), {k: "{:.3g}".format for k in ("n_params", "tokens", "flops")}
     flops, tokens = sum(r["flops"] for r in rows), sum(r["tokens"] for r in rows)
-    hours = flops / (peak_flops * mfu) / 3600.0
-    fmt = {k: "{:.3g}".format for k in ("n_params", "tokens", "flops")}
     return (
-        f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs\n"
-        f"estimated {hours:.4g} GPU-hours, assuming {mfu:.0%} MFU of {peak_flops / 1e12:.0f} TFLOP/s per GPU\n"
-        f"{pd.DataFrame(rows).to_string(index=False, formatters=fmt)}"
+        f"sweep {spec.name}: {len(rows)} runs, {tokens:.4g} tokens, {flops:.4g} FLOPs\nestimated "
+        f"{flops / (peak_flops * mfu) / 3600:.4g} GPU-hours, assuming {mfu:.0%} MFU of "
+        f"{peak_flops / 1e12:.0f} TFLOP/s a GPU\n{pd.DataFrame(rows).to_string(index=False, formatters=fmt)}"
     )

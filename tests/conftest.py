@@ -26,6 +26,10 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# One BLAS thread per process, before numpy is first imported: L-BFGS-B makes many tiny BLAS calls,
+# and threaded BLAS on 2 cores shared with Ray workers is an order of magnitude slower than serial.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 CLUSTER_CPUS = 6  # logical CPUs: four 0.25-GPU actors (1 CPU each) plus the job driver fit at once
 CLUSTER_GPUS = 1  # a fake GPU: lets tests check fractional-GPU packing without one

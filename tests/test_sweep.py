@@ -100,10 +100,7 @@ def test_runs_list_unions_grids_and_deduplicates() -> None:
 
 
 def test_dry_run_plan_tokens_flops_and_gpu_hours() -> None:
-    spec = parse_sweep(
-        _spec(schedule=["cosine"], family=[{"decay": [0.2]}])
-        | {"resources": {"peak_flops": 1e12, "mfu": 0.5}}
-    )
+    spec = parse_sweep(_spec(schedule=["cosine"], family=[{"decay": [0.2]}]))
     rows = {r["schedule"].split(":")[0]: r for r in plan(spec)}
     assert rows["cosine"]["tokens"] == 100 * 4 * 64 and rows["wsd"]["steps"] == 20  # a branch trains its tail
     # "6N+attn:standard": 6 * (non-embedding + head) + 6 * n_layer * context * d_model per token

@@ -25,10 +25,16 @@ fitted parameters (benchmarks/lr_laws.py), >= 100x below their 1e-4 rounding (te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.signal import lfilter
+
+from scalefit.errors import DataError, FitError
+from scalefit.laws.base import Design, Law
 
 __all__ = ["MPLTerms", "lr_area", "lr_increments", "momentum_s2", "mpl_terms", "mpl_drop", "LOG_LR_FLOOR"]
 
@@ -185,7 +191,7 @@ class RunArrays:
     meta: dict
 
 
-def _warmup_of(rc, lr: np.ndarray) -> int:
+def _warmup_of(rc: Any, lr: np.ndarray) -> int:
     """Warmup length: the runs table, else the schedule, else the leading non-decreasing LR prefix."""
     for source in (rc.meta.get("warmup_steps"), getattr(rc.schedule, "warmup_steps", None)):
         if source is not None and np.isfinite(float(source)):
@@ -194,10 +200,8 @@ def _warmup_of(rc, lr: np.ndarray) -> int:
     return int(falls[0]) if falls.size else int(lr.size)
 
 
-def run_arrays(curves, law_name: str) -> list[RunArrays]:
+def run_arrays(curves: Any, law_name: str) -> list[RunArrays]:
     """Per-run arrays of ``curves`` (a ``Curves``): every logged step, the dense LR before the last one."""
-    from scalefit.errors import DataError
-
     out = []
     for run_id in curves.run_ids:
         rc = curves.run(run_id)
@@ -215,19 +219,16 @@ def run_arrays(curves, law_name: str) -> list[RunArrays]:
     return out
 
 
-def curve_design(law, data, *, predict: bool, per_run, needs_drop: bool):
-    """A ``Design`` over every logged step of every run with a positive LR area.
+def curve_design(
+    law: Law, data: Any, *, predict: bool, per_run: Callable[..., Any], needs_drop: bool
+) -> Design:
+    """A ``Design`` over every logged step of every run; steps with no LR area yet are ``excluded``.
 
-    ``per_run(run, P, d, offset) -> dict`` returns the law's extra arrays for one run (each per point,
-    or objects the law concatenates itself); this helper stacks S1, y, groups and keys. Without
+    ``per_run(run, P, d, offset)`` returns the law's own object for one run (kept in order in
+    ``x["parts"]`` for the law to stack); this helper stacks S1, y, groups and keys. Without
     ``predict`` it raises ``FitError`` for data that cannot identify the law (no finite loss, too few
     points, no LR decrease when ``needs_drop``).
     """
-    import pandas as pd
-
-    from scalefit.errors import FitError
-    from scalefit.laws.base import Design
-
     runs = run_arrays(data, law.name)
     parts, excluded, offset, has_drop = [], [], 0, False
     for run in runs:
@@ -243,7 +244,7 @@ def curve_design(law, data, *, predict: bool, per_run, needs_drop: bool):
         parts.append((run, P[run.steps], per_run(run, P, d, offset)))
         offset += run.steps.size
     if not predict:
-        _check_identifiable(law, parts, has_drop, needs_drop, FitError)
+        _check_identifiable(law, parts, has_drop, needs_drop)
     x = {
         "S1": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0),
         "parts": [p[2] for p in parts],
@@ -257,7 +258,7 @@ def curve_design(law, data, *, predict: bool, per_run, needs_drop: bool):
     return Design(x=x, y=y, groups=groups, keys=keys, excluded=tuple(excluded), meta=meta)
 
 
-def _check_identifiable(law, parts, has_drop: bool, needs_drop: bool, FitError) -> None:
+def _check_identifiable(law: Law, parts: list, has_drop: bool, needs_drop: bool) -> None:
     n_finite = sum(int(np.isfinite(p[0].loss).sum()) for p in parts)
     n_params = len(law.parameters())
     if n_finite == 0:
