@@ -126,10 +126,14 @@ def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
 
 def size_protocol(law: str, starts: int | None, config: dict, peak_lr: float | None) -> dict:
     """Fit all sizes but the largest, predict the largest; ``peak_lr`` keeps only runs of that peak LR
-    (the sweep gives small models 2e-3 and large ones 1e-3/5e-4, and these laws treat LR as time)."""
+    (the sweep gives small models 2e-3 and large ones 1e-3/5e-4, and these laws treat LR as time); only
+    runs of the sweep's usual batch (tokens per step) are used."""
     runs = datasets.load("schaipp-sizes").runs
-    keep = None if peak_lr is None else list(runs.index[np.isclose(runs["peak_lr"].astype(float), peak_lr)])
-    curves = val_curves("schaipp-sizes", keep, every=1000)
+    tokens = runs["tokens_per_step"].astype(float)
+    keep = tokens == tokens.mode().iloc[0]  # 360M ran at twice the batch: per step it is another curve
+    if peak_lr:
+        keep &= np.isclose(runs["peak_lr"].astype(float), peak_lr)
+    curves = val_curves("schaipp-sizes", list(runs.index[keep]), every=1000)
     sizes = curves.runs["n_params"].astype(float)
     largest = sizes.max()
     train, test = curves.split(list(sizes.index[sizes < largest]))

@@ -15,7 +15,7 @@ from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.cooldown import CooldownLaw, noise_functional
 
-TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 40.0, "rho": 0.5}
+TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.08, "rho": 0.5, "p": 0.6}
 
 
 def _brute_noise(lr: np.ndarray, t: int) -> float:
@@ -78,7 +78,7 @@ def synthetic() -> Curves:
 def test_registered_and_round_trips() -> None:
     law = get_law("cooldown")
     assert isinstance(law, CooldownLaw) and law.name == "cooldown"
-    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B", "rho")
+    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B", "rho", "p")
 
 
 def test_jacobian_is_exact(synthetic: Curves) -> None:

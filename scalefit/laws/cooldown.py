@@ -62,6 +62,8 @@ from scalefit.laws.base import Design, Law, Param
 __all__ = ["CooldownLaw", "noise_functional"]
 
 _CHUNK = 2_000_000  # max (points x steps) elements evaluated at once
+LR_REF = 1e-3  # LR unit of the noise term: B is its loss at N = LR_REF, g = 1
+_TINY = 1e-300
 
 
 def _noise_block(lr: np.ndarray, P: np.ndarray, horizons: np.ndarray) -> np.ndarray:
@@ -110,22 +112,25 @@ class CooldownLaw(Law):
             Param("L0", 0.0, 20.0, log=True, grid=(1.5, 2.5, 3.5), doc="irreducible loss"),
             Param("A", 0.0, 100.0, log=True, grid=(0.3, 1.0, 3.0), doc="power-law amplitude (loss)"),
             Param("alpha", 0.0, 3.0, log=True, grid=(0.2, 0.5, 1.0), doc="power-law exponent in S1"),
-            Param("B", 0.0, 1e5, log=True, grid=(3.0, 30.0, 300.0), doc="noise-functional scale (loss / LR)"),
+            Param("B", 0.0, 100.0, log=True, grid=(0.03, 0.3), doc="noise-term loss at N = LR_REF"),
             Param(
-                "rho", 0.0, 1.0, grid=(0.0, 0.5, 1.0), doc="exponent dividing out the log-horizon growth of N"
+                "rho", 0.0, 1.0, grid=(0.0, 0.8), doc="exponent dividing out the log-horizon growth of N"
             ),
+            Param("p", 0.05, 3.0, grid=(0.5, 1.0), doc="power of N in the noise term (floor ~ LR^p)"),
         )
 
     def _noise(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> np.ndarray:
         harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, run.lr.size + 1))])
         log_g = np.log(2.0 / (1.0 + harmonic[run.steps - 1]))
-        return np.stack([noise_functional(run.lr, run.steps), log_g])
+        noise = noise_functional(run.lr, run.steps)
+        log_u = np.log(np.maximum(noise, _TINY) / LR_REF)
+        return np.stack([log_u, log_g])
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
         design = K.curve_design(self, data, predict=predict, per_run=self._noise, needs_drop=True)
         parts = np.concatenate(design.x["parts"], axis=1) if design.x["parts"] else np.zeros((2, 0))
         return Design(
-            x={"S1": design.x["S1"], "N": parts[0], "log_g": parts[1]}, y=design.y, groups=design.groups,
+            x={"S1": design.x["S1"], "log_u": parts[0], "log_g": parts[1]}, y=design.y, groups=design.groups,
             keys=design.keys, excluded=design.excluded, meta=design.meta,
         )  # fmt: skip
 
@@ -135,13 +140,14 @@ class CooldownLaw(Law):
     def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
         t = np.atleast_2d(np.asarray(thetas, dtype=float))
         x = design.x
-        s1, noise, log_g = x["S1"][None, :], x["N"][None, :], x["log_g"][None, :]
-        return t[:, :1] + t[:, 1:2] * s1 ** -t[:, 2:3] + t[:, 3:4] * noise * np.exp(t[:, 4:5] * log_g)
+        s1, log_u, log_g = x["S1"][None, :], x["log_u"][None, :], x["log_g"][None, :]
+        noise = t[:, 3:4] * np.exp(t[:, 5:6] * log_u + t[:, 4:5] * log_g)
+        return t[:, :1] + t[:, 1:2] * s1 ** -t[:, 2:3] + noise
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        _, A, alpha, B, rho = theta
-        s1, log_g = design.x["S1"], design.x["log_g"]
+        _, A, alpha, B, rho, p = theta
+        s1, log_u, log_g = design.x["S1"], design.x["log_u"], design.x["log_g"]
         pw = s1**-alpha
-        scaled = design.x["N"] * np.exp(rho * log_g)
-        cols = [np.ones_like(s1), pw, -A * np.log(s1) * pw, scaled, B * scaled * log_g]
+        shape = np.exp(p * log_u + rho * log_g)
+        cols = [np.ones_like(s1), pw, -A * np.log(s1) * pw, shape, B * shape * log_g, B * shape * log_u]
         return np.stack(cols, axis=1)
