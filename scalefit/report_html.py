@@ -256,10 +256,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{fmt(h['final_obs'])} | {fmt(h['rel_err_pct'], 2)} | {fmt(h['within_band'])} |"
             for h in held
         ]
+    lines.append("")
     for t in report.get("targets", []):
         ext = "; ".join((t.get("extrapolation") or {}).get("notes") or []) or "inside the fitted range"
         lines.append(
-            f"- target `{t['run_id']}`: final {fmt(t['final_pred'])} [{fmt(t.get('lo'))}, "
+            f"- target `{t.get('label') or t['run_id']}` [{t.get('fit')}]: final {fmt(t['final_pred'])} "
+            f"[{fmt(t.get('lo'))}, "
             f"{fmt(t.get('hi'))}] ({ext})"
         )
     best = (report.get("schedules") or {}).get("best")

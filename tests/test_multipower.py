@@ -62,6 +62,48 @@ def test_grouped_terms_error_is_far_below_data_rounding(name):
         assert len(terms) < 0.25 * np.sum(np.minimum(steps, np.count_nonzero(np.diff(lr))))
 
 
+def official_prediction(lr, steps, theta):
+    """The reference code's MPL from its definition: sums over 0..s, warmup rises included, LR >= 1e-12."""
+    L0, A, alpha, B, C, beta, gamma = theta
+    lr_sum = np.cumsum(lr)
+    gap = np.zeros(lr.size)
+    gap[1:] = np.diff(lr)
+    out = []
+    for s in steps:
+        k = np.arange(1, s + 1)
+        g = 1 - (1 + C * np.maximum(lr[k], 1e-12) ** -gamma * (lr_sum[s] - lr_sum[k - 1])) ** -beta
+        out.append(L0 + A * lr_sum[s] ** -alpha + B * np.sum(gap[k] * g))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("spec", [SPEC for SPEC in (
+    "cosine:peak=0.0003,steps=3000,warmup=300,final=0.1",
+    "wsd:peak=0.0003,steps=3000,warmup=300,decay=0.2",
+)])  # fmt: skip
+def test_official_convention_matches_reference_definition(spec):
+    frame = pd.DataFrame({"run_id": "r", "step": np.arange(50, 3001, 50), "lr": np.nan, "loss": 3.0})
+    curves = Curves.from_frame(frame.assign(schedule=spec))
+    law, exact = get_law("multipower"), get_law("multipower", ratio=None)
+    assert law.convention == exact.convention == "official"
+    design = law.design(curves, predict=True)
+    theta = list(TRUE.values())
+    steps = design.keys["step"].to_numpy()
+    ref = official_prediction(curves.lr_sequence("r", int(steps.max()) + 1), steps, theta)
+    np.testing.assert_allclose(
+        exact.predict(np.array(theta), exact.design(curves, predict=True)), ref, atol=1e-11
+    )
+    np.testing.assert_allclose(law.predict(np.array(theta), design), ref, rtol=0, atol=1e-6)  # grouped
+    causal = get_law("multipower", convention="causal")
+    assert np.abs(causal.predict(np.array(theta), causal.design(curves, predict=True)) - ref).max() > 0.05
+
+
+def test_unknown_convention_is_refused():
+    from scalefit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="convention"):
+        get_law("multipower", convention="paper")
+
+
 def test_momentum_s2_matches_closed_form():
     lr = schedules()["rewarm"]
     d = K.lr_increments(lr, 200)

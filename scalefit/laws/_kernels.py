@@ -200,15 +200,18 @@ def _warmup_of(rc: Any, lr: np.ndarray) -> int:
     return int(falls[0]) if falls.size else int(lr.size)
 
 
-def run_arrays(curves: Any, law_name: str) -> list[RunArrays]:
-    """Per-run arrays of ``curves`` (a ``Curves``): every logged step, the dense LR before the last one."""
+def run_arrays(curves: Any, law_name: str, *, lead: int = 0) -> list[RunArrays]:
+    """Per-run arrays of ``curves`` (a ``Curves``): every logged step, the dense LR before the last one.
+
+    ``lead`` extra LR steps are kept after the last logged step (``lead=1``: the LR of that step too).
+    """
     out = []
     for run_id in curves.run_ids:
         rc = curves.run(run_id)
         steps, loss = rc.steps.astype(np.int64), rc.loss.astype(float)
         if steps.size == 0:
             continue
-        lr = np.asarray(curves.lr_sequence(run_id, max(int(steps.max()), 1)), dtype=float)
+        lr = np.asarray(curves.lr_sequence(run_id, max(int(steps.max()), 1) + int(lead)), dtype=float)
         if np.any(lr < 0) or not np.all(np.isfinite(lr)) or not np.any(lr > 0):
             raise DataError(
                 f"{law_name} needs a finite, non-negative LR that is positive somewhere",
@@ -220,28 +223,31 @@ def run_arrays(curves: Any, law_name: str) -> list[RunArrays]:
 
 
 def curve_design(
-    law: Law, data: Any, *, predict: bool, per_run: Callable[..., Any], needs_drop: bool
+    law: Law, data: Any, *, predict: bool, per_run: Callable[..., Any], needs_drop: bool, shift: int = 0
 ) -> Design:
     """A ``Design`` over every logged step of every run; steps with no LR area yet are ``excluded``.
+
+    ``shift=1`` evaluates the loss at step ``s`` after update ``s`` (``S1 = P[s+1]``, the MPL reference
+    code's convention) instead of before it; ``per_run`` still receives the logged steps.
 
     ``per_run(run, P, d, offset)`` returns the law's own object for one run (kept in order in
     ``x["parts"]`` for the law to stack); this helper stacks S1, y, groups and keys. Without
     ``predict`` it raises ``FitError`` for data that cannot identify the law (no finite loss, too few
     points, no LR decrease when ``needs_drop``).
     """
-    runs = run_arrays(data, law.name)
+    runs = run_arrays(data, law.name, lead=shift)
     parts, excluded, offset, has_drop = [], [], 0, False
     for run in runs:
         P, d = lr_area(run.lr), lr_increments(run.lr, run.warmup)
-        ok = P[run.steps] > 0
+        ok = P[run.steps + shift] > 0
         if not ok.all():
             excluded.append((run.run_id, f"{int((~ok).sum())} step(s) before any LR area (S1 = 0)"))
         run = RunArrays(run.run_id, run.lr, run.warmup, run.steps[ok], run.loss[ok], run.meta)
         if run.steps.size == 0:
             continue
         finite = np.isfinite(run.loss)
-        has_drop |= bool(finite.any() and np.any(d[: run.steps[finite].max()] != 0))
-        parts.append((run, P[run.steps], per_run(run, P, d, offset)))
+        has_drop |= bool(finite.any() and np.any(d[: run.steps[finite].max() + shift] != 0))
+        parts.append((run, P[run.steps + shift], per_run(run, P, d, offset)))
         offset += run.steps.size
     if not predict:
         _check_identifiable(law, parts, has_drop, needs_drop)

@@ -1,19 +1,27 @@
 """Multi-Power Law (Luo et al. 2025, "A Multi-Power Law for Loss Curve Prediction Across Learning Rate
 Schedules", ICLR 2025, arXiv:2503.12811; reference code thu-yao-01-luo/MultiPowerLaw).
 
-    L(s) = L0 + A * S1(s)^-alpha - LD(s)
-    LD(s) = B * sum_{k < s} (lr[k-1] - lr[k]) * G(lr[k]^-gamma * S_k(s)),   G(x) = 1 - (C*x + 1)^-beta
-    S1(s) = sum_{tau < s} lr[tau],   S_k(s) = sum_{k <= tau < s} lr[tau]
+    L(s) = L0 + A * S1(s)^-alpha - B * sum_k (lr[k-1] - lr[k]) * G(lr[k]^-gamma * S_k(s))
+    G(x) = 1 - (C*x + 1)^-beta
 
-Conventions:
-- Step indexing: ``lr[k]`` is the LR of update ``k`` (0-indexed), the loss at step ``s`` has seen
-  updates ``0..s-1`` (``scalefit.schedules``); the paper's ``t`` is ``s - 1``.
-- Warmup: the warmup area is part of S1 (the paper's ``S1 + S_W``, with S_W the warmup LR sum, here
-  exact rather than a constant); LR increases during warmup are not drops (``d = 0`` there).
-- LR is used raw (not normalised by peak), as in the paper, so B is of order 1/peak LR; increments are
-  signed, so re-warming (an LR increase after warmup) enters with a negative weight.
-- The O(T^2) drop sum is evaluated by ``_kernels.mpl_terms`` (multipole grouping, error < 1e-6 in loss
-  on realistic schedules; ``ratio=None`` makes it exact).
+``lr[k]`` is the raw (not peak-normalised) LR of optimizer update ``k`` (0-indexed), so B is of order
+1/peak LR. Two conventions (``convention=``), a structural choice fixed per law instance:
+
+- ``"official"`` (default), the convention of the reference code, under which the published parameters
+  were fitted and reproduce the published test errors (tests/test_lr_laws_reference.py):
+  ``S1(s) = sum_{tau=0..s} lr[tau]``, ``S_k(s) = sum_{tau=k..s} lr[tau]`` and the drop sum runs over
+  ``k = 1..s`` with EVERY signed increment, warmup included: the LR rises of the warmup enter as negative
+  drops and add about ``B * peak * G`` to the loss. Sums include the LR of step ``s`` itself.
+- ``"causal"``: the loss at step ``s`` has seen updates ``0..s-1`` only (``scalefit.schedules``):
+  ``S1(s) = sum_{tau<s} lr[tau]``, ``S_k(s) = sum_{tau=k..s-1} lr[tau]``, and increments during warmup
+  are zero (the paper's text: ``S_W`` is part of S1 but warmup is not an LR drop). The published
+  parameters do not transfer to it (3-5% test error instead of 0.11-0.17%); a refit works as well.
+
+Both are the same sum: ``official(s) = causal(s + 1)`` with warmup increments kept, which is how it is
+computed (``_kernels.curve_design(shift=1)``, ``mpl_terms(lr, steps + 1, warmup=0)``). Signed
+increments also make re-warming after warmup a negative drop in both. The O(T^2) drop sum is evaluated
+by ``_kernels.mpl_terms`` (multipole grouping, error < 1e-6 in loss on the published curves;
+``ratio=None`` makes it exact) with an analytic Jacobian.
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from scalefit.errors import ConfigError
 from scalefit.laws import _kernels as K
 from scalefit.laws.base import Design, Law, Param
 
-__all__ = ["MultiPowerLaw", "mpl_parameters", "stack_terms"]
+__all__ = ["CONVENTIONS", "MultiPowerLaw", "mpl_parameters", "stack_terms"]
+
+CONVENTIONS = ("official", "causal")
 
 
 def mpl_parameters() -> tuple[Param, ...]:
@@ -58,28 +68,42 @@ class MultiPowerLaw(Law):
 
     name: ClassVar[str] = "multipower"
 
-    def __init__(self, ratio: float | None = 32.0, max_log_spread: float = 0.02) -> None:
+    def __init__(
+        self, ratio: float | None = 32.0, max_log_spread: float = 0.02, convention: str = "official"
+    ) -> None:
+        if convention not in CONVENTIONS:
+            raise ConfigError(
+                f"unknown MPL convention {convention!r}", field="convention", value=convention,
+                fix=f"use one of {CONVENTIONS}",
+            )  # fmt: skip
         if ratio is not None and not ratio >= 4:
             raise ConfigError("grouping ratio must be >= 4 or None (exact)", field="ratio", value=ratio)
         if not max_log_spread >= 0:
             raise ConfigError("max_log_spread must be >= 0", field="max_log_spread", value=max_log_spread)
         self.ratio = None if ratio is None else float(ratio)
         self.max_log_spread = float(max_log_spread)
+        self.convention = convention
+        self.shift = 1 if convention == "official" else 0
         self._cache: tuple[Any, ...] = ()
 
     def config(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "max_log_spread": self.max_log_spread}
+        return {"ratio": self.ratio, "max_log_spread": self.max_log_spread, "convention": self.convention}
 
     def parameters(self) -> tuple[Param, ...]:
         return (Param("L0", 0.0, 20.0, log=True, grid=(2.0, 3.0), doc="irreducible loss"), *mpl_parameters())
 
     def _terms(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> K.MPLTerms:
+        warmup = 0 if self.shift else run.warmup
         return K.mpl_terms(
-            run.lr, run.steps, run.warmup, ratio=self.ratio, max_log_spread=self.max_log_spread, offset=offset
-        )
+            run.lr, run.steps + self.shift, warmup, ratio=self.ratio, max_log_spread=self.max_log_spread,
+            offset=offset,
+        )  # fmt: skip
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
-        return stack_terms(K.curve_design(self, data, predict=predict, per_run=self._terms, needs_drop=True))
+        design = K.curve_design(
+            self, data, predict=predict, per_run=self._terms, needs_drop=True, shift=self.shift
+        )
+        return stack_terms(design)
 
     def _drop(self, theta: np.ndarray, design: Design, grad: bool) -> tuple:
         key = (theta[-3:].tobytes(), grad)

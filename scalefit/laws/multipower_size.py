@@ -9,9 +9,10 @@ Chinchilla form (Hoffmann et al. 2022, arXiv:2203.15556): the floor ``L0`` of th
 ``n`` alone. ``scale_A=True`` adds ``zeta`` so larger models also learn faster per unit of LR area
 (with ``scale_A=False`` ``zeta`` is absent and the amplitude A is shared).
 
-Conventions as in ``multipower.py`` (raw LR, warmup area inside S1, signed increments, step ``s`` has
-seen updates ``0..s-1``). N is the runs-table column ``n_params`` (parameters); ``n_ref`` (default 1e8)
-only sets the scale of Q and A.
+Conventions as in ``multipower.py`` (raw LR, signed increments; ``convention="official"``, the default:
+sums include step ``s`` and the warmup rises, as in the reference code; ``"causal"``: step ``s`` has
+seen updates ``0..s-1`` and warmup rises are not drops). N is the runs-table column ``n_params``
+(parameters); ``n_ref`` (default 1e8) only sets the scale of Q and A.
 """
 
 from __future__ import annotations
@@ -33,16 +34,25 @@ class MultiPowerSizeLaw(Law):
 
     name: ClassVar[str] = "multipower-size"
 
-    def __init__(self, scale_A: bool = False, n_ref: float = 1e8, ratio: float | None = 32.0) -> None:
+    def __init__(
+        self,
+        scale_A: bool = False,
+        n_ref: float = 1e8,
+        ratio: float | None = 32.0,
+        convention: str = "official",
+    ) -> None:
         if not n_ref > 0:
             raise ConfigError(
                 "reference size must be positive", field="n_ref", value=n_ref, fix="use e.g. 1e8"
             )
         self.scale_A, self.n_ref = bool(scale_A), float(n_ref)
-        self._mpl = MultiPowerLaw(ratio=ratio)
+        self._mpl = MultiPowerLaw(ratio=ratio, convention=convention)
 
     def config(self) -> dict[str, Any]:
-        return {"scale_A": self.scale_A, "n_ref": self.n_ref, "ratio": self._mpl.ratio}
+        return {
+            "scale_A": self.scale_A, "n_ref": self.n_ref, "ratio": self._mpl.ratio,
+            "convention": self._mpl.convention,
+        }  # fmt: skip
 
     def parameters(self) -> tuple[Param, ...]:
         size = (
@@ -71,7 +81,9 @@ class MultiPowerSizeLaw(Law):
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
         design = stack_terms(
-            K.curve_design(self, data, predict=predict, per_run=self._per_run, needs_drop=True)
+            K.curve_design(
+                self, data, predict=predict, per_run=self._per_run, needs_drop=True, shift=self._mpl.shift
+            )
         )
         sizes = design.meta["n_params"]
         n = np.array([float(sizes[g]) for g in design.groups]) / self.n_ref
