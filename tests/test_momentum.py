@@ -72,15 +72,16 @@ def test_recovers_known_parameters_and_lambda_by_profile():
     from scalefit.fitting import fit_law
 
     curves, law = make_curves(list(TRUE.values()), SPECS, lam=0.998, noise=3e-4)
-    fit = fit_law(law, curves, starts=4)  # the engine profiles lam over law.profile()["lam"]
+    fit = fit_law(get_law("momentum"), curves, starts=4)  # lam=None: profiled over LAMBDA_GRID
     assert fit.law_config["lam"] == 0.998
     for name, value in TRUE.items():
         assert fit.values[name] == pytest.approx(value, rel=0.1), name
 
 
 def test_profile_offers_lambda_and_config_round_trips():
+    assert 0.999 in get_law("momentum").profile()["lam"]
     law = get_law("momentum", lam=0.995)
-    assert 0.999 in law.profile()["lam"]
+    assert law.profile() == {}  # a given lam is kept, not searched
     assert type(law)(**law.config()).config() == {"lam": 0.995}
     with pytest.raises(ConfigError):
         get_law("momentum", lam=1.0)

@@ -61,10 +61,13 @@ def test_jacobian_matches_finite_differences_with_and_without_size_scaled_amplit
     )
 
 
-def test_reduces_to_multipower_at_each_size():
+@pytest.mark.parametrize("convention", ["official", "causal"])
+def test_reduces_to_multipower_at_each_size(convention):
     theta = np.array(list(TRUE.values()))
-    curves, law = make_curves(theta, sizes={"m": 6e7})
-    mpl = get_law("multipower")
+    curves, _ = make_curves(theta, sizes={"m": 6e7})
+    law = get_law("multipower-size", convention=convention)
+    assert law.config()["convention"] == convention
+    mpl = get_law("multipower", convention=convention)
     L0 = TRUE["E"] + TRUE["Q"] * (6e7 / 1e8) ** -TRUE["kappa"]
     mpl_theta = np.array([L0, *theta[3:]])
     design = law.design(curves, predict=True)

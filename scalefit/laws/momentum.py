@@ -31,6 +31,7 @@ from scalefit.laws.base import Design, Law, Param
 __all__ = ["MomentumLaw", "LAMBDA_GRID"]
 
 LAMBDA_GRID = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998)
+DEFAULT_LAMBDA = 0.999  # the paper's typical value; used when a design is built before lam is chosen
 
 
 class MomentumLaw(Law):
@@ -38,18 +39,20 @@ class MomentumLaw(Law):
 
     name: ClassVar[str] = "momentum"
 
-    def __init__(self, lam: float = 0.999) -> None:
-        if not 0.0 <= lam < 1.0:
+    def __init__(self, lam: float | None = None) -> None:
+        if lam is not None and not 0.0 <= lam < 1.0:
             raise ConfigError(
                 "momentum decay factor must be in [0, 1)", field="lam", value=lam, fix="use e.g. 0.999"
             )
-        self.lam = float(lam)
+        self.lam = None if lam is None else float(lam)
 
     def config(self) -> dict[str, Any]:
         return {"lam": self.lam}
 
     def profile(self) -> dict[str, list]:
-        return {"lam": list(LAMBDA_GRID)}
+        """``lam=None`` (the default): choose lam from LAMBDA_GRID by profile likelihood; a given lam is
+        kept as is."""
+        return {"lam": list(LAMBDA_GRID)} if self.lam is None else {}
 
     def parameters(self) -> tuple[Param, ...]:
         return (
@@ -60,7 +63,8 @@ class MomentumLaw(Law):
         )
 
     def _s2(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> np.ndarray:
-        return K.momentum_s2(d, self.lam)[run.steps]
+        lam = DEFAULT_LAMBDA if self.lam is None else self.lam
+        return K.momentum_s2(d, lam)[run.steps]
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
         design = K.curve_design(self, data, predict=predict, per_run=self._s2, needs_drop=True)
