@@ -25,15 +25,13 @@ import pandas as pd
 
 from scalefit import schedules
 from scalefit.errors import ConfigError, DataError, ExtrapolationWarning
+from scalefit.schedule_choice import best_schedule, schedule_family
 
 __all__ = [
     "Target", "predict_target", "extrapolation", "schedule_family", "best_schedule", "compute_optimal",
-    "widen", "cross_validate", "load_data", "load_fit", "read_json",
+    "widen", "cross_validate", "load_data", "load_fit", "read_json", "read_stamped",
 ]  # fmt: skip
 
-WSD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-WSD_SHAPES = ("linear", "cosine", "1-sqrt")
-COSINE_FINALS = (0.0, 0.01, 0.1, 0.2, 0.5)
 SLACK = 1.02  # a target this close to the fitted range (e.g. the last step of a fitted horizon) is inside
 
 
@@ -217,50 +215,6 @@ def downstream_error(fit: Any, loss_pred: Mapping[str, Any]) -> dict[str, float]
     return {"err_pred": float(err[0]), "lo": float(np.nanmin(err)), "hi": float(np.nanmax(err))}
 
 
-def schedule_family(base: Any, family: str) -> list[Any]:
-    """Members of a schedule family at the base schedule's peak LR, steps and warmup, cosine first.
-
-    ``wsd``: decay fraction 0.1..0.9 x shapes linear/cosine/1-sqrt (to zero); ``cosine``: final LR ratio
-    0, 0.01, 0.1, 0.2, 0.5. Both include cosine to 0 and to 0.1 as baselines.
-    """
-    common = {"peak_lr": base.peak_lr, "total_steps": base.total_steps, "warmup_steps": base.warmup_steps}
-    cosines = [schedules.Cosine(final_ratio=f, **common) for f in COSINE_FINALS]
-    if family == "cosine":
-        return cosines
-    if family == "wsd":
-        wsds = [schedules.WSD(decay_fraction=f, shape=s, **common) for s in WSD_SHAPES for f in WSD_FRACTIONS]
-        return [cosines[0], cosines[2], *wsds]
-    raise ConfigError("unknown schedule family", field="family", value=family, fix="use wsd or cosine")
-
-
-def best_schedule(fit: Any, target: Target, family: str = "wsd") -> dict[str, Any]:
-    """Predicted final loss of every member of ``family`` for the target's budget; the best one and its
-    gain (in nats, positive = better) over the best cosine member."""
-    members = schedule_family(target.schedule, family)
-    targets = [
-        Target(s, target.n_params, target.tokens_per_step, f"m{i}", target.meta)
-        for i, s in enumerate(members)
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExtrapolationWarning)
-        pred = fit.predict(target_curves(targets, n_points=1)).set_index("run_id")
-    rows = [
-        {
-            "schedule": str(t.schedule),
-            "final_pred": float(pred.at[t.run_id, "loss_pred"]),
-            "lo": float(pred.at[t.run_id, "lo"]),
-            "hi": float(pred.at[t.run_id, "hi"]),
-        }
-        for t in targets
-    ]
-    cosine = min((r for r in rows if r["schedule"].startswith("cosine")), key=lambda r: r["final_pred"])
-    for r in rows:
-        r["gain_vs_cosine"] = cosine["final_pred"] - r["final_pred"]
-    best = min(rows, key=lambda r: r["final_pred"])
-    title = f"{family} family at {target.total_steps} steps, peak LR {target.schedule.peak_lr:g}"
-    return {"family": family, "title": title, "rows": rows, "best": best, "baseline": cosine}
-
-
 def compute_optimal(fit: Any, budgets: Iterable[float]) -> list[dict[str, Any]]:
     """Compute-optimal N*, D*, D*/N* and the predicted loss with its band per budget (FLOPs, C = 6ND)
     from a Chinchilla fit; a 95% bootstrap band on N* when the fit carries bootstrap samples."""
@@ -318,18 +272,20 @@ def read_json(path: str | Path, kind: str) -> Any:
         raise DataError("not a JSON file", file=str(path), value=str(err)[:80], fix=f"give {kind}") from None
 
 
+def read_stamped(path: str | Path, kind: str, what: str, key: str, expected: str) -> dict[str, Any]:
+    """A JSON object whose ``key`` field is ``expected`` (e.g. format scalefit.Fit/1); a `DataError`
+    naming the file and the field when the file is not JSON or not such an object."""
+    d = read_json(path, kind)
+    if not isinstance(d, dict) or d.get(key) != expected:
+        got = d.get(key) if isinstance(d, dict) else type(d).__name__
+        fix = f"give {kind} ({key} {expected})"
+        raise DataError(f"not a {what}", file=str(path), field=key, value=got, fix=fix)
+    return d
+
+
 def load_fit(path: str | Path) -> Any:
     """A `Fit` from its JSON file (as written by ``scalefit fit`` or ``Fit.to_json``)."""
     from scalefit.results import Fit
 
-    d = read_json(path, "a Fit JSON written by `scalefit fit`")
-    if not isinstance(d, dict) or d.get("format") != "scalefit.Fit/1":
-        got = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise DataError(
-            "not a scalefit Fit",
-            file=str(path),
-            field="format",
-            value=got,
-            fix="give a Fit JSON written by `scalefit fit` (format scalefit.Fit/1)",
-        )
-    return Fit.from_dict(d)
+    kind = "a Fit JSON written by `scalefit fit`"
+    return Fit.from_dict(read_stamped(path, kind, "scalefit Fit", "format", "scalefit.Fit/1"))

@@ -198,19 +198,9 @@ def write_report(report: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
 
 def load_report(path: str | Path) -> dict:
     """Read a report JSON, checking its schema."""
-    from scalefit.predict import read_json
+    from scalefit.predict import read_stamped
 
-    report = read_json(path, "a report.json written by scalefit")
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        got = report.get("schema") if isinstance(report, dict) else type(report).__name__
-        raise DataError(
-            "not a scalefit report",
-            file=str(path),
-            field="schema",
-            value=got,
-            fix=f"give a report.json written by scalefit (schema {SCHEMA})",
-        )
-    return report
+    return read_stamped(path, "a report.json written by scalefit", "scalefit report", "schema", SCHEMA)
 
 
 def fits_from_report(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -133,7 +133,7 @@ def _val_curves(run_ids: list[str]) -> Curves:
     return Curves.from_frame(frame, runs=runs)
 
 
-@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho ends at its lower bound 0 on these runs
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho at its bound 0, B-p correlated
 def test_cooldown_protocol_final_losses() -> None:
     true_final = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189, 0.9: 2.9225}
     wsd = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in true_final}

@@ -187,3 +187,19 @@ def test_zero_learning_rate_is_refused():
     frame = pd.DataFrame({"run_id": "r", "step": np.arange(0, 10), "lr": 0.0, "loss": 3.0})
     with pytest.raises(DataError, match="positive somewhere"):
         get_law("multipower").design(Curves.from_frame(frame))
+
+
+def test_reference_fit_path_lands_near_the_truth():
+    from scalefit.laws.multipower import reference_fit
+
+    curves, law = make_curves("multipower", list(TRUE.values()), SPECS, noise=2e-4)
+    frame = curves.to_frame()
+    values = reference_fit(Curves.from_frame(frame[frame["step"] % 200 == 0]))  # every 4th point: fast
+    assert values["L0"] == pytest.approx(TRUE["L0"], rel=0.05)
+    assert 0.3 < values["beta"] < 1.0  # the early stop keeps the exponents near their 0.5 start
+    held, _ = make_curves(
+        "multipower", list(TRUE.values()), {"wsd": "wsd:peak=0.0003,steps=12000,warmup=500,decay=0.2"}
+    )
+    design = law.design(held, predict=True)
+    pred = law.predict(np.array([values[n] for n in law.param_names]), design)
+    assert np.max(np.abs(pred / held.frame["loss"].to_numpy() - 1)) < 5e-3

@@ -25,17 +25,19 @@ import pandas as pd
 
 from scalefit.conventions import Counting, run_labels, static_table
 from scalefit.errors import DataError
-from scalefit.laws.base import Design, Law, Param
+from scalefit.laws._static import StaticLaw
+from scalefit.laws.base import Design, Param
 
 __all__ = ["ChinchillaLaw", "compute_optimal", "natural_values", "tokens_per_parameter"]
 
 HOFFMANN = {"a": 6.0073404, "b": 6.0179186, "e": 0.5267228, "alpha": 0.33917084, "beta": 0.2849083}
 
 
-class ChinchillaLaw(Law):
+class ChinchillaLaw(StaticLaw):
     """``L = exp(e) + exp(a) N^-alpha + exp(b) D^-beta``; parameters a, b, e, alpha, beta."""
 
     name: ClassVar[str] = "chinchilla"
+    options: ClassVar[tuple[str, ...]] = ("loss", "n", "d", "c")
 
     def __init__(
         self,
@@ -46,11 +48,8 @@ class ChinchillaLaw(Law):
         c: str = "C",
         counting: Counting | dict[str, Any] | None = None,
     ) -> None:
-        self.loss, self.n, self.d, self.c = loss, n, d, c
-        self.counting = Counting.coerce(counting)
-
-    def config(self) -> dict[str, Any]:
-        return {"loss": self.loss, "n": self.n, "d": self.d, "c": self.c, "counting": self.counting.to_dict()}
+        super().__init__(loss=loss, n=n, d=d, counting=counting)
+        self.c = c
 
     def parameters(self) -> tuple[Param, ...]:
         grid_ab = tuple(np.arange(0.0, 26.0, 5.0))
@@ -76,9 +75,7 @@ class ChinchillaLaw(Law):
                 column=self.d,
                 fix=f"add a {self.d!r} (tokens) or {self.c!r} (FLOPs) column, or name yours with d=/c=",
             )
-        if np.any(~(n > 0)) or np.any(~(d > 0)):
-            bad = self.n if np.any(~(n > 0)) else self.d
-            raise DataError("sizes and token counts must be positive", column=bad, fix="fix those rows")
+        self.check_positive(n, d, fix="fix those rows")
         if not predict and self.loss not in frame.columns:
             raise DataError("the chinchilla law needs the observed loss", column=self.loss,
                             fix="add the column or name it with loss=")
@@ -98,16 +95,10 @@ class ChinchillaLaw(Law):
         size, data, floor = self._terms(np.asarray(theta, dtype=float), design.x)
         return size + data + floor
 
-    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
-
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        size, data, floor = self._terms(np.asarray(theta, dtype=float), design.x)
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        size, data, floor = self._terms(np.atleast_2d(np.asarray(thetas, dtype=float)), design.x)
         x = design.x
         return np.stack([size, data, floor, -x["log_n"] * size, -x["log_d"] * data], axis=-1)
-
-    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.jacobian(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
 
     def floor(self, values: Mapping[str, float]) -> float | None:
         return float(np.exp(values["e"]))

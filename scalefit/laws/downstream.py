@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from scalefit.conventions import run_labels, static_table
-from scalefit.laws.base import Design, Law, Param
+from scalefit.laws._static import BatchedLaw
+from scalefit.laws.base import Design, Param
 
 __all__ = ["DownstreamLaw"]
 
 
-class DownstreamLaw(Law):
+class DownstreamLaw(BatchedLaw):
     """``Err = eps - k exp(-gamma L)``; parameters eps, k, gamma. Reads columns ``loss`` and ``err``."""
 
     name: ClassVar[str] = "downstream"
@@ -60,12 +61,6 @@ class DownstreamLaw(Law):
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         return self.curve(theta, design.x["loss"])
-
-    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.curve(np.atleast_2d(np.asarray(thetas, dtype=float)), design.x["loss"])
-
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
 
     def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))

@@ -21,15 +21,16 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scalefit.conventions import Counting, run_labels, static_table
-from scalefit.laws.base import Design, Law, Param
+from scalefit.conventions import run_labels, static_table
+from scalefit.laws._static import BatchedLaw, StaticLaw
+from scalefit.laws.base import Design, Param
 
 __all__ = ["LossToLossLaw", "KaplanLaw", "pair_runs", "shifted_power_lsq"]
 
 _FLOOR = 1e-9
 
 
-class LossToLossLaw(Law):
+class LossToLossLaw(BatchedLaw):
     """``L1 = K (L0 - E0)^kappa + E1``; parameters K, kappa, then E0 and E1 where not fixed."""
 
     name: ClassVar[str] = "loss-to-loss"
@@ -79,12 +80,6 @@ class LossToLossLaw(Law):
         base = np.maximum(design.x["l0"] - e0, _FLOOR)
         return K * base**kappa + e1
 
-    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
-
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
-
     def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
         K, kappa, e0, _ = self._unpack(np.atleast_2d(np.asarray(thetas, dtype=float)))
         diff = design.x["l0"] - e0
@@ -98,24 +93,10 @@ class LossToLossLaw(Law):
         return np.stack(cols, axis=-1)
 
 
-class KaplanLaw(Law):
+class KaplanLaw(StaticLaw):
     """``L = [(A/N)^(alpha/beta) + B/D]^beta + E``, the per-dataset form of Brandfonbrener et al."""
 
     name: ClassVar[str] = "kaplan"
-
-    def __init__(
-        self,
-        *,
-        loss: str = "loss",
-        n: str = "N",
-        d: str = "D",
-        counting: Counting | dict[str, Any] | None = None,
-    ) -> None:
-        self.loss, self.n, self.d = loss, n, d
-        self.counting = Counting.coerce(counting)
-
-    def config(self) -> dict[str, Any]:
-        return {"loss": self.loss, "n": self.n, "d": self.d, "counting": self.counting.to_dict()}
 
     def parameters(self) -> tuple[Param, ...]:
         return (
@@ -127,11 +108,7 @@ class KaplanLaw(Law):
         )
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
-        cols = (self.n, self.d) + (() if predict else (self.loss,))
-        frame = static_table(data, cols, law=self.name)
-        n, d = frame[self.n].to_numpy(float), frame[self.d].to_numpy(float)
-        labels = run_labels(frame)
-        y = None if predict or self.loss not in frame else frame[self.loss].to_numpy(float)
+        _, n, d, labels, y = self.points(data, predict)
         keys = pd.DataFrame({"run_id": labels, "N": n, "D": d})
         return Design(x={"log_n": np.log(n), "log_d": np.log(d)}, y=y, groups=labels, keys=keys)
 
@@ -146,12 +123,6 @@ class KaplanLaw(Law):
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         E, _, beta, _, _, s = self._parts(np.asarray(theta, dtype=float), design.x)
         return s**beta + E
-
-    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
-
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
 
     def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))

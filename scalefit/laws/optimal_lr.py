@@ -25,7 +25,8 @@ import pandas as pd
 
 from scalefit.conventions import Counting, static_table
 from scalefit.errors import ConfigError
-from scalefit.laws.base import Design, Law, Param
+from scalefit.laws._static import StaticLaw
+from scalefit.laws.base import Design, Param
 
 __all__ = ["OptimalLRLaw", "cell_optima", "quadratic_vertex"]
 
@@ -73,10 +74,11 @@ def cell_optima(
     return out
 
 
-class OptimalLRLaw(Law):
+class OptimalLRLaw(StaticLaw):
     """``LR* = c (N/n_ref)^a (D/d_ref)^b``, fitted to per-cell optima (or a raw sweep, see ``design``)."""
 
     name: ClassVar[str] = "optimal-lr"
+    options: ClassVar[tuple[str, ...]] = ("n", "d", "lr", "loss", "size", "horizon", "n_ref", "d_ref")
 
     def __init__(
         self,
@@ -93,23 +95,9 @@ class OptimalLRLaw(Law):
     ) -> None:
         if not (size or horizon):
             raise ConfigError("the law needs model size, token horizon or both", field="size", value=size)
-        self.n, self.d, self.lr, self.loss = n, d, lr, loss
-        self.size, self.horizon = bool(size), bool(horizon)
+        super().__init__(loss=loss, n=n, d=d, counting=counting)
+        self.lr, self.size, self.horizon = lr, bool(size), bool(horizon)
         self.n_ref, self.d_ref = float(n_ref), float(d_ref)
-        self.counting = Counting.coerce(counting)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "d": self.d,
-            "lr": self.lr,
-            "loss": self.loss,
-            "size": self.size,
-            "horizon": self.horizon,
-            "n_ref": self.n_ref,
-            "d_ref": self.d_ref,
-            "counting": self.counting.to_dict(),
-        }
 
     @property
     def _terms(self) -> tuple[tuple[str, str, str], ...]:
@@ -154,12 +142,6 @@ class OptimalLRLaw(Law):
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         return np.exp(self._log_pred(theta, design.x))
-
-    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
-
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
 
     def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))

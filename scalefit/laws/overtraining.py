@@ -21,31 +21,16 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scalefit.conventions import Counting, run_labels, static_table
-from scalefit.errors import DataError
-from scalefit.laws.base import Design, Law, Param
+from scalefit.laws._static import StaticLaw
+from scalefit.laws.base import Design, Param
 
 __all__ = ["OvertrainingLaw"]
 
 
-class OvertrainingLaw(Law):
+class OvertrainingLaw(StaticLaw):
     """``L = E + (a M^eta + b M^-eta) C^-eta``; parameters E, a, b, eta."""
 
     name: ClassVar[str] = "overtraining"
-
-    def __init__(
-        self,
-        *,
-        loss: str = "loss",
-        n: str = "N",
-        d: str = "D",
-        counting: Counting | dict[str, Any] | None = None,
-    ) -> None:
-        self.loss, self.n, self.d = loss, n, d
-        self.counting = Counting.coerce(counting)
-
-    def config(self) -> dict[str, Any]:
-        return {"loss": self.loss, "n": self.n, "d": self.d, "counting": self.counting.to_dict()}
 
     def parameters(self) -> tuple[Param, ...]:
         return (
@@ -56,22 +41,12 @@ class OvertrainingLaw(Law):
         )
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
-        cols = (self.n, self.d) + (() if predict else (self.loss,))
-        if self.counting.flops != "6N":
-            cols += ("flops_per_token",)
-        frame = static_table(data, cols, law=self.name)
-        n = frame[self.n].to_numpy(float)
-        d = frame[self.d].to_numpy(float)
-        if np.any(~(n > 0)) or np.any(~(d > 0)):
-            bad = self.n if np.any(~(n > 0)) else self.d
-            raise DataError(
-                "sizes and token counts must be positive", column=bad, fix="drop or fix those rows"
-            )
+        extra = () if self.counting.flops == "6N" else ("flops_per_token",)
+        frame, n, d, labels, y = self.points(data, predict, extra)
+        self.check_positive(n, d)
         fpt = 6.0 * n if self.counting.flops == "6N" else frame["flops_per_token"].to_numpy(float)
         c, m = fpt * d, d / n
-        labels = run_labels(frame)
         keys = pd.DataFrame({"run_id": labels, "N": n, "D": d, "C": c, "M": m})
-        y = None if predict or self.loss not in frame else frame[self.loss].to_numpy(float)
         return Design(x={"log_c": np.log(c), "log_m": np.log(m)}, y=y, groups=labels, keys=keys)
 
     @staticmethod
@@ -86,12 +61,6 @@ class OvertrainingLaw(Law):
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         E, up, down = self._terms(np.asarray(theta, dtype=float), design.x)
         return E + up + down
-
-    def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        return self.predict(np.atleast_2d(np.asarray(thetas, dtype=float)), design)
-
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
 
     def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))

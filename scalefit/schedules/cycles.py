@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from scalefit.schedules.base import Schedule, check
-from scalefit.schedules.kinds import check_shape, decay_length, decay_shape
+from scalefit.schedules.kinds import check_decay, decay_length, decay_shape
 
 __all__ = ["MultiStep", "TwoStage", "Cyclic", "WSDS", "Logged"]
 
@@ -110,17 +110,7 @@ class WSDS(Schedule):
 
     def _validate(self) -> None:
         check(self.n_cycles >= 1, "must be at least 1", "n_cycles", self.n_cycles)
-        check(
-            self.decay_fraction is None or self.decay_steps is None,
-            "give a decay fraction or a decay length in steps, not both",
-            "decay_steps",
-            self.decay_steps,
-        )
-        if self.decay_fraction is None and self.decay_steps is None:
-            object.__setattr__(self, "decay_fraction", 0.2)
-        if self.decay_fraction is not None:
-            check(0 <= self.decay_fraction <= 1, "must lie in [0, 1]", "decay_fraction", self.decay_fraction)
-        check_shape(self.shape, self.final_ratio)
+        check_decay(self)
         check(self.rewarm_steps >= 0, "must be >= 0", "rewarm_steps", self.rewarm_steps)
         for i, (a, b, length) in enumerate(self.cycles):
             lead = self.warmup_steps if i == 0 else self.rewarm_steps

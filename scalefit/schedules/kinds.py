@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +57,22 @@ def check_shape(shape: str, final: float) -> None:
             final,
             fix="e.g. final=0.1",
         )
+
+
+def check_decay(sched: Any) -> None:
+    """Validate a decay given as ``decay_fraction`` or ``decay_steps`` (not both; neither means a fraction
+    of 0.2, set on the frozen schedule) with its ``shape`` and ``final_ratio`` (WSD, WSDS)."""
+    check(
+        sched.decay_fraction is None or sched.decay_steps is None,
+        "give a decay fraction or a decay length in steps, not both",
+        "decay_steps",
+        sched.decay_steps,
+    )
+    if sched.decay_fraction is None and sched.decay_steps is None:
+        object.__setattr__(sched, "decay_fraction", 0.2)
+    if sched.decay_fraction is not None:
+        check(0 <= sched.decay_fraction <= 1, "must lie in [0, 1]", "decay_fraction", sched.decay_fraction)
+    check_shape(sched.shape, sched.final_ratio)
 
 
 def decay_length(fraction: float | None, steps: int | None, span: int) -> int:
@@ -135,17 +151,7 @@ class WSD(Schedule):
     final_ratio: float = 0.0
 
     def _validate(self) -> None:
-        check(
-            self.decay_fraction is None or self.decay_steps is None,
-            "give a decay fraction or a decay length in steps, not both",
-            "decay_steps",
-            self.decay_steps,
-        )
-        if self.decay_fraction is None and self.decay_steps is None:
-            object.__setattr__(self, "decay_fraction", 0.2)
-        if self.decay_fraction is not None:
-            check(0 <= self.decay_fraction <= 1, "must lie in [0, 1]", "decay_fraction", self.decay_fraction)
-        check_shape(self.shape, self.final_ratio)
+        check_decay(self)
         length = self.decay_length
         check(
             0 <= length <= self.total_steps - self.warmup_steps,
