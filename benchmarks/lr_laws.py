@@ -35,6 +35,7 @@ from scalefit.curves import Curves  # noqa: E402
 from scalefit.fitting import Objective, fit_law  # noqa: E402
 from scalefit.laws import _kernels as K  # noqa: E402
 from scalefit.laws import get_law  # noqa: E402
+from scalefit.laws.multipower import reference_fit  # noqa: E402
 
 MPL_TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
 MPL_PUBLISHED = {25: (0.110, 0.41), 100: (0.142, 0.58), 400: (0.168, 0.99)}  # PredE %, WorstE %
@@ -81,19 +82,24 @@ def metrics(pred: pd.DataFrame, test: Curves) -> dict:
     }  # fmt: skip
 
 
-def published_mpl(size: int, test: Curves) -> dict:
-    """The published MPL parameters evaluated by scalefit's ``MultiPowerLaw`` (official convention)."""
+def mpl_metrics(theta: list[float], test: Curves) -> dict:
+    """Metrics of ``MultiPowerLaw`` (official convention) at ``theta`` on ``test``, with the values."""
     law = get_law("multipower")
     design = law.design(test, predict=True)
-    pred = law.predict(np.array(MPL_PUBLISHED_PARAMS[size]), design)
+    pred = law.predict(np.asarray(theta, dtype=float), design)
     frame = pd.DataFrame({"run_id": design.keys["run_id"], "step": design.keys["step"], "pred": pred})
-    return {
-        **metrics(frame, test),
-        "values": dict(zip(law.param_names, MPL_PUBLISHED_PARAMS[size], strict=True)),
-    }
+    return {**metrics(frame, test), "values": dict(zip(law.param_names, map(float, theta), strict=True))}
 
 
-def mpl_protocol(laws: list[str], sizes: list[int], starts: int | None) -> dict:
+def reference_path(train: Curves, test: Curves) -> dict:
+    """MultiPowerLaw fitted along the reference code's path (pre-fit + early-stopped AdamW)."""
+    t0 = time.perf_counter()
+    values = reference_fit(train)
+    fit_s = round(time.perf_counter() - t0, 2)
+    return {**mpl_metrics(list(values.values()), test), "fit_s": fit_s}
+
+
+def mpl_protocol(laws: list[str], sizes: list[int], starts: int | None, reference: bool = True) -> dict:
     out = {}
     for size in sizes:
         curves = datasets.load(f"mpl-{size}m")
@@ -103,8 +109,10 @@ def mpl_protocol(laws: list[str], sizes: list[int], starts: int | None) -> dict:
                 "pred_e_pct": MPL_PUBLISHED[size][0],
                 "worst_e_pct": MPL_PUBLISHED[size][1],
             },
-            "published_params_by_scalefit": published_mpl(size, test),
+            "published_params_by_scalefit": mpl_metrics(MPL_PUBLISHED_PARAMS[size], test),
         }
+        if reference:
+            row["multipower_reference_path"] = reference_path(train, test)
         for name in laws:
             pred, info = fit_predict(name, train, test, starts)
             row[name] = {**metrics(pred, test), "fit": info}
@@ -226,13 +234,17 @@ def main(argv: list[str] | None = None) -> dict:
         "--size-peak-lr", type=float, default=1e-3, help="size protocol: runs of this peak LR only"
     )
     ap.add_argument("--starts", type=int, default=None, help="L-BFGS starts per fit (engine default)")
+    ap.add_argument(
+        "--no-reference-path", action="store_true", help="mpl: skip the reference code's fitting path"
+    )
     args = ap.parse_args(argv)
     laws = [s for s in args.laws.split(",") if s]
     protocols = set(args.protocols.split(","))
     result: dict = {"laws": laws}
     t0 = time.perf_counter()
     if "mpl" in protocols:
-        result["mpl"] = mpl_protocol(laws, [int(s) for s in args.sizes.split(",")], args.starts)
+        sizes = [int(s) for s in args.sizes.split(",")]
+        result["mpl"] = mpl_protocol(laws, sizes, args.starts, not args.no_reference_path)
     if "cooldown" in protocols:
         result["cooldown"] = cooldown_protocol(laws, args.starts)
     if "size" in protocols:
