@@ -9,6 +9,10 @@ loss logged at step ``s`` was computed before update ``s``, so it has seen updat
 - Multi-Power Law drop sum at step ``s``: ``sum_{k < s} d[k] * G(lr[k]^-gamma * (P[s] - P[k]))``,
   i.e. the paper's ``S_k(t) = sum_{tau=k}^{t} lr[tau]`` with ``t = s - 1``.
 
+The MPL reference code's convention (``MultiPowerLaw(convention="official")``, the default there) is
+the same sum one step later with the warmup rises kept: ``P[s+1]`` and ``mpl_terms(lr, steps + 1,
+warmup=0)``, built by ``curve_design(shift=1)``.
+
 The MPL drop sum is O(T^2) when written directly. ``mpl_terms`` turns it into a list of
 (point, weight, area offset, log LR) terms, built once per design, so every evaluation is one vectorized
 pass. With ``ratio=None`` the list is exact (every non-zero increment against every later point). With
@@ -19,8 +23,8 @@ its weighted mean area and weighted mean log LR, which cancels the first-order e
 second-order error of a group is at most ``beta*(beta+1)/24 * rho**2 + beta*(beta+1)*gamma**2 *
 spread**2 / 8`` of its weight, where ``rho`` = group area width / area distance <= (lr_max/lr_min)/R.
 With R=32 (the laws' default) and spread 0.02 that is below 1e-3 of the group's weight in the worst
-case; measured against the O(T^2) sum it is below 1e-6 in loss on the published 24k-72k-step curves at
-fitted parameters (benchmarks/lr_laws.py), >= 100x below their 1e-4 rounding (tests/test_multipower.py).
+case; measured against the O(T^2) sum it is about 1e-6 in loss on the published 24k-72k-step curves at
+fitted parameters (benchmarks/lr_laws.py), ~100x below their 1e-4 rounding (tests/test_multipower.py).
 """
 
 from __future__ import annotations
