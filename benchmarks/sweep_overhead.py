@@ -28,12 +28,11 @@ TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
 
 
 def _tokens(folder: Path) -> str:
+    from scalefit.data import write_token_folder
+
     text = b"".join(p.read_bytes() for p in sorted((ROOT / "scalefit").glob("*.py")))
     arr = np.frombuffer(text, dtype=np.uint8).astype(np.uint16)
-    cut = int(len(arr) * 0.9)
-    arr[:cut].tofile(folder / "train.bin")
-    arr[cut:].tofile(folder / "val.bin")
-    return str(folder)
+    return str(write_token_folder(arr, folder))
 
 
 def _spec(steps: int, runs: int, tokens: str, actors: int, tag: str):

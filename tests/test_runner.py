@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 import scalefit as sf
+from scalefit.data import write_token_folder
 from scalefit.runner import NAMESPACE, ray_map, run_sweep
 from scalefit.sweep import parse_sweep
 
@@ -29,13 +30,9 @@ TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder with train.bin / val.bin: bytes of scalefit's sources as uint16 tokens."""
-    folder = tmp_path_factory.mktemp("tokens")
     text = b"".join(p.read_bytes() for p in sorted((ROOT / "scalefit").glob("*.py")))
     arr = np.frombuffer(text, dtype=np.uint8).astype(np.uint16)
-    cut = int(len(arr) * 0.9)
-    arr[:cut].tofile(folder / "train.bin")
-    arr[cut:].tofile(folder / "val.bin")
-    return str(folder)
+    return str(write_token_folder(arr, tmp_path_factory.mktemp("tokens")))
 
 
 def _spec(name: str, grids: list[dict], steps: int, tokens: str, **resources: object):
