@@ -8,9 +8,10 @@ Protocols (issue 5):
   the other six; R^2, MAE, RMSE, PredE, WorstE (relative errors in %; per curve, then averaged over the
   curves as the reference code does; ``*_pooled`` over all points). Side by side: the published MPL
   numbers, the published MPL parameters evaluated by scalefit, and every law's own refit.
-- ``cooldown``: Schaipp 124M, peak 1e-3, 50k steps, validation loss: fit the constant and cosine-to-zero
-  curves, predict the final loss of every WSD cooldown fraction (linear, and 1-sqrt at 0.2) and the
-  best fraction.
+- ``cooldown``: Schaipp 124M, peak 1e-3, validation loss: fit the constant and cosine-to-zero curves (two
+  splits: the 50k-step cosine only, and the 25k- and 50k-step cosines), predict the final loss of every
+  WSD cooldown fraction at 50k steps (linear, and 1-sqrt at 0.2) and the best fraction; the WSD families
+  of the 15k/25k/35k horizons are predicted by the same fits as a check on the choice of law.
 - ``size``: Hägele size sweep (validation loss): fit every size but the largest with a size-aware law,
   predict the largest size's curves.
 - ``timing``: per law, fit wall time on the 72k-step MPL curves, and the cost of one objective
@@ -132,27 +133,57 @@ def val_curves(name: str, run_ids: list[str] | None = None, every: int = 200) ->
     return Curves.from_frame(frame, runs=runs.reset_index())
 
 
+COOLDOWN_SPLITS = {  # training curves of the cooldown protocol; both splits are reported side by side
+    "constant+cosine0_50k": ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"],
+    "constant+cosine0_25k_50k": [
+        "constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"
+    ],
+}  # fmt: skip
+FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
+
+
+def _wsd_id(f: float, horizon: int) -> str:
+    return f"wsd-F{f}-linear-lr0.001-T{horizon}"
+
+
+def _horizon_errors(final: pd.Series, last: pd.DataFrame, horizon: int) -> dict:
+    """Final-loss errors of the WSD family of one horizon, its worst error and predicted best F."""
+    ids = [_wsd_id(f, horizon) for f in FRACTIONS]
+    pairs = zip(FRACTIONS, ids, strict=True)
+    err = {str(f): round(float(final[r] - last.loc[r, "loss"]), 4) for f, r in pairs}
+    best = FRACTIONS[int(np.argmin([final[r] for r in ids]))]
+    true_best = FRACTIONS[int(np.argmin([last.loc[r, "loss"] for r in ids]))]
+    return {"error": err, "max_abs_error": max(abs(e) for e in err.values()), "best_F": best,
+            "true_best_F": true_best}  # fmt: skip
+
+
 def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
-    wsd = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in COOLDOWN_TRUE}
+    """Fit each split, predict every WSD cooldown fraction at 50k steps (the test) and, as a check that
+    nothing was tuned on it, the WSD families of the 15k/25k/35k horizons from the same fit."""
+    wsd = {_wsd_id(f, 50000): f for f in COOLDOWN_TRUE}
     sqrt_id = "wsd-F0.2-1-sqrt-lr0.001-T50000"
-    train_ids = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"]
-    curves = val_curves("schaipp-124m", [*train_ids, *wsd, sqrt_id])
-    train, test = curves.split(train_ids)
-    last = test.final().set_index("run_id")
-    out: dict = {"true_final": {str(f): COOLDOWN_TRUE[f] for f in COOLDOWN_TRUE}}
-    out["true_final_logged"] = {str(f): round(float(last.loc[r, "loss"]), 4) for r, f in wsd.items()}
-    for name in laws:
-        pred, info = fit_predict(name, train, test, starts)
-        final = pred.groupby("run_id").last()["pred"]
-        got = {str(f): round(float(final[r]), 4) for r, f in wsd.items()}
-        err = {f: round(got[f] - out["true_final"][f], 4) for f in got}
-        out[name] = {
-            "pred_final": got, "error": err, "max_abs_error": max(abs(e) for e in err.values()),
-            "pred_final_1sqrt_0.2": round(float(final[sqrt_id]), 4),
-            "true_final_1sqrt_0.2": round(float(last.loc[sqrt_id, "loss"]), 4),
-            "best_F": float(min(got, key=got.get)), "fit": info,
-        }  # fmt: skip
-    out["true_best_F"] = 0.6
+    others = [_wsd_id(f, h) for h in (15000, 25000, 35000) for f in FRACTIONS]
+    every = sorted({r for ids in COOLDOWN_SPLITS.values() for r in ids})
+    curves = val_curves("schaipp-124m", [*every, *wsd, sqrt_id, *others])
+    out: dict = {"true_final": {str(f): COOLDOWN_TRUE[f] for f in COOLDOWN_TRUE}, "true_best_F": 0.6}
+    for split, train_ids in COOLDOWN_SPLITS.items():
+        train, test = curves.split(train_ids)
+        last = test.final().set_index("run_id")
+        row: dict = {"train": train_ids}
+        for name in laws:
+            pred, info = fit_predict(name, train, test, starts)
+            final = pred.groupby("run_id").last()["pred"]
+            got = {str(f): round(float(final[r]), 4) for r, f in wsd.items()}
+            err = {f: round(got[f] - out["true_final"][f], 4) for f in got}
+            row[name] = {
+                "pred_final": got, "error": err, "max_abs_error": max(abs(e) for e in err.values()),
+                "best_F": float(min(got, key=got.get)),
+                "pred_final_1sqrt_0.2": round(float(final[sqrt_id]), 4),
+                "true_final_1sqrt_0.2": round(float(last.loc[sqrt_id, "loss"]), 4),
+                "other_horizons": {str(h): _horizon_errors(final, last, h) for h in (15000, 25000, 35000)},
+                "fit": info,
+            }  # fmt: skip
+        out[split] = row
     return out
 
 

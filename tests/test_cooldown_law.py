@@ -1,5 +1,6 @@
-"""CooldownLaw: exact noise functional, analytic Jacobian, recovery of known parameters, and a fit of the
-Multi-Power Law paper's training curves (MPL protocol, 25M)."""
+"""CooldownLaw: exact noise functional, analytic Jacobian, recovery of known parameters (q included, by
+profile), a fit of the Multi-Power Law paper's training curves (MPL protocol, 25M) and the cooldown
+protocol on the 124M runs of Hägele et al. 2024."""
 
 from __future__ import annotations
 
@@ -9,24 +10,27 @@ import pytest
 
 import scalefit as sf
 from scalefit.curves import Curves
-from scalefit.errors import FitError
+from scalefit.errors import ConfigError, FitError
 from scalefit.fitting import fit_law
 from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
-from scalefit.laws.cooldown import CooldownLaw, noise_functional
+from scalefit.laws.cooldown import Q_GRID, CooldownLaw, noise_functional
 
-TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.03, "rho": 0.5, "p": 0.6}
+TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.03, "rho": 0.5}
+Q_TRUE = 0.75
 
 
-def _brute_noise(lr: np.ndarray, t: int) -> float:
-    """The bound's noise term written as in Defazio et al. 2023 (1-indexed eta_1..eta_T, T = t)."""
+def _brute_noise(lr: np.ndarray, t: int, q: float = 1.0) -> float:
+    """The bound's noise term written as in Defazio et al. 2023 (1-indexed eta_1..eta_T, T = t), with
+    the injected noise eta^2 generalised to eta * l(eta), l(eta) = 1e-3 * (eta / 1e-3)^q."""
     eta = lr[:t]
+    inj = eta * 1e-3 * (eta / 1e-3) ** q
     total = eta.sum()
-    out = (eta**2).sum() / (2 * total)
+    out = inj.sum() / (2 * total)
     for k in range(t - 1):
-        rest, tail = eta[k + 1 :].sum(), eta[k:]
+        rest, tail, tail_inj = eta[k + 1 :].sum(), eta[k:], inj[k:]
         if rest > 0:
-            out += 0.5 * eta[k] / rest * (tail**2).sum() / tail.sum()
+            out += 0.5 * eta[k] / rest * tail_inj.sum() / tail.sum()
     return out
 
 
@@ -38,13 +42,20 @@ def test_noise_functional_constant_lr_is_harmonic() -> None:
     )
 
 
-def test_noise_functional_matches_the_bound_term_by_term() -> None:
+@pytest.mark.parametrize("q", [1.0, 0.75])
+def test_noise_functional_matches_the_bound_term_by_term(q: float) -> None:
     rng = np.random.default_rng(0)
     lr = rng.uniform(0.0, 1e-3, 400)
     lr[-3:] = 0.0  # an LR of exactly zero at the end: terms with no area left are skipped
     steps = np.array([1, 2, 7, 150, 397, 400])
-    expected = [_brute_noise(lr, int(t)) for t in steps]
-    np.testing.assert_allclose(noise_functional(lr, steps), expected, rtol=1e-10)
+    expected = [_brute_noise(lr, int(t), q) for t in steps]
+    np.testing.assert_allclose(noise_functional(lr, steps, q), expected, rtol=1e-10)
+
+
+def test_noise_floor_scales_as_lr_to_the_q() -> None:
+    steps = np.array([500])
+    low, high = (noise_functional(np.full(500, eta), steps, 0.75)[0] for eta in (2.5e-4, 1e-3))
+    assert high / low == pytest.approx(4**0.75, rel=1e-12)
 
 
 def _synthetic(theta: dict[str, float], noise: float = 0.0, seed: int = 0) -> Curves:
@@ -54,7 +65,7 @@ def _synthetic(theta: dict[str, float], noise: float = 0.0, seed: int = 0) -> Cu
         "wsd": sf.schedules.parse("wsd:peak=1e-3,steps=4000,warmup=100,decay=0.3"),
     }
     steps = np.arange(40, 4001, 40)
-    law, rows = CooldownLaw(), []
+    law, rows = CooldownLaw(q=Q_TRUE), []
     for run_id, sched in schedules.items():
         lr = sched.lrs(4000)
         frame = pd.DataFrame(
@@ -78,11 +89,15 @@ def synthetic() -> Curves:
 def test_registered_and_round_trips() -> None:
     law = get_law("cooldown")
     assert isinstance(law, CooldownLaw) and law.name == "cooldown"
-    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B", "rho", "p")
+    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B", "rho")
+    assert law.config() == {"q": None} and law.profile() == {"q": list(Q_GRID)}
+    assert CooldownLaw(q=0.8).profile() == {}
+    with pytest.raises(ConfigError, match="q"):
+        CooldownLaw(q=-1.0)
 
 
 def test_jacobian_is_exact(synthetic: Curves) -> None:
-    law = CooldownLaw()
+    law = CooldownLaw(q=Q_TRUE)
     design = law.design(synthetic)
     theta = np.array(list(TRUTH.values()))
     np.testing.assert_allclose(
@@ -94,6 +109,7 @@ def test_jacobian_is_exact(synthetic: Curves) -> None:
 @pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # A-alpha correlation is expected
 def test_recovers_known_parameters(synthetic: Curves) -> None:
     fit = fit_law(CooldownLaw(), synthetic.select(["constant", "cosine"]), starts=4)
+    assert fit.law_config == {"q": Q_TRUE}  # chosen by profile from Q_GRID
     for name, true in TRUTH.items():
         assert fit.values[name] == pytest.approx(true, rel=0.15, abs=0.1 if name == "rho" else 0.0), name
     # the held-out WSD curve is predicted to within the noise level
@@ -119,7 +135,7 @@ def test_fits_mpl_protocol_training_curves() -> None:
     assert rel_train.mean() < 0.001  # in-sample mean relative error below 0.1 %
     test_design = law.design(test)
     pred_e = np.mean(np.abs(law.predict(fit.theta, test_design) / test_design.y - 1))
-    assert pred_e < 0.0010  # held-out PredE 0.091 % measured: below the Multi-Power Law's published 0.110 %
+    assert pred_e < 0.0010  # pooled held-out PredE 0.094 % measured: below MPL's published 0.110 %
     assert 2.5 < fit.values["L0"] < 3.5 and 0.2 < fit.values["alpha"] < 1.0
 
 
@@ -133,19 +149,36 @@ def _val_curves(run_ids: list[str]) -> Curves:
     return Curves.from_frame(frame, runs=runs)
 
 
-@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho at its bound 0, B-p correlated
-def test_cooldown_protocol_final_losses() -> None:
-    true_final = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189, 0.9: 2.9225}
-    wsd = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in true_final}
-    train_ids = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"]
+def _finals(train_ids: list[str], wsd: dict[str, float]) -> dict[float, float]:
     curves = _val_curves([*train_ids, *wsd])
     train, test = curves.split(train_ids)
     fit = fit_law(CooldownLaw(), train, starts=3)
     law = fit.get_law()
     design = law.design(test, predict=True)
     pred = pd.Series(law.predict(fit.theta, design)).groupby(design.keys["run_id"].to_numpy()).last()
-    got = {wsd[run_id]: pred[run_id] for run_id in wsd}
-    errors = np.array([got[f] - true_final[f] for f in true_final])
-    assert np.max(np.abs(errors)) < 0.0125  # +0.0117 (F = 0.1) ... -0.0033 (F = 0.9) measured (bar: 0.005)
-    assert errors[0] > errors[-1]  # short cooldowns are the ones predicted too high
-    assert 0.4 <= min(got, key=got.get) <= 0.8  # the predicted best fraction lies on the true plateau
+    return {wsd[run_id]: pred[run_id] for run_id in wsd}
+
+
+TRUE_FINAL = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189, 0.9: 2.9225}
+WSD_50K = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in TRUE_FINAL}
+
+
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # L0-A-alpha correlation is expected
+def test_cooldown_protocol_final_losses_meet_the_bar() -> None:
+    """Fit the constant run and both cosine-to-zero runs (25k, 50k steps): every 50k-step WSD final
+    within 0.005 (0.0027 measured), the optimum at the true F = 0.6."""
+    train_ids = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"]
+    got = _finals(train_ids, WSD_50K)
+    errors = np.array([got[f] - TRUE_FINAL[f] for f in TRUE_FINAL])
+    assert np.max(np.abs(errors)) < 0.005
+    assert min(got, key=got.get) == 0.6
+
+
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho at its bound 0 is expected
+def test_cooldown_protocol_one_horizon() -> None:
+    """With the 50k cosine only, rho (the horizon dependence) is not identified: errors up to 0.009
+    measured, but the ranking holds: the predicted optimum lies on the true plateau 0.4-0.8."""
+    got = _finals(["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"], WSD_50K)
+    errors = np.array([got[f] - TRUE_FINAL[f] for f in TRUE_FINAL])
+    assert np.max(np.abs(errors)) < 0.0095
+    assert 0.4 <= min(got, key=got.get) <= 0.8
