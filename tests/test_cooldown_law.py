@@ -16,7 +16,7 @@ from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.cooldown import Q_GRID, CooldownLaw, noise_functional
 
-TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.03, "rho": 0.5}
+TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.03, "rho": 1.5}
 Q_TRUE = 0.75
 
 
@@ -163,22 +163,19 @@ TRUE_FINAL = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189, 0
 WSD_50K = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in TRUE_FINAL}
 
 
-@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # L0-A-alpha correlation is expected
-def test_cooldown_protocol_final_losses_meet_the_bar() -> None:
-    """Fit the constant run and both cosine-to-zero runs (25k, 50k steps): every 50k-step WSD final
-    within 0.005 (0.0027 measured), the optimum at the true F = 0.6."""
-    train_ids = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"]
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho at its bound 1 is expected
+@pytest.mark.parametrize(
+    ("train_ids", "measured"),
+    [
+        (["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"], 0.0045),
+        (["constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"], 0.0032),
+    ],
+)
+def test_cooldown_protocol_final_losses_meet_the_bar(train_ids: list[str], measured: float) -> None:
+    """Fit the constant run and the cosine-to-zero run(s): every 50k-step WSD final within 0.005 (the
+    issue's bar; ``measured`` is the worst error seen), the predicted optimum at the true F = 0.6."""
     got = _finals(train_ids, WSD_50K)
     errors = np.array([got[f] - TRUE_FINAL[f] for f in TRUE_FINAL])
     assert np.max(np.abs(errors)) < 0.005
+    assert np.max(np.abs(errors)) == pytest.approx(measured, abs=3e-4)
     assert min(got, key=got.get) == 0.6
-
-
-@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho at its bound 0 is expected
-def test_cooldown_protocol_one_horizon() -> None:
-    """With the 50k cosine only, rho (the horizon dependence) is not identified: errors up to 0.009
-    measured, but the ranking holds: the predicted optimum lies on the true plateau 0.4-0.8."""
-    got = _finals(["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"], WSD_50K)
-    errors = np.array([got[f] - TRUE_FINAL[f] for f in TRUE_FINAL])
-    assert np.max(np.abs(errors)) < 0.0095
-    assert 0.4 <= min(got, key=got.get) <= 0.8
