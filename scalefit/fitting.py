@@ -9,7 +9,11 @@ couple of iterations (how the original Chinchilla fit stopped at its start; Besi
 Optimisation: ``Param.log`` parameters are optimised as log(value); bounds go to L-BFGS-B. The start
 grid (Cartesian product of ``Param.grid``) is scored in one vectorized pass (``Law.predict_many``);
 L-BFGS-B with the exact gradient (law Jacobian, chain rule through Huber and log) runs from the best
-starts plus a seeded sample of the rest. ``n_best``: runs ending within ``BASIN_RTOL`` of the best.
+starts plus a seeded sample of the rest. With more than ``REFINE`` starts, every start first gets
+``SCREEN_ITERS`` iterations; of the runs still going, the ``REFINE`` with the lowest objective are
+continued to convergence (``n_refined``) and the rest (``n_unfinished``) are dropped. On the Multi-Power
+Law's 72k-step curves this keeps the same optimum at 2.4x less time (benchmarks/lr_laws.py, timing).
+``n_best``: runs ending within ``BASIN_RTOL`` of the best.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = ["Objective", "fit_law", "local_fit", "start_grid", "BASIN_RTOL", "OBJ
 
 OBJECTIVES = ("huber_log", "lsq")
 BASIN_RTOL = 1e-4
+SCREEN_ITERS = 150  # L-BFGS-B iterations every start gets before the best are run to convergence
+REFINE = 4  # starts still running after the screen that are continued, best objective first
 MAX_GRID = 100_000
 _TINY = 1e-300
 
@@ -126,8 +132,8 @@ class Objective:
         """Objective and its exact gradient in internal space."""
         theta = self.to_natural(u)
         with np.errstate(all="ignore"):
+            jac = self.law.jacobian(theta, self.design)  # first: a law may cache what predict reuses
             pred = self.law.predict(theta, self.design)
-            jac = self.law.jacobian(theta, self.design)
             r = self.residuals(pred)
             w = self.w if weights is None else weights
             val = float(np.sum(w * self._rho(r)))
@@ -199,17 +205,31 @@ def _choose_starts(obj: Objective, grid: np.ndarray, starts: Any, seed: int) -> 
     return grid[np.concatenate([order[:n_best], np.sort(rest)])]
 
 
+def _refine(obj: Objective, runs: list[tuple], maxiter: int) -> list[tuple]:
+    """Continue the ``REFINE`` best screened runs that stopped at the iteration limit."""
+    stopped = [i for i in np.argsort([r[1] for r in runs], kind="stable") if "ITERATIONS" in runs[i][3]]
+    runs = list(runs)
+    for i in stopped[:REFINE]:
+        runs[i] = local_fit(obj, runs[i][0], maxiter=max(maxiter - SCREEN_ITERS, 1))
+    return runs
+
+
 def multistart(obj: Objective, law: Law, starts: Any, seed: int, maxiter: int) -> dict[str, Any]:
-    """Run L-BFGS-B from the chosen starts; the best run plus basin statistics."""
+    """Run L-BFGS-B from the chosen starts (screened, then the best refined); best run, basin stats."""
     grid = start_grid(law, obj, seed)
     chosen = _choose_starts(obj, grid, starts, seed)
-    runs = [local_fit(obj, u0, maxiter=maxiter) for u0 in chosen]
+    screen = len(chosen) > REFINE and maxiter > SCREEN_ITERS
+    runs = [local_fit(obj, u0, maxiter=SCREEN_ITERS if screen else maxiter) for u0 in chosen]
+    n_open = sum("ITERATIONS" in r[3] for r in runs) if screen else 0
+    if screen:
+        runs = _refine(obj, runs, maxiter)
     funs = np.array([r[1] for r in runs])
     best = int(np.argmin(funs))
     tol = BASIN_RTOL * abs(funs[best]) + 1e-12
     u, fun, converged, message = runs[best]
     return {"u": u, "objective": fun, "converged": converged, "message": message, "n_grid": len(grid),
-            "n_starts": len(chosen), "n_best": int(np.sum(funs <= funs[best] + tol))}
+            "n_starts": len(chosen), "n_best": int(np.sum(funs <= funs[best] + tol)),
+            "n_refined": min(n_open, REFINE), "n_unfinished": max(n_open - REFINE, 0)}
 
 
 def _profile_combos(law: Law) -> list[dict[str, Any]]:
@@ -271,7 +291,8 @@ def fit_law(
     for w in warn_list:
         warnings.warn(FitWarning(f"{law_k.name}: {w['message']}"), stacklevel=2)
     diagnostics = {
-        **{k: best[k] for k in ("objective", "converged", "message", "n_grid", "n_starts", "n_best")},
+        **{k: best[k] for k in ("objective", "converged", "message", "n_grid", "n_starts", "n_best",
+                                "n_refined", "n_unfinished")},
         "warnings": warn_list,
         "excluded": excluded,
         "residual_scale": scale,

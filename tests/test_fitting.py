@@ -233,3 +233,21 @@ def test_bootstrap_on_ray_equals_local(ray_cluster):
     one_worker = functools.partial(ray_map, max_in_flight=1)  # one worker to start: cheap
     remote = quiet_fit(law, df, bootstrap=32, starts=2, seed=3, map_fn=one_worker)
     assert np.array_equal(local.bootstrap, remote.bootstrap)
+
+
+def test_screened_multistart_keeps_the_optimum(monkeypatch):
+    """With a screen of 3 iterations most starts are still running: the best 4 are continued and
+    the result equals the unscreened fit's; the rest are counted as unfinished."""
+    import scalefit.fitting as engine
+
+    df = synthetic(noise=0.002)
+    full = quiet_fit(PowerLaw(), df, starts="all")
+    monkeypatch.setattr(engine, "SCREEN_ITERS", 3)
+    screened = quiet_fit(PowerLaw(), df, starts="all")
+    diag = screened.diagnostics
+    assert diag["n_refined"] == engine.REFINE and diag["n_unfinished"] > 0
+    assert diag["n_refined"] + diag["n_unfinished"] <= diag["n_starts"]
+    assert screened.objective == pytest.approx(full.objective, rel=1e-9)
+    for name in TRUE:
+        assert screened.values[name] == pytest.approx(full.values[name], rel=1e-6)
+    assert full.diagnostics["n_refined"] == 0  # every start converged within the default screen

@@ -151,6 +151,19 @@ def test_jacobian_matches_finite_differences():
     )
 
 
+def test_drop_cache_serves_predict_after_jacobian():
+    """The engine asks for the Jacobian first; predict at the same theta reuses that drop sum and
+    agrees with a fresh law; another theta is recomputed."""
+    curves, law = make_curves("multipower", list(TRUE.values()), SPECS)
+    design = law.design(curves)
+    theta = np.array(list(TRUE.values()))
+    law.jacobian(theta, design)
+    fresh = get_law("multipower")
+    np.testing.assert_array_equal(law.predict(theta, design), fresh.predict(theta, design))
+    other = theta * np.r_[np.ones(4), 1.1, 1.0, 1.0]
+    np.testing.assert_array_equal(law.predict(other, design), fresh.predict(other, design))
+
+
 def test_recovers_known_parameters():
     from scalefit.fitting import fit_law
 

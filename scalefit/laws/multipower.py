@@ -109,12 +109,13 @@ class MultiPowerLaw(Law):
         return stack_terms(design)
 
     def _drop(self, theta: np.ndarray, design: Design, grad: bool) -> tuple:
-        key = (theta[-3:].tobytes(), grad)
-        if self._cache and self._cache[0] is design and self._cache[1] == key:
-            return self._cache[2]
+        key = theta[-3:].tobytes()
+        cached = self._cache
+        if cached and cached[0] is design and cached[1] == key and (cached[3] or not grad):
+            return cached[2]  # a result with the gradient also serves a call without it
         C, beta, gamma = theta[-3:]
         out = K.mpl_drop(design.x["terms"], C, beta, gamma, grad=grad)
-        self._cache = (design, key, out)
+        self._cache = (design, key, out, grad)
         return out
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
