@@ -30,7 +30,7 @@ _GRID = {"steps": [1200], "peak_lr": [0.003], "seed": [0], "dataset": ["python-s
 DEFAULT_LADDER: dict[str, Any] = {
     "name": "demo",
     "fit": {
-        "schedule_law": "momentum",
+        "schedule_law": "cooldown",
         "size_law": "multipower-size",
         "bootstrap": 0,
         "loss": "eval:python-stdlib",
@@ -149,7 +149,7 @@ def _fit_all(curves: Any, train_ids: list[str], targets: list[Any], cfg: Mapping
         fit_fn = lambda c: api.fit(c, law=law, bootstrap=boot)  # noqa: E731
         cv = cross_validate(fit_fn, train, [sorted(sizes.index[sizes == sizes.max()])])
         fits["size-law"] = {"fit": fit_fn(train), "size": None, "cv": cv}
-    law = cfg.get("schedule_law", "momentum")
+    law = cfg.get("schedule_law", "cooldown")
     for n in sorted({t.n_params for t in targets if t.n_params in set(sizes)}):
         fit_fn = lambda c: api.fit(c, law=law, bootstrap=boot)  # noqa: E731
         same = curves.select(sorted(sizes.index[sizes == n]))
