@@ -83,7 +83,7 @@ Q_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)  # LR powers of the injected
 _TINY = 1e-300
 
 
-def _noise_block(lr: np.ndarray, inj: np.ndarray, P: np.ndarray, horizons: np.ndarray) -> np.ndarray:
+def _noise_block(inj: np.ndarray, P: np.ndarray, horizons: np.ndarray) -> np.ndarray:
     """``sum_{s <= T-2} inj[s] / (P[T] - P[s+1])`` for each horizon ``T`` (one block, dense)."""
     s = np.arange(max(int(horizons.max()) - 1, 0))
     T = horizons[:, None]
@@ -102,6 +102,7 @@ def noise_functional(lr: np.ndarray, steps: np.ndarray, q: float = 1.0) -> np.nd
     steps = np.asarray(steps, dtype=np.int64)
     P = K.lr_area(lr)
     scale = LR_REF * (np.maximum(lr, 0.0) / LR_REF) ** float(q)  # l[s], LR units
+    inj = lr * scale  # noise injected by each step
     last_pos = np.maximum.accumulate(np.where(lr > 0, np.arange(lr.size), -1))
     horizons = last_pos[np.maximum(steps, 1) - 1] + 1  # 0 when no positive LR yet
     out = np.zeros(steps.size)
@@ -109,7 +110,7 @@ def noise_functional(lr: np.ndarray, steps: np.ndarray, q: float = 1.0) -> np.nd
     block = max(1, _CHUNK // max(int(horizons.max(initial=1)), 1))
     for start in range(0, live.size, block):
         idx = live[start : start + block]
-        out[idx] = _noise_block(lr, lr * scale, P, horizons[idx])
+        out[idx] = _noise_block(inj, P, horizons[idx])
     out[live] += scale[horizons[live] - 1]
     return 0.5 * out
 
