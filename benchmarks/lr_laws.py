@@ -31,12 +31,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny L-BFGS problems: BLAS
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scalefit import datasets  # noqa: E402
-from scalefit.curves import Curves  # noqa: E402
-from scalefit.fitting import Objective, fit_law  # noqa: E402
+from scalefit.store import datasets  # noqa: E402
+from scalefit.fitting.engine import Objective, fit_law  # noqa: E402
 from scalefit.laws import _kernels as K  # noqa: E402
 from scalefit.laws import get_law  # noqa: E402
 from scalefit.laws.multipower import reference_fit  # noqa: E402
+from scalefit.store.curves import Curves  # noqa: E402
 
 MPL_TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
 MPL_PUBLISHED = {25: (0.110, 0.41), 100: (0.142, 0.58), 400: (0.168, 0.99)}  # PredE %, WorstE %
@@ -73,14 +73,15 @@ def metrics(pred: pd.DataFrame, test: Curves) -> dict:
     r2 = 1 - np.sum(res**2) / np.sum((df["loss"] - df["loss"].mean()) ** 2)
     by_run = rel.groupby(df["run_id"])
     return {
-        "r2": round(float(r2), 5), "mae": round(float(np.abs(res).mean()), 5),
+        "r2": round(float(r2), 5),
+        "mae": round(float(np.abs(res).mean()), 5),
         "rmse": round(float(np.sqrt(np.mean(res**2))), 5),
         "pred_e_pct": round(float(by_run.mean().mean() * 100), 4),
         "worst_e_pct": round(float(by_run.max().mean() * 100), 4),
         "pred_e_pct_pooled": round(float(rel.mean() * 100), 4),
         "worst_e_pct_pooled": round(float(rel.max() * 100), 4),
         "pred_e_pct_per_run": by_run.mean().mul(100).round(4).to_dict(),
-    }  # fmt: skip
+    }
 
 
 def mpl_metrics(theta: list[float], test: Curves) -> dict:
@@ -136,9 +137,11 @@ def val_curves(name: str, run_ids: list[str] | None = None, every: int = 200) ->
 COOLDOWN_SPLITS = {  # training curves of the cooldown protocol; both splits are reported side by side
     "constant+cosine0_50k": ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"],
     "constant+cosine0_25k_50k": [
-        "constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"
+        "constant-lr0.001-T50000",
+        "cosine-zero-lr0.001-T25000",
+        "cosine-zero-lr0.001-T50000",
     ],
-}  # fmt: skip
+}
 FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
 
 
@@ -153,8 +156,12 @@ def _horizon_errors(final: pd.Series, last: pd.DataFrame, horizon: int) -> dict:
     err = {str(f): round(float(final[r] - last.loc[r, "loss"]), 4) for f, r in pairs}
     best = FRACTIONS[int(np.argmin([final[r] for r in ids]))]
     true_best = FRACTIONS[int(np.argmin([last.loc[r, "loss"] for r in ids]))]
-    return {"error": err, "max_abs_error": max(abs(e) for e in err.values()), "best_F": best,
-            "true_best_F": true_best}  # fmt: skip
+    return {
+        "error": err,
+        "max_abs_error": max(abs(e) for e in err.values()),
+        "best_F": best,
+        "true_best_F": true_best,
+    }
 
 
 def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
@@ -176,13 +183,15 @@ def cooldown_protocol(laws: list[str], starts: int | None) -> dict:
             got = {str(f): round(float(final[r]), 4) for r, f in wsd.items()}
             err = {f: round(got[f] - out["true_final"][f], 4) for f in got}
             row[name] = {
-                "pred_final": got, "error": err, "max_abs_error": max(abs(e) for e in err.values()),
+                "pred_final": got,
+                "error": err,
+                "max_abs_error": max(abs(e) for e in err.values()),
                 "best_F": float(min(got, key=got.get)),
                 "pred_final_1sqrt_0.2": round(float(final[sqrt_id]), 4),
                 "true_final_1sqrt_0.2": round(float(last.loc[sqrt_id, "loss"]), 4),
                 "other_horizons": {str(h): _horizon_errors(final, last, h) for h in (15000, 25000, 35000)},
                 "fit": info,
-            }  # fmt: skip
+            }
         out[split] = row
     return out
 
@@ -246,11 +255,14 @@ def timing_protocol(laws: list[str], starts: int | None) -> dict:
             ref_s = time.perf_counter() - t0
             rows = np.flatnonzero(design.groups == "cosine_72000")
             (fast,) = K.mpl_drop(design.x["terms"], *theta[-3:])
-            out[name].update({
-                "quadratic_predict_only_s": round(ref_s, 4), "speedup_vs_quadratic": round(ref_s / eval_s, 1),
-                "max_abs_loss_diff_vs_quadratic": float(np.abs(theta[3] * (fast[rows] - ref)).max()),
-                "n_terms": len(design.x["terms"]),
-            })  # fmt: skip
+            out[name].update(
+                {
+                    "quadratic_predict_only_s": round(ref_s, 4),
+                    "speedup_vs_quadratic": round(ref_s / eval_s, 1),
+                    "max_abs_loss_diff_vs_quadratic": float(np.abs(theta[3] * (fast[rows] - ref)).max()),
+                    "n_terms": len(design.x["terms"]),
+                }
+            )
     return out
 
 

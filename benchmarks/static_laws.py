@@ -23,21 +23,29 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import huber, logsumexp
 
-from scalefit import datasets
-from scalefit.chains import chain_downstream, translate_fit
 from scalefit.errors import FitWarning
-from scalefit.fitting import fit_law
+from scalefit.fitting.engine import fit_law
 from scalefit.laws.chinchilla import HOFFMANN, ChinchillaLaw, natural_values, tokens_per_parameter
 from scalefit.laws.downstream import DownstreamLaw
-from scalefit.laws.isoflop import isoflop_exponent
 from scalefit.laws.loss_to_loss import KaplanLaw, LossToLossLaw, pair_runs
 from scalefit.laws.optimal_lr import OptimalLRLaw, cell_optima
 from scalefit.laws.overtraining import OvertrainingLaw
+from scalefit.predict.chains import chain_downstream, translate_fit
+from scalefit.predict.isoflop import isoflop_exponent
+from scalefit.store import datasets
 
-EPOCH = {"E": (1.8172, 1.769, 1.871), "A": (482.01, 285.2, 743.6), "B": (2085.43, 1042.4, 5810.3),
-         "alpha": (0.3478, 0.317, 0.373), "beta": (0.3658, 0.331, 0.415)}  # fmt: skip
-GADRE = {"rpj": (640, [0.71, 0.73], [3.64, 0.05]), "c4_original": (80, [1.50, 4.30], [9.58, 0.14]),
-         "rw_original": (320, [0.01, 1.62], [5.62, 2.94])}  # fmt: skip
+EPOCH = {
+    "E": (1.8172, 1.769, 1.871),
+    "A": (482.01, 285.2, 743.6),
+    "B": (2085.43, 1042.4, 5810.3),
+    "alpha": (0.3478, 0.317, 0.373),
+    "beta": (0.3658, 0.331, 0.415),
+}
+GADRE = {
+    "rpj": (640, [0.71, 0.73], [3.64, 0.05]),
+    "c4_original": (80, [1.50, 4.30], [9.58, 0.14]),
+    "rw_original": (320, [0.01, 1.62], [5.62, 2.94]),
+}
 SMALL = ["d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8"]
 
 
@@ -105,7 +113,7 @@ def epoch_section(n_boot: int, n_naive: int) -> dict:
             "naive_resamples_timed": n_naive,
             "naive_seconds_extrapolated": t_naive * n_boot / n_naive,
             "speedup": t_naive * n_boot / n_naive / t_boot,
-        },  # fmt: skip
+        },
     }
 
 

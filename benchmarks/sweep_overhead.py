@@ -3,7 +3,7 @@
     python benchmarks/sweep_overhead.py                    # N=4 runs at 25, 100 and 400 steps
     python benchmarks/sweep_overhead.py --runs 8 --steps 50 200
 
-Prints JSON. The baseline, measured in the same process and run, is ``scalefit.train`` called back to
+Prints JSON. The baseline, measured in the same process and run, is ``scalefit.proxy.train`` called back to
 back (torch already imported, one warm-up run first, one torch thread as in a 1-CPU actor). The runner
 is timed twice per horizon: one actor (the same serial work plus Ray's costs: actor start, torch import in
 the worker, scheduling, summaries) and a pool of one actor per CPU. ``overhead_ratio`` = runner (1 actor)
@@ -28,7 +28,7 @@ TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
 
 
 def _tokens(folder: Path) -> str:
-    from scalefit.data import write_token_folder
+    from scalefit.proxy.data import write_token_folder
 
     text = b"".join(p.read_bytes() for p in sorted((ROOT / "scalefit").glob("*.py")))
     arr = np.frombuffer(text, dtype=np.uint8).astype(np.uint16)
@@ -36,18 +36,30 @@ def _tokens(folder: Path) -> str:
 
 
 def _spec(steps: int, runs: int, tokens: str, actors: int, tag: str):
-    from scalefit.sweep import parse_sweep
+    from scalefit.cluster.sweep import parse_sweep
 
-    grid = {"model": [TINY], "steps": [steps], "schedule": ["cosine"], "seed": list(range(runs)),
-            "dataset": [tokens], "peak_lr": [0.01]}  # fmt: skip
+    grid = {
+        "model": [TINY],
+        "steps": [steps],
+        "schedule": ["cosine"],
+        "seed": list(range(runs)),
+        "dataset": [tokens],
+        "peak_lr": [0.01],
+    }
     every = max(steps // 2, 1)
     train = {"batch_size": 4, "warmup": 2, "eval_every": 0, "checkpoint_every": every, "device": "cpu"}
-    return parse_sweep({"sweep": f"overhead-{tag}", "grid": grid, "train": train,
-                        "resources": {"num_cpus": 1, "max_actors": actors}})  # fmt: skip
+    return parse_sweep(
+        {
+            "sweep": f"overhead-{tag}",
+            "grid": grid,
+            "train": train,
+            "resources": {"num_cpus": 1, "max_actors": actors},
+        }
+    )
 
 
 def _baseline(spec, store: Path) -> float:
-    from scalefit.train import train
+    from scalefit.proxy.train import train
 
     t0 = time.perf_counter()
     for cfg in spec.expand():
@@ -57,7 +69,7 @@ def _baseline(spec, store: Path) -> float:
 
 
 def _runner(spec, store: Path) -> float:
-    from scalefit.runner import run_sweep
+    from scalefit.cluster.runner import run_sweep
 
     t0 = time.perf_counter()
     summary = run_sweep(spec, store, log=lambda line: None)
@@ -74,7 +86,7 @@ def main() -> None:
     import ray
     import torch
 
-    from scalefit.train import train
+    from scalefit.proxy.train import train
 
     torch.set_num_threads(1)  # as in the actors: Ray sets OMP_NUM_THREADS to an actor's num_cpus (1 here)
     cpus = os.cpu_count() or 1
@@ -90,18 +102,33 @@ def main() -> None:
             base = _baseline(_spec(steps, args.runs, tokens, 1, f"b{steps}"), tmp_path / f"base-{steps}")
             serial = _runner(_spec(steps, args.runs, tokens, 1, f"s{steps}"), tmp_path / f"serial-{steps}")
             pool = _runner(_spec(steps, args.runs, tokens, cpus, f"p{steps}"), tmp_path / f"pool-{steps}")
-            rows.append({
-                "steps_per_run": steps, "baseline_s": round(base, 3), "runner_1_actor_s": round(serial, 3),
-                "runner_pool_s": round(pool, 3), "overhead_ratio": round(serial / base, 3),
-                "pool_ratio": round(pool / base, 3),
-                "overhead_s_per_run": round((serial - base) / args.runs, 3),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "steps_per_run": steps,
+                    "baseline_s": round(base, 3),
+                    "runner_1_actor_s": round(serial, 3),
+                    "runner_pool_s": round(pool, 3),
+                    "overhead_ratio": round(serial / base, 3),
+                    "pool_ratio": round(pool / base, 3),
+                    "overhead_s_per_run": round((serial - base) / args.runs, 3),
+                }
+            )
         ray.shutdown()
-    print(json.dumps({
-        "benchmark": "sweep_overhead", "runs": args.runs, "cpus": cpus, "model": TINY, "batch_size": 4,
-        "baseline": "scalefit.train back to back in one process, 1 torch thread (same configs, same run)",
-        "ray_init_s": round(ray_init_s, 3), "results": rows,
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "sweep_overhead",
+                "runs": args.runs,
+                "cpus": cpus,
+                "model": TINY,
+                "batch_size": 4,
+                "baseline": "scalefit.proxy.train back to back in one process, 1 torch thread (same configs, same run)",
+                "ray_init_s": round(ray_init_s, 3),
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training throughput of the proxy trainer: tokens/s per preset, MFU on GPU, packed proxies vs one.
 
-Runs the real ``scalefit.train.train`` loop (AdamW, clipping, per-step logging to a throwaway Parquet
+Runs the real ``scalefit.proxy.train.train`` loop (AdamW, clipping, per-step logging to a throwaway Parquet
 store) on the current device, without Ray, and prints one JSON object. Per preset: the median tokens/s
 over the steps after ``--warmup`` (compilation and allocator warm-up excluded) and, on a GPU with a
 known peak, MFU = tokens/s x FLOPs/token / peak (FLOPs/token under "6N+attn:standard": non-embedding +
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scalefit importa
 
 def _config(preset: str, steps: int, batch: int, context: int | None, compile_: bool, dtype: str, seed: int):
     from scalefit import schedules
-    from scalefit.config import DataConfig, RunConfig
-    from scalefit.config import preset as get_preset
+    from scalefit.proxy.config import DataConfig, RunConfig
+    from scalefit.proxy.config import preset as get_preset
 
     model = get_preset(preset) if context is None else get_preset(preset, context=context)
     sched = schedules.Constant(peak_lr=3e-4, total_steps=steps, warmup_steps=min(10, steps - 1))
@@ -52,8 +52,8 @@ def measure(cfg, warmup: int) -> dict:
     """Train ``cfg`` in a temporary store; per-step wall clocks and the median steady-state tokens/s."""
     import numpy as np
 
-    from scalefit.model import flops_per_token, n_params
-    from scalefit.train import resolve_device, train
+    from scalefit.proxy.model import flops_per_token, n_params
+    from scalefit.proxy.train import resolve_device, train
 
     stamps: list[tuple[float, int]] = []
     rates: list[float] = []
@@ -90,7 +90,7 @@ def measure(cfg, warmup: int) -> dict:
 
 def _worker(args: tuple, queue) -> None:
     cfg_json, warmup = args
-    from scalefit.config import RunConfig
+    from scalefit.proxy.config import RunConfig
 
     queue.put(measure(RunConfig.from_json(cfg_json), warmup))
 

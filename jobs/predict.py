@@ -4,7 +4,7 @@
     python jobs/predict.py jobs/configs/demo.yaml                      # embedded local Ray
 
 The ladder YAML holds the proxy sweep, the held-out runs, the laws to fit and an optional extrapolation
-target (see ``scalefit.demo``). Under ``ray job submit`` the driver joins the job's cluster (RAY_ADDRESS)
+target (see ``scalefit.cli.demo``). Under ``ray job submit`` the driver joins the job's cluster (RAY_ADDRESS)
 and the working directory is a temporary copy: give ``--out`` (or SCALEFIT_OUT) a path every node sees;
 the Parquet store goes to ``<out>/runs`` unless ``--store`` says otherwise. Exit status: 0 when every
 held-out final loss lies inside its predicted band, 1 when one does not, 2 for a bad ladder file.
@@ -17,7 +17,7 @@ import os
 import sys
 import warnings
 
-from scalefit.demo import run_demo
+from scalefit.cli.demo import run_demo
 from scalefit.errors import FitWarning, ScalefitError
 
 

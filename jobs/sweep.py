@@ -15,8 +15,8 @@ import argparse
 import os
 import sys
 
+from scalefit.cluster.sweep import describe_plan, load_sweep
 from scalefit.errors import ConfigError
-from scalefit.sweep import describe_plan, load_sweep
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(describe_plan(spec, peak_flops=args.peak_flops, mfu=args.mfu))
         return 0
-    from scalefit.runner import run_sweep
+    from scalefit.cluster.runner import run_sweep
 
     summary = run_sweep(spec, args.store, args.address, progress_interval=args.progress_interval)
     print(summary, flush=True)

@@ -18,16 +18,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "Curves": ("scalefit.curves", "Curves"),
-    "read_curves": ("scalefit.store", "read_curves"),
-    "write_curves": ("scalefit.store", "write_curves"),
-    "fit": ("scalefit.api", "fit"),
-    "evaluate": ("scalefit.api", "evaluate"),
-    "Fit": ("scalefit.results", "Fit"),
+    "Curves": ("scalefit.store.curves", "Curves"),
+    "read_curves": ("scalefit.store.parquet", "read_curves"),
+    "write_curves": ("scalefit.store.parquet", "write_curves"),
+    "fit": ("scalefit.fitting.api", "fit"),
+    "evaluate": ("scalefit.fitting.api", "evaluate"),
+    "Fit": ("scalefit.fitting.result", "Fit"),
     "get_law": ("scalefit.laws", "get_law"),
     "schedules": ("scalefit.schedules", None),
-    "datasets": ("scalefit.datasets", None),
-    "importers": ("scalefit.importers", None),
+    "datasets": ("scalefit.store.datasets", None),
+    "importers": ("scalefit.store.importers", None),
     "errors": ("scalefit.errors", None),
 }
 

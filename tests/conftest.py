@@ -66,11 +66,21 @@ def _wait_for_dashboard(url: str, proc: subprocess.Popen, log: str, timeout: flo
 def _start_head(temp_dir: str) -> tuple[subprocess.Popen, RayCluster]:
     port, dash_port = _free_port(), _free_port()
     cmd = [
-        "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-        f"--num-cpus={CLUSTER_CPUS}", f"--num-gpus={CLUSTER_GPUS}", "--object-store-memory=200000000",
-        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-        f"--temp-dir={temp_dir}", "--disable-usage-stats",
-    ]  # fmt: skip
+        "ray",
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={CLUSTER_CPUS}",
+        f"--num-gpus={CLUSTER_GPUS}",
+        "--object-store-memory=200000000",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
     log = os.path.join(temp_dir, "ray-start.log")
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import minimize, minimize_scalar
 
-from scalefit import datasets
 from scalefit.errors import DataError, FitWarning
-from scalefit.fitting import Objective, fit_law
+from scalefit.fitting.engine import Objective, fit_law
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.chinchilla import (
     HOFFMANN,
@@ -21,6 +20,7 @@ from scalefit.laws.chinchilla import (
     natural_values,
     tokens_per_parameter,
 )
+from scalefit.store import datasets
 
 ORDER = ("a", "b", "e", "alpha", "beta")
 
@@ -65,8 +65,13 @@ def test_bootstrap_cis_match_epoch(epoch_fit):
     boot = epoch_fit.bootstrap
     nat = np.column_stack([np.exp(boot[:, :3]), boot[:, 3:]])
     lo, hi = np.percentile(nat, [2.5, 97.5], axis=0)
-    published = {"A": (285.2, 743.6), "B": (1042.4, 5810.3), "E": (1.769, 1.871),
-                 "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}
+    published = {
+        "A": (285.2, 743.6),
+        "B": (1042.4, 5810.3),
+        "E": (1.769, 1.871),
+        "alpha": (0.317, 0.373),
+        "beta": (0.331, 0.415),
+    }
     for j, (name, (plo, phi)) in enumerate(published.items()):
         assert lo[j] == pytest.approx(plo, rel=0.08), name
         assert hi[j] == pytest.approx(phi, rel=0.08), name
@@ -90,8 +95,13 @@ def test_mean_huber_stops_early_at_hoffmann(epoch):
     assert stopped.nit <= 3
     assert natural_values(dict(zip(ORDER, stopped.x, strict=True)))["E"] == pytest.approx(1.693, abs=2e-3)
     assert stopped.x == pytest.approx(u0, abs=2e-3)
-    summed = minimize(obj.value_and_grad, u0, jac=True, method="L-BFGS-B",
-                      options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 3000})
+    summed = minimize(
+        obj.value_and_grad,
+        u0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 3000},
+    )
     assert natural_values(dict(zip(ORDER, summed.x, strict=True)))["E"] == pytest.approx(1.817, abs=1e-3)
     assert obj.value_and_grad(u0)[0] == pytest.approx(1.2312e-3, rel=1e-3)
 
@@ -125,8 +135,10 @@ def test_recovers_synthetic_parameters():
     truth = {"a": 6.0, "b": 7.0, "e": 0.5, "alpha": 0.33, "beta": 0.36}
     n = np.exp(rng.uniform(np.log(5e7), np.log(1e10), 150))
     d = np.exp(rng.uniform(np.log(1e9), np.log(3e11), 150))
-    clean = ChinchillaLaw().predict(np.array([truth[k] for k in ORDER]), ChinchillaLaw().design(
-        pd.DataFrame({"N": n, "D": d}), predict=True))
+    clean = ChinchillaLaw().predict(
+        np.array([truth[k] for k in ORDER]),
+        ChinchillaLaw().design(pd.DataFrame({"N": n, "D": d}), predict=True),
+    )
     df = pd.DataFrame({"N": n, "D": d, "loss": clean * np.exp(0.003 * rng.standard_normal(150))})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from scalefit.cli import EXAMPLES, build_parser, main
+from scalefit.cli.main import EXAMPLES, build_parser, main
 
 VERBS = ["import", "sweep", "fit", "predict", "report", "demo"]
 
@@ -84,13 +84,18 @@ def test_fit_predict_report_chain(tmp_path, capsys) -> None:
     assert main(["report", str(fit_path), "--data", "mpl-400m", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert sorted(h["run_id"] for h in report["heldout"]) == [
-        "constant_72000", "cosine_72000", "wsd_20000_24000", "wsdcon_18", "wsdcon_3", "wsdld_20000_24000",
-    ]  # fmt: skip
+        "constant_72000",
+        "cosine_72000",
+        "wsd_20000_24000",
+        "wsdcon_18",
+        "wsdcon_3",
+        "wsdld_20000_24000",
+    ]
 
 
 def test_import_mpl_csvs_into_a_store(tmp_path, capsys) -> None:
-    from scalefit.datasets import data_path
-    from scalefit.store import read_curves
+    from scalefit.store.datasets import data_path
+    from scalefit.store.parquet import read_curves
 
     src = data_path("lr-curves/mpl-multipowerlaw/csv_100")
     assert main(["import", str(src), "--format", "mpl", "--out", str(tmp_path / "store")]) == 0

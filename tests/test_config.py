@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from scalefit import schedules
-from scalefit.config import MODEL_PRESETS, Branch, DataConfig, ModelConfig, RunConfig, ladder, preset
 from scalefit.errors import ConfigError, ScalefitError
-from scalefit.model import n_params_nonembed
+from scalefit.proxy.config import MODEL_PRESETS, Branch, DataConfig, ModelConfig, RunConfig, ladder, preset
+from scalefit.proxy.model import n_params_nonembed
 
 SCHED = schedules.parse("wsd:peak=1e-3,steps=100,decay=0.2")
 
@@ -67,7 +67,7 @@ def test_steps_follow_the_schedule_and_round_trip():
 
 def test_run_id_is_stable_across_processes():
     code = (
-        "from scalefit import schedules; from scalefit.config import *; "
+        "from scalefit import schedules; from scalefit.proxy.config import *; "
         "print(RunConfig(model=ModelConfig(2, 32, 4, 64), data=DataConfig(), batch_size=8, "
         "schedule=schedules.parse('wsd:peak=1e-3,steps=100,decay=0.2')).run_id)"
     )

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 import scalefit as sf
-from scalefit.curves import Curves
 from scalefit.errors import ConfigError, FitError
-from scalefit.fitting import fit_law
+from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.cooldown import Q_GRID, CooldownLaw, noise_functional
+from scalefit.store.curves import Curves
 
 TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.03, "rho": 1.5}
 Q_TRUE = 0.75

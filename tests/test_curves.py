@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.curves import Curves
 from scalefit.errors import DataError
+from scalefit.store.curves import Curves
 
 
 def _frame() -> pd.DataFrame:

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalefit import texts
-from scalefit.config import DataConfig
-from scalefit.data import (
+from scalefit.errors import ConfigError, DataError
+from scalefit.proxy import texts
+from scalefit.proxy.config import DataConfig
+from scalefit.proxy.data import (
     ByteTokenizer,
     TokenArray,
     check_context,
@@ -27,7 +28,6 @@ from scalefit.data import (
     split_of,
     write_token_folder,
 )
-from scalefit.errors import ConfigError, DataError
 
 
 @pytest.fixture(autouse=True)

@@ -6,13 +6,22 @@ import numpy as np
 import pytest
 
 import scalefit as sf
-from scalefit.datasets import data_path, describe, epoch_subset, list_datasets, load
 from scalefit.errors import DataError
+from scalefit.store.datasets import data_path, describe, epoch_subset, list_datasets, load
 
 NAMES = [
-    "brandfonbrener-sweep", "chinchilla-epoch", "gadre-overtraining", "mpl-100m", "mpl-25m", "mpl-400m",
-    "porian-fits", "porian-isoflop", "porian-optimal", "schaipp-124m", "schaipp-sizes",
-]  # fmt: skip
+    "brandfonbrener-sweep",
+    "chinchilla-epoch",
+    "gadre-overtraining",
+    "mpl-100m",
+    "mpl-25m",
+    "mpl-400m",
+    "porian-fits",
+    "porian-isoflop",
+    "porian-optimal",
+    "schaipp-124m",
+    "schaipp-sizes",
+]
 
 
 def test_list_and_describe() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scalefit.demo import DEFAULT_LADDER, load_ladder, run_demo, run_reference
+from scalefit.cli.demo import DEFAULT_LADDER, load_ladder, run_demo, run_reference
 from scalefit.errors import ConfigError
 
 MODEL = {"n_layer": 1, "n_head": 2, "context": 32, "d_model": 32}
@@ -18,11 +18,19 @@ TRAIN = {"batch_size": 8, "warmup": 10, "eval_every": 20, "checkpoint_every": 0,
 MINI = {
     "name": "mini",
     "fit": {"schedule_law": "momentum", "size_law": None, "loss": "eval:python-stdlib"},
-    "sweep": {"sweep": "mini", "train": TRAIN, "resources": {"num_cpus": 1},
-              "grid": {**GRID, "model": [MODEL], "schedule": ["constant", "cosine", "wsd:decay=0.2"]}},
-    "heldout": {"sweep": "mini-heldout", "train": TRAIN, "resources": {"num_cpus": 1},
-                "grid": {**GRID, "model": [MODEL], "schedule": ["wsd:decay=0.5,shape=1-sqrt"]}},
-}  # fmt: skip
+    "sweep": {
+        "sweep": "mini",
+        "train": TRAIN,
+        "resources": {"num_cpus": 1},
+        "grid": {**GRID, "model": [MODEL], "schedule": ["constant", "cosine", "wsd:decay=0.2"]},
+    },
+    "heldout": {
+        "sweep": "mini-heldout",
+        "train": TRAIN,
+        "resources": {"num_cpus": 1},
+        "grid": {**GRID, "model": [MODEL], "schedule": ["wsd:decay=0.5,shape=1-sqrt"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")

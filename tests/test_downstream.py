@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from test_overtraining import gadre_split, quiet_fit
 
-from scalefit import datasets
-from scalefit.chains import chain_downstream
 from scalefit.errors import FitError, FitWarning
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.downstream import DownstreamLaw
 from scalefit.laws.overtraining import OvertrainingLaw
+from scalefit.predict.chains import chain_downstream
+from scalefit.store import datasets
 
 
 def _error_fit_runs(dataset: str, train: pd.DataFrame) -> pd.DataFrame:

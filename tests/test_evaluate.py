@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import scalefit as sf
-from scalefit.curves import Curves
 from scalefit.errors import DataError
+from scalefit.store.curves import Curves
 
 
 def truth_frame() -> pd.DataFrame:

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy.optimize import approx_fprime, curve_fit
 
-from scalefit.bootstrap import batched_refit, group_counts
 from scalefit.errors import FitError, FitWarning
-from scalefit.fitting import Objective, fit_law, local_fit
+from scalefit.fitting.bootstrap import batched_refit, group_counts
+from scalefit.fitting.engine import Objective, fit_law, local_fit
 from scalefit.laws.base import Design, Law, Param, numeric_jacobian
 
 TRUE = {"E": 1.8, "A": 6.0, "alpha": 0.5}
@@ -221,8 +221,8 @@ def test_bootstrap_over_few_runs_is_flagged():
 
 def test_bootstrap_on_ray_equals_local(ray_cluster):
     """The runner's Ray map is a drop-in ``map_fn``: same resamples, same refits, same numbers."""
+    from scalefit.cluster.runner import ray_map
     from scalefit.laws.chinchilla import ChinchillaLaw
-    from scalefit.runner import ray_map
 
     rng = np.random.default_rng(4)
     law = ChinchillaLaw()
@@ -238,7 +238,7 @@ def test_bootstrap_on_ray_equals_local(ray_cluster):
 def test_screened_multistart_keeps_the_optimum(monkeypatch):
     """With a screen of 3 iterations most starts are still running: the best 4 are continued and
     the result equals the unscreened fit's; the rest are counted as unfinished."""
-    import scalefit.fitting as engine
+    import scalefit.fitting.engine as engine
 
     df = synthetic(noise=0.002)
     full = quiet_fit(PowerLaw(), df, starts="all")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from scalefit import schedules
-from scalefit.datasets import data_path, load
 from scalefit.errors import DataError, ScheduleError
-from scalefit.importers import (
+from scalefit.store.datasets import data_path, load
+from scalefit.store.importers import (
     import_mpl_csv,
     import_schaipp_json,
     import_table,
@@ -152,7 +152,7 @@ def test_schaipp_branches_join_continuously(schaipp) -> None:
 
 
 def test_schaipp_duplicates_keep_last_and_lr_rebuilt(schaipp) -> None:
-    from scalefit.importers.schaipp import load_log
+    from scalefit.store.importers.schaipp import load_log
 
     curves = schaipp[0]
     run_id = "wsd-F0.4-linear-lr0.001-T50000"

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit import datasets
 from scalefit.errors import FitWarning
-from scalefit.laws.isoflop import (
+from scalefit.predict.isoflop import (
     akima_minimum,
     isoflop_exponent,
     parabola_minimum,
     seed_noise_sd,
     weighted_power_law,
 )
+from scalefit.store import datasets
 
 TUNED = "Optimizer tuning (no decay)"
 KAPLAN = "Reproducing Kaplan et al."

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import scalefit as sf
-from scalefit.sweep import load_sweep
+from scalefit.cluster.sweep import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "jobs/configs/smoke-cpu.yaml"
@@ -16,10 +16,24 @@ CONFIG = "jobs/configs/smoke-cpu.yaml"
 def test_ray_job_submit_runs_the_smoke_sweep(ray_cluster, tmp_path: Path) -> None:
     store = tmp_path / "runs"
     cmd = [
-        "ray", "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(ROOT),
-        "--runtime-env-json", '{"excludes": [".git", "runs", "*.egg-info"]}',
-        "--", "python", "jobs/sweep.py", CONFIG, "--store", str(store), "--progress-interval", "5",
-    ]  # fmt: skip
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        ray_cluster.dashboard_url,
+        "--working-dir",
+        str(ROOT),
+        "--runtime-env-json",
+        '{"excludes": [".git", "runs", "*.egg-info"]}',
+        "--",
+        "python",
+        "jobs/sweep.py",
+        CONFIG,
+        "--store",
+        str(store),
+        "--progress-interval",
+        "5",
+    ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env, cwd=ROOT)
     logs = out.stdout + out.stderr

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from test_overtraining import quiet_fit
 
-from scalefit import datasets
-from scalefit.chains import translate_fit, translate_values
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.loss_to_loss import KaplanLaw, LossToLossLaw, pair_runs, shifted_power_lsq
+from scalefit.predict.chains import translate_fit, translate_values
+from scalefit.store import datasets
 
 KAPLAN = np.array([1.9, 4e7, 5e8, 0.48, 0.6])  # E, A, B, alpha, beta
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scalefit import datasets
-from scalefit.fitting import fit_law
+from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
+from scalefit.store import datasets
 
 TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
 # [L0, A, alpha, B, C, beta, gamma] as published in the reference code's config

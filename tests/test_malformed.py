@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.curves import Curves
-from scalefit.datasets import data_path, load
 from scalefit.errors import DataError, ScalefitError, ScheduleError, SchemaError
-from scalefit.importers import (
+from scalefit.store.curves import Curves
+from scalefit.store.datasets import data_path, load
+from scalefit.store.importers import (
     import_mpl_csv,
     import_schaipp_json,
     import_table,
     import_tensorboard,
     import_wandb_csv,
 )
-from scalefit.store import RunWriter, read_curves
+from scalefit.store.parquet import RunWriter, read_curves
 
 GOOD = "run_id,step,lr,loss\na,0,0.001,5.0\na,1,0.001,4.0\n"
 BRANCH = "ann124-0.2_slimpajama_llama_norm_nlayers12_nhead12_lr0.001_sched_wsd_warmup300_decay_linear_0.2"
@@ -140,20 +140,20 @@ CASES = {
         DataError,
         "a",
         "step",
-    ),  # fmt: skip
+    ),
     "run-level column varies": (
         _table("run_id,step,lr,loss,n_params\na,0,0.1,5,10\na,1,0.1,4,11\n"),
         DataError,
         "a",
         "n_params",
-    ),  # fmt: skip
+    ),
     "missing run id": (_table("run_id,step,lr,loss\n,0,0.1,5\n"), DataError, None, "run_id"),
     "unknown file type": (
         lambda tmp: (_csv(tmp, GOOD, "log.xlsx"), lambda: import_table(tmp / "log.xlsx")),
         DataError,
         None,
         None,
-    ),  # fmt: skip
+    ),
     "mpl missing column": (_mpl("step,loss\n2160,4.1\n"), DataError, "cosine_24000", "lr"),
     "mpl string in lr": (_mpl("step,lr,loss\n2160,x,4.1\n"), DataError, "cosine_24000", "lr"),
     "mpl lr off schedule": (_mpl("step,lr,loss\n2160,0.00031,4.1\n"), ScheduleError, "cosine_24000", "lr"),
@@ -211,8 +211,11 @@ def test_malformed_input_raises_with_context(tmp_path: Path, name: str) -> None:
 
 
 def test_unsorted_duplicated_nan_inf_rows_are_kept_and_marked(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "run_id,step,lr,loss\na,2,0.1,3.0\na,0,0.1,5.0\na,1,0.1,4.5\na,1,0.1,4.0\n"
-                          "a,3,0.1,nan\na,4,0.1,inf\nb,0,0.1,2.0\n")  # fmt: skip
+    path = _csv(
+        tmp_path,
+        "run_id,step,lr,loss\na,2,0.1,3.0\na,0,0.1,5.0\na,1,0.1,4.5\na,1,0.1,4.0\n"
+        "a,3,0.1,nan\na,4,0.1,inf\nb,0,0.1,2.0\n",
+    )
     c = import_table(path)
     a = c.run("a")
     np.testing.assert_array_equal(a.steps, [0, 1, 2, 3, 4])

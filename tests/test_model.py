@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from scalefit.config import ModelConfig
 from scalefit.errors import ConfigError
-from scalefit.model import GPT, flops_per_token, model_shape, n_params, n_params_nonembed, peak_flops
+from scalefit.proxy.config import ModelConfig
+from scalefit.proxy.model import GPT, flops_per_token, model_shape, n_params, n_params_nonembed, peak_flops
 
 # A: 2 layers, C=32, 4 heads, T=64, V=256, rotary, tied.
 #    block = qkv 3*32^2 + proj 32^2 + mlp 2*4*32^2 + 2 norms 2*32 = 3072+1024+8192+64 = 12352

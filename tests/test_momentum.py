@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.curves import Curves
 from scalefit.errors import ConfigError, FitError
 from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
+from scalefit.store.curves import Curves
 
 TRUE = {"L0": 2.8, "A": 0.7, "alpha": 0.5, "C": 0.4}
 SPECS = {
@@ -69,7 +69,7 @@ def test_jacobian_matches_finite_differences():
 
 
 def test_recovers_known_parameters_and_lambda_by_profile():
-    from scalefit.fitting import fit_law
+    from scalefit.fitting.engine import fit_law
 
     curves, law = make_curves(list(TRUE.values()), SPECS, lam=0.998, noise=3e-4)
     fit = fit_law(get_law("momentum"), curves, starts=4)  # lam=None: profiled over LAMBDA_GRID

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.curves import Curves
 from scalefit.errors import DataError, FitError
 from scalefit.laws import _kernels as K
 from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
+from scalefit.store.curves import Curves
 
 TRUE = {"L0": 2.9, "A": 0.6, "alpha": 0.45, "B": 450.0, "C": 2.0, "beta": 0.55, "gamma": 0.6}
 
@@ -76,10 +76,16 @@ def official_prediction(lr, steps, theta):
     return np.array(out)
 
 
-@pytest.mark.parametrize("spec", [SPEC for SPEC in (
-    "cosine:peak=0.0003,steps=3000,warmup=300,final=0.1",
-    "wsd:peak=0.0003,steps=3000,warmup=300,decay=0.2",
-)])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SPEC
+        for SPEC in (
+            "cosine:peak=0.0003,steps=3000,warmup=300,final=0.1",
+            "wsd:peak=0.0003,steps=3000,warmup=300,decay=0.2",
+        )
+    ],
+)
 def test_official_convention_matches_reference_definition(spec):
     frame = pd.DataFrame({"run_id": "r", "step": np.arange(50, 3001, 50), "lr": np.nan, "loss": 3.0})
     curves = Curves.from_frame(frame.assign(schedule=spec))
@@ -165,7 +171,7 @@ def test_drop_cache_serves_predict_after_jacobian():
 
 
 def test_recovers_known_parameters():
-    from scalefit.fitting import fit_law
+    from scalefit.fitting.engine import fit_law
 
     curves, law = make_curves("multipower", list(TRUE.values()), SPECS, noise=2e-4)
     fit = fit_law(law, curves, starts=4)

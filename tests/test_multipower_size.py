@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.curves import Curves
 from scalefit.errors import DataError, FitError
 from scalefit.laws import get_law
 from scalefit.laws.base import numeric_jacobian
+from scalefit.store.curves import Curves
 
 TRUE = {
     "E": 2.2,
@@ -77,7 +77,7 @@ def test_reduces_to_multipower_at_each_size(convention):
 
 
 def test_fit_on_smaller_sizes_predicts_the_largest():
-    from scalefit.fitting import fit_law
+    from scalefit.fitting.engine import fit_law
 
     theta = np.array(list(TRUE.values()))
     curves, law = make_curves(theta, noise=2e-4)

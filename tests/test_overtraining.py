@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit import datasets
-from scalefit.chains import derived, difference_test
 from scalefit.errors import DataError, FitWarning
-from scalefit.fitting import fit_law
+from scalefit.fitting.engine import fit_law
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.overtraining import OvertrainingLaw
+from scalefit.predict.chains import derived, difference_test
+from scalefit.store import datasets
 
 SMALL = ["d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8"]
 
@@ -122,7 +122,7 @@ def test_missing_column_names_it():
 
 def test_api_fit_and_json_round_trip_predict_identically(rpj_fit):
     import scalefit as sf
-    from scalefit.results import Fit
+    from scalefit.fitting.result import Fit
 
     fit, target = rpj_fit
     again = Fit.from_json(fit.to_json())

@@ -1,4 +1,4 @@
-"""scalefit.predict: target curves, extrapolation, schedule search and compute-optimal allocation,
+"""scalefit.predict.targets: target curves, extrapolation, schedule search and compute-optimal allocation,
 checked against an independent plain-numpy evaluation of the law with known parameters."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from scalefit import schedules
 from scalefit.errors import ConfigError, ExtrapolationWarning
-from scalefit.predict import Target, best_schedule, compute_optimal, extrapolation, predict_target
-from scalefit.results import Fit
+from scalefit.fitting.result import Fit
+from scalefit.predict.targets import Target, best_schedule, compute_optimal, extrapolation, predict_target
 
 TRUE = {"L0": 2.0, "A": 0.8, "alpha": 0.5, "C": 0.3}
 LAM = 0.999
@@ -32,11 +32,20 @@ def momentum_loss(sched: schedules.Schedule, step: int) -> float:
 def make_fit(law: str, values: dict, config: dict, summary: dict | None = None) -> Fit:
     names = tuple(values)
     return Fit(
-        law=law, law_config=config, param_names=names, values=values, stderr={}, ci={},
-        bounds={n: (-math.inf, math.inf) for n in names}, covariance=np.diag([1e-8] * len(names)),
-        bootstrap=None, diagnostics={"objective": 0.0, "warnings": []}, data_summary=summary or {},
-        provenance={}, options={},
-    )  # fmt: skip
+        law=law,
+        law_config=config,
+        param_names=names,
+        values=values,
+        stderr={},
+        ci={},
+        bounds={n: (-math.inf, math.inf) for n in names},
+        covariance=np.diag([1e-8] * len(names)),
+        bootstrap=None,
+        diagnostics={"objective": 0.0, "warnings": []},
+        data_summary=summary or {},
+        provenance={},
+        options={},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +65,11 @@ def test_target_curve_matches_independent_law(fit: Fit) -> None:
     assert out["curve"]["loss_pred"][25] == pytest.approx(momentum_loss(sched, mid), rel=1e-6)
     assert out["lo"] <= out["final_pred"] <= out["hi"]
     assert out["extrapolation"] == {
-        "outside": False, "factors": {"n_params": 1.0, "step": 1.0}, "notes": [],
+        "outside": False,
+        "factors": {"n_params": 1.0, "step": 1.0},
+        "notes": [],
         "fitted_ranges": {"step": [0.0, 1999.0], "n_params": [1e6, 4e6]},
-    }  # fmt: skip
+    }
 
 
 def test_extrapolation_says_how_far(fit: Fit) -> None:

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from scalefit import schedules
-from scalefit.cli import main
-from scalefit.curves import Curves
-from scalefit.fitting import fit_law
+from scalefit.cli.main import main
+from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
-from scalefit.predict import Target, best_schedule, predict_target
-from scalefit.report import assemble, curve_entries, fits_from_report, load_report, write_report
+from scalefit.predict.targets import Target, best_schedule, predict_target
+from scalefit.report.build import assemble, curve_entries, fits_from_report, load_report, write_report
+from scalefit.store.curves import Curves
 
 TRUE = np.array([2.0, 0.8, 0.5, 0.3])  # L0, A, alpha, C of the momentum law (lam 0.999)
 SPECS = {

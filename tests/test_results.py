@@ -13,8 +13,8 @@ import pytest
 
 import scalefit as sf
 from scalefit.errors import ConfigError, FitWarning
+from scalefit.fitting.result import Fit
 from scalefit.laws.chinchilla import ChinchillaLaw
-from scalefit.results import Fit
 
 TRUE = np.array([6.0, 7.0, 0.5, 0.33, 0.36])  # a, b, e, alpha, beta
 
@@ -102,8 +102,9 @@ def test_predict_columns_and_bands(fits):
 def test_api_routes_options():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
-        fit = sf.fit(table().rename(columns={"loss": "final"}), law="chinchilla", loss="final", starts=4,
-                     delta=1e-2)
+        fit = sf.fit(
+            table().rename(columns={"loss": "final"}), law="chinchilla", loss="final", starts=4, delta=1e-2
+        )
     assert fit.law_config["loss"] == "final"
     assert fit.options["delta"] == 1e-2 and fit.options["starts"] == 4
     with pytest.raises(ConfigError):

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 import scalefit as sf
-from scalefit.data import write_token_folder
-from scalefit.runner import NAMESPACE, ray_map, run_sweep
-from scalefit.sweep import parse_sweep
+from scalefit.cluster.runner import NAMESPACE, ray_map, run_sweep
+from scalefit.cluster.sweep import parse_sweep
+from scalefit.proxy.data import write_token_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
@@ -96,8 +96,11 @@ def _kill_actors_mid_run(prefix: str, kills: int, steps: int, log: list[tuple[in
     rng = random.Random(7)
     deadline = time.monotonic() + 120
     while len(log) < kills and time.monotonic() < deadline:
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                 if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]  # fmt: skip
+        names = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)
+        ]
         target = rng.randrange(5, steps - 10)
         for name in rng.sample(names, len(names)):
             actor = ray.get_actor(name, namespace=NAMESPACE)
@@ -115,8 +118,14 @@ def _kill_actors_mid_run(prefix: str, kills: int, steps: int, log: list[tuple[in
 
 def test_killed_actors_restart_and_every_run_resumes_with_each_step_once(ray_cluster, tokens, tmp_path):
     steps, kills, killed = 200, 3, []
-    spec = _spec("chaos", [{"schedule": ["constant", "cosine", "linear"]}], steps, tokens,
-                 max_restarts=10, max_task_retries=10)  # fmt: skip
+    spec = _spec(
+        "chaos",
+        [{"schedule": ["constant", "cosine", "linear"]}],
+        steps,
+        tokens,
+        max_restarts=10,
+        max_task_retries=10,
+    )
     killer = threading.Thread(target=_kill_actors_mid_run, args=("chaos-", kills, steps, killed))
     killer.start()
     summary = run_sweep(spec, tmp_path, progress_interval=1.0)

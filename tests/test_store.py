@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scalefit.curves import Curves
 from scalefit.errors import DataError, SchemaError
-from scalefit.store import SCHEMA_VERSION, RunWriter, read_curves, write_curves
+from scalefit.store.curves import Curves
+from scalefit.store.parquet import SCHEMA_VERSION, RunWriter, read_curves, write_curves
 
 
 def _rows(steps: range, loss0: float = 5.0) -> list[dict]:

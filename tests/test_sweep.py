@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from scalefit.cluster.sweep import describe_plan, load_sweep, parse_sweep, plan
 from scalefit.errors import ConfigError
-from scalefit.sweep import describe_plan, load_sweep, parse_sweep, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = {"n_layer": 2, "d_model": 64, "n_head": 2, "context": 64}
@@ -125,12 +125,17 @@ BAD = [
     ("grid: {model: [100k], schedule: [cosine]}\n", "grid.steps"),
     ("grid: {model: [100k], steps: [10], tokens: [5], schedule: [cosine]}\n", "grid.steps"),
     ("grid: {model: [100k], steps: [10], schedule: [cosin]}\n", "grid.schedule[0].kind"),
-    ("grid: {model: [100k], steps: [10], schedule: [cosine, 'wsd:decay=2']}\n", "grid.schedule[1].decay_fraction"),  # noqa: E501
+    (
+        "grid: {model: [100k], steps: [10], schedule: [cosine, 'wsd:decay=2']}\n",
+        "grid.schedule[1].decay_fraction",
+    ),  # noqa: E501
     ("grid: {model: [100k], steps: [10], schedule: ['cosine:peak=1']}\n", "grid.schedule[0]"),
     ("grid: {model: [100k], steps: [10], schedule: ['wsd:shape=zigzag']}\n", "grid.schedule[0].shape"),
     ("grid: {model: [1q], steps: [10], schedule: [cosine]}\n", "grid.model[0]"),
-    ("grid: {model: [{n_layer: 1, d_model: 30, n_head: 4, context: 8}], steps: [10], schedule: [cosine]}\n",
-     "grid.model[0].n_head"),
+    (
+        "grid: {model: [{n_layer: 1, d_model: 30, n_head: 4, context: 8}], steps: [10], schedule: [cosine]}\n",
+        "grid.model[0].n_head",
+    ),
     ("grid: {model: [{n_layr: 1}], steps: [10], schedule: [cosine]}\n", "grid.model[0].n_layr"),
     ("grid: {model: [100k], steps: [10], schedule: [cosine], dataset: [nope]}\n", "grid.dataset[0].dataset"),
     ("grid: {model: [100k], steps: [10], schedule: [cosine], peak_lr: [-1e-3]}\n", "grid.peak_lr"),
@@ -147,7 +152,7 @@ BAD = [
     (OK + "resources: {num_cpus: 0}\n", "resources.num_cpus"),
     (OK + "resources: {max_actors: 0}\n", "resources.max_actors"),
     (OK + "resources: {gpus: 1}\n", "resources.gpus"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("text", "key"), BAD, ids=[key for _, key in BAD])

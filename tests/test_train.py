@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from scalefit import schedules
-from scalefit.checkpoint import checkpoint_steps
-from scalefit.config import Branch, DataConfig, ModelConfig, RunConfig
 from scalefit.errors import ConfigError
-from scalefit.store import read_curves
-from scalefit.train import train
+from scalefit.proxy.checkpoint import checkpoint_steps
+from scalefit.proxy.config import Branch, DataConfig, ModelConfig, RunConfig
+from scalefit.proxy.train import train
+from scalefit.store.parquet import read_curves
 
 SIZES = [(1, 16, 2), (1, 32, 2), (2, 32, 2), (2, 48, 2)]  # (n_layer, d_model, n_head)
 STEPS, DECAY_AT, PEAK = 120, 60, 0.1  # a high LR, so the cooldown's gain is large and robust
@@ -102,8 +102,8 @@ def test_branch_continues_the_trunk_and_equals_a_run_from_scratch(sweep):
 _CHILD = textwrap.dedent("""
     import os, signal, sys, torch
     torch.set_num_threads(1)
-    from scalefit.config import RunConfig
-    from scalefit.train import train
+    from scalefit.proxy.config import RunConfig
+    from scalefit.proxy.train import train
     kill_at = int(sys.argv[3])
     def progress(row):
         if row["step"] == kill_at:

@@ -219,9 +219,11 @@ def run_arrays(curves: Any, law_name: str, *, lead: int = 0) -> list[RunArrays]:
         if np.any(lr < 0) or not np.all(np.isfinite(lr)) or not np.any(lr > 0):
             raise DataError(
                 f"{law_name} needs a finite, non-negative LR that is positive somewhere",
-                run_id=run_id, column="lr", value=float(lr.min()) if lr.size else None,
+                run_id=run_id,
+                column="lr",
+                value=float(lr.min()) if lr.size else None,
                 fix="check the run's schedule or logged LR",
-            )  # fmt: skip
+            )
         out.append(RunArrays(run_id, lr, _warmup_of(rc, lr), steps, loss, dict(rc.meta)))
     return out
 
@@ -277,11 +279,14 @@ def _check_identifiable(law: Law, parts: list, has_drop: bool, needs_drop: bool)
         )
     if n_finite <= n_params:
         raise FitError(
-            f"{law.name}: too few points ({n_finite}) for {n_params} parameters", column="loss",
-            value=n_finite, fix="give longer or more curves",
-        )  # fmt: skip
+            f"{law.name}: too few points ({n_finite}) for {n_params} parameters",
+            column="loss",
+            value=n_finite,
+            fix="give longer or more curves",
+        )
     if needs_drop and not has_drop:
         raise FitError(
             f"{law.name}: no LR decrease in the fitting curves, so the LR-drop term is not identifiable",
-            column="lr", fix="add a curve whose LR decays (cosine, WSD or a step drop)",
-        )  # fmt: skip
+            column="lr",
+            fix="add a curve whose LR decays (cosine, WSD or a step drop)",
+        )

@@ -2,7 +2,7 @@
 
 A law holds *structure* only: its functional form and structural options (``config()``). Data enters at
 fit time through ``design(data)``, which turns curves or a table into the arrays the law needs. The
-engine (``scalefit.fitting.fit_law``) then minimises a loss over the parameters declared by
+engine (``scalefit.fitting.engine.fit_law``) then minimises a loss over the parameters declared by
 ``parameters()``, using ``predict`` and its analytic ``jacobian``.
 
 Conventions:

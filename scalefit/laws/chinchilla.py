@@ -4,7 +4,7 @@
     L(N, D) = E + A / N^alpha + B / D^beta
 
 in the log-sum-exp parametrization ``log L = LSE(a - alpha log N, b - beta log D, e)`` with
-``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``; fitted (by ``scalefit.fitting``) with the Huber loss
+``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``; fitted (by ``scalefit.fitting.engine``) with the Huber loss
 (delta 1e-3) on log loss, summed over points, from Hoffmann's grid of 4,500 starts (alpha, beta in
 0..2 step 0.5; e in -1..1 step 0.5; a, b in 0..25 step 5).
 
@@ -77,8 +77,11 @@ class ChinchillaLaw(StaticLaw):
             )
         self.check_positive(n, d, fix="fix those rows")
         if not predict and self.loss not in frame.columns:
-            raise DataError("the chinchilla law needs the observed loss", column=self.loss,
-                            fix="add the column or name it with loss=")
+            raise DataError(
+                "the chinchilla law needs the observed loss",
+                column=self.loss,
+                fix="add the column or name it with loss=",
+            )
         labels = run_labels(frame)
         keys = pd.DataFrame({"run_id": labels, "N": n, "D": d, "C": 6.0 * n * d})
         y = frame[self.loss].to_numpy(float) if self.loss in frame.columns else None

@@ -123,9 +123,11 @@ class CooldownLaw(Law):
     def __init__(self, q: float | None = None) -> None:
         if q is not None and not 0.0 < float(q) <= 3.0:
             raise ConfigError(
-                "LR power of the injected noise must be in (0, 3]", field="q", value=q,
+                "LR power of the injected noise must be in (0, 3]",
+                field="q",
+                value=q,
                 fix="leave q=None to choose it by profile, or give e.g. 0.75",
-            )  # fmt: skip
+            )
         self.q = None if q is None else float(q)
 
     def config(self) -> dict[str, Any]:
@@ -154,9 +156,13 @@ class CooldownLaw(Law):
         design = K.curve_design(self, data, predict=predict, per_run=self._noise, needs_drop=True)
         parts = np.concatenate(design.x["parts"], axis=1) if design.x["parts"] else np.zeros((2, 0))
         return Design(
-            x={"S1": design.x["S1"], "u": parts[0], "log_g": parts[1]}, y=design.y, groups=design.groups,
-            keys=design.keys, excluded=design.excluded, meta=design.meta,
-        )  # fmt: skip
+            x={"S1": design.x["S1"], "u": parts[0], "log_g": parts[1]},
+            y=design.y,
+            groups=design.groups,
+            keys=design.keys,
+            excluded=design.excluded,
+            meta=design.meta,
+        )
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         return self.predict_many(np.asarray(theta, dtype=float)[None, :], design)[0]

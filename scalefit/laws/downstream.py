@@ -6,7 +6,7 @@
 error in [0, 1] (their 17-task average, error = 1 - accuracy). Since ``exp(-gamma L) = PP^-gamma``,
 this is a power law in perplexity; ``eps`` is the error as the loss grows (near random chance).
 Gadre et al. fit it with one ``curve_fit`` (least squares on the raw error): use
-``fit_law(law, data, objective="lsq")``. Chain it after a loss law with ``scalefit.chains``.
+``fit_law(law, data, objective="lsq")``. Chain it after a loss law with ``scalefit.predict.chains``.
 """
 
 from __future__ import annotations

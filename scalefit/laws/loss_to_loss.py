@@ -11,7 +11,7 @@ left as None they are fitted (E0 < min L0 is enforced in ``predict`` by flooring
 Also here: the per-dataset "Kaplan" form the paper uses for E0/E1,
 ``L(N, D) = [(A/N)^(alpha/beta) + B/D]^beta + E``, because a shifted power law maps it onto another law
 of the same form exactly: alpha' = kappa alpha, beta' = kappa beta, A' = A K^(1/(kappa alpha)),
-B' = B K^(1/(kappa beta)), E' = E1 (``scalefit.chains.translate_values``).
+B' = B K^(1/(kappa beta)), E' = E1 (``scalefit.predict.chains.translate_values``).
 """
 
 from __future__ import annotations

@@ -70,9 +70,13 @@ class MomentumLaw(Law):
         design = K.curve_design(self, data, predict=predict, per_run=self._s2, needs_drop=True)
         s2 = np.concatenate(design.x["parts"]) if design.x["parts"] else np.zeros(0)
         return Design(
-            x={"S1": design.x["S1"], "S2": s2}, y=design.y, groups=design.groups, keys=design.keys,
-            excluded=design.excluded, meta=design.meta,
-        )  # fmt: skip
+            x={"S1": design.x["S1"], "S2": s2},
+            y=design.y,
+            groups=design.groups,
+            keys=design.keys,
+            excluded=design.excluded,
+            meta=design.meta,
+        )
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         L0, A, alpha, C = theta

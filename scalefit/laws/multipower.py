@@ -76,9 +76,11 @@ class MultiPowerLaw(Law):
     ) -> None:
         if convention not in CONVENTIONS:
             raise ConfigError(
-                f"unknown MPL convention {convention!r}", field="convention", value=convention,
+                f"unknown MPL convention {convention!r}",
+                field="convention",
+                value=convention,
                 fix=f"use one of {CONVENTIONS}",
-            )  # fmt: skip
+            )
         if ratio is not None and not ratio >= 4:
             raise ConfigError("grouping ratio must be >= 4 or None (exact)", field="ratio", value=ratio)
         if not max_log_spread >= 0:
@@ -98,9 +100,13 @@ class MultiPowerLaw(Law):
     def _terms(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> K.MPLTerms:
         warmup = 0 if self.shift else run.warmup
         return K.mpl_terms(
-            run.lr, run.steps + self.shift, warmup, ratio=self.ratio, max_log_spread=self.max_log_spread,
+            run.lr,
+            run.steps + self.shift,
+            warmup,
+            ratio=self.ratio,
+            max_log_spread=self.max_log_spread,
             offset=offset,
-        )  # fmt: skip
+        )
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
         design = K.curve_design(
@@ -158,9 +164,11 @@ def _prefit(data: Any, delta: float) -> np.ndarray:
         return f, -(psi / pred) @ jac
 
     grid = product(
-        np.linspace(y.min() - 0.2, y.min() + 0.2, 5), np.exp(fit.intercept) + np.array([-0.1, 0.0, 0.1]),
-        -fit.slope + np.array([-0.1, 0.0, 0.1]), (100.0, 550.0, 1000.0),
-    )  # fmt: skip
+        np.linspace(y.min() - 0.2, y.min() + 0.2, 5),
+        np.exp(fit.intercept) + np.array([-0.1, 0.0, 0.1]),
+        -fit.slope + np.array([-0.1, 0.0, 0.1]),
+        (100.0, 550.0, 1000.0),
+    )
     fits = [minimize(value_grad, g, jac=True, method="L-BFGS-B", bounds=[(0, None)] * 4) for g in grid]
     return min(fits, key=lambda r: r.fun).x
 

@@ -50,9 +50,11 @@ class MultiPowerSizeLaw(Law):
 
     def config(self) -> dict[str, Any]:
         return {
-            "scale_A": self.scale_A, "n_ref": self.n_ref, "ratio": self._mpl.ratio,
+            "scale_A": self.scale_A,
+            "n_ref": self.n_ref,
+            "ratio": self._mpl.ratio,
             "convention": self._mpl.convention,
-        }  # fmt: skip
+        }
 
     def parameters(self) -> tuple[Param, ...]:
         size = (
@@ -74,9 +76,12 @@ class MultiPowerSizeLaw(Law):
         n_params = run.meta.get("n_params")
         if n_params is None or not np.isfinite(float(n_params)) or float(n_params) <= 0:
             raise DataError(
-                "multipower-size needs the model size of every run", run_id=run.run_id, column="n_params",
-                value=n_params, fix="give n_params (parameters) in the runs table",
-            )  # fmt: skip
+                "multipower-size needs the model size of every run",
+                run_id=run.run_id,
+                column="n_params",
+                value=n_params,
+                fix="give n_params (parameters) in the runs table",
+            )
         return self._mpl._terms(run, P, d, offset)
 
     def design(self, data: Any, *, predict: bool = False) -> Design:
@@ -89,13 +94,19 @@ class MultiPowerSizeLaw(Law):
         n = np.array([float(sizes[g]) for g in design.groups]) / self.n_ref
         if not predict and len(set(sizes.values())) < 2:
             raise FitError(
-                "multipower-size needs curves of at least two model sizes", column="n_params",
-                value=sorted(set(sizes.values())), fix="add runs of another size, or fit 'multipower'",
-            )  # fmt: skip
+                "multipower-size needs curves of at least two model sizes",
+                column="n_params",
+                value=sorted(set(sizes.values())),
+                fix="add runs of another size, or fit 'multipower'",
+            )
         return Design(
-            x={**design.x, "n": n}, y=design.y, groups=design.groups, keys=design.keys,
-            excluded=design.excluded, meta=design.meta,
-        )  # fmt: skip
+            x={**design.x, "n": n},
+            y=design.y,
+            groups=design.groups,
+            keys=design.keys,
+            excluded=design.excluded,
+            meta=design.meta,
+        )
 
     def _split(self, theta: np.ndarray) -> tuple:
         theta = np.asarray(theta, dtype=float)

@@ -1,0 +1,1 @@
+"""The ``scalefit`` command line and the demo."""

@@ -1,0 +1,152 @@
+"""The ``scalefit`` command: import, sweep, fit, predict, report, demo.
+
+Each verb is a thin shell over the Python API (its handler lives in ``scalefit.cli.verbs``); heavy
+modules are imported inside the verb, so that ``scalefit --help`` is instant. Errors are one line on
+stderr (``scalefit: error: ...``, exit 2); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Any
+
+from scalefit.cli.verbs import VERBS
+from scalefit.errors import ScalefitError
+
+EXAMPLES: dict[str, str] = {
+    "import": "scalefit import runs.csv --format table --run-id name --step iter --lr lr --loss loss "
+    "--out store/\n  scalefit import csv_400/ --format mpl --out store/",
+    "sweep": "scalefit sweep jobs/configs/smoke.yaml --store runs/ --dry-run",
+    "fit": "scalefit fit runs/ --law momentum --runs cosine_24000,constant_24000 --out fit.json\n"
+    "  scalefit fit chinchilla-epoch --law chinchilla --bootstrap 200 --out chin.json",
+    "predict": "scalefit predict fit.json --schedule wsd:peak=3e-4,steps=24000,decay=0.2 "
+    "--family wsd\n  scalefit predict chin.json --budget 5.88e23",
+    "report": "scalefit report fit.json --data runs/ --heldout wsd_20000_24000 --out report/\n"
+    "  scalefit report report/report.json --out report/   (re-render a JSON twin)",
+    "demo": "scalefit demo                # proxy sweep on real text, ~10 min on 2 CPU cores\n"
+    "  scalefit demo --reference    # fit bundled published curves, seconds",
+}
+
+
+def _sub(subs: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    return subs.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_import(subs: Any) -> None:
+    p = _sub(subs, "import", "Import existing training logs into a scalefit Parquet store.")
+    p.add_argument("source", help="file or directory to import")
+    p.add_argument("--format", default="table", choices=["table", "wandb", "tensorboard", "mpl", "schaipp"])
+    p.add_argument("--out", required=True, help="store directory to write")
+    for col in ("run-id", "step", "lr", "loss"):
+        p.add_argument(f"--{col}", default=None, help=f"column holding the {col} (table/wandb)")
+    p.add_argument("--schedule", default=None, help="schedule string when the log has no LR column")
+
+
+def _add_sweep(subs: Any) -> None:
+    p = _sub(subs, "sweep", "Run a proxy sweep (YAML spec) on Ray; an embedded local Ray by default.")
+    p.add_argument("config", help="sweep YAML file")
+    p.add_argument("--store", default="runs", help="Parquet store directory (default ./runs)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: embedded local Ray)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", default=None, help="comma-separated run ids to fit on (default: all)")
+    p.add_argument("--loss", default="train_loss", help="loss column, or eval:<dataset> (store only)")
+
+
+def _add_fit(subs: Any) -> None:
+    p = _sub(subs, "fit", "Fit a scaling law to curves (a store directory or a bundled dataset name).")
+    p.add_argument("data", help="store directory or bundled dataset name (e.g. mpl-400m)")
+    p.add_argument("--law", default="momentum", help="law name (momentum, multipower, chinchilla, ...)")
+    _add_data_args(p)
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples over runs for CIs")
+    p.add_argument("--out", default="fit.json", help="where to write the Fit JSON")
+
+
+def _add_predict(subs: Any) -> None:
+    p = _sub(subs, "predict", "Predict a target run (curve, final loss, band) from one or more fits.")
+    p.add_argument("fits", nargs="+", help="Fit JSON files (curve law, chinchilla, downstream)")
+    p.add_argument("--schedule", default=None, help="target schedule string (sets steps and peak LR)")
+    p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
+    p.add_argument("--tokens-per-step", type=float, default=None, help="tokens per optimizer step")
+    p.add_argument("--budget", type=float, default=None, help="compute budget in FLOPs (chinchilla fit)")
+    p.add_argument("--family", default=None, choices=["wsd", "cosine"], help="search this schedule family")
+    p.add_argument("--out", default=None, help="write the prediction JSON here")
+
+
+def _add_report(subs: Any) -> None:
+    p = _sub(subs, "report", "Write the HTML report, its JSON twin and a Markdown summary.")
+    p.add_argument("source", help="a Fit JSON (with --data) or a report.json to re-render")
+    p.add_argument("--data", default=None, help="store directory or bundled dataset name")
+    p.add_argument("--heldout", default=None, help="comma-separated held-out run ids (default: unfitted)")
+    p.add_argument("--schedule", default=None, help="target schedule string to extrapolate to")
+    p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
+    p.add_argument("--loss", default="train_loss", help="loss column, or eval:<dataset> (store only)")
+    p.add_argument("--out", default="report", help="output directory (default ./report)")
+
+
+def _add_demo(subs: Any) -> None:
+    p = _sub(subs, "demo", "End to end: proxy sweep, fit, predict held-out runs, train them, report.")
+    p.add_argument("--reference", action="store_true", help="fit the bundled published curves instead")
+    p.add_argument("--out", default="scalefit-out", help="output directory (default ./scalefit-out)")
+    p.add_argument("--config", default=None, help="ladder YAML (default: the built-in CPU demo)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: embedded local Ray)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``scalefit`` command."""
+    parser = argparse.ArgumentParser(
+        prog="scalefit",
+        description="Predict a large LM training run from small proxy runs.",
+        epilog="examples:\n  " + "\n  ".join(v.split("\n")[0] for v in EXAMPLES.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback on errors")
+    subs = parser.add_subparsers(dest="verb", metavar="VERB")
+    for add in (_add_import, _add_sweep, _add_fit, _add_predict, _add_report, _add_demo):
+        add(subs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Fits are many small L-BFGS problems: a multi-threaded BLAS only adds contention (10x slower on a
+    # busy 2-core machine). Set before numpy is first imported; an explicit setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(VERBS[args.verb](args) or 0)
+    except (ScalefitError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"scalefit: error: {_one_line(err)} (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scalefit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        sys.stderr.close()
+        return 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) if not isinstance(err, OSError) else f"{err.strerror}: {err.filename}"
+    return " ".join(text.split())
+
+
+__all__ = ["EXAMPLES", "build_parser", "main"]

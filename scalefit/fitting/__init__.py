@@ -1,0 +1,1 @@
+"""The fitting engine shared by every law, and the Fit it returns."""

@@ -1,0 +1,271 @@
+"""Checks and diagnostics around a fit: degenerate input, excluded rows, Gauss-Newton covariance and
+identifiability warnings (parameter at a bound, floor above the lowest observed loss, strongly
+correlated parameters, no convergence).
+
+The covariance is the Gauss-Newton approximation at the optimum, in the objective's residual space
+(log loss for ``huber_log``, raw loss for ``lsq``): ``cov_u = s^2 (J^T W J)^-1`` with
+``s^2 = sum(W r^2) / (n - p)``, weights normalised to mean 1, then mapped to natural units by the delta
+method (``d theta / d u = theta`` for log parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from scalefit.errors import ConfigError, FitError
+
+__all__ = [
+    "CORR_LIMIT",
+    "check_options",
+    "jsonable",
+    "provenance",
+    "wald_ci",
+    "check_degenerate",
+    "data_summary",
+    "excluded_rows",
+    "exclusion",
+    "few_groups",
+    "gauss_newton",
+    "identifiability_warnings",
+    "residual_jacobian",
+]
+
+CORR_LIMIT = 0.95
+
+
+def _runs_label(groups: np.ndarray) -> str:
+    uniq = list(dict.fromkeys(groups.tolist()))
+    return ",".join(uniq[:5]) + (f",... ({len(uniq)} runs)" if len(uniq) > 5 else "")
+
+
+def check_degenerate(obj: Any) -> None:
+    """Raise FitError when the valid points cannot determine the parameters."""
+    n_params = len(obj.params)
+    n_valid = int(obj.valid.sum())
+    groups = obj.design.groups
+    if n_valid == 0:
+        raise FitError(
+            "no finite, positive observed loss to fit",
+            run_id=_runs_label(groups) if groups.size else None,
+            column="loss",
+            value=int(groups.size),
+            fix="check the loss column (all NaN/inf, or all runs diverged); fit on runs with finite loss",
+        )
+    if n_valid < n_params:
+        raise FitError(
+            f"too few points for {n_params} parameters",
+            run_id=_runs_label(groups[obj.valid]),
+            column="loss",
+            value=n_valid,
+            fix=f"give at least {n_params + 1} finite points, or use a law with fewer parameters",
+        )
+
+
+def excluded_rows(obj: Any) -> list[dict[str, Any]]:
+    """Rows left out of the objective, grouped by run, with the reason; plus rows the law dropped."""
+    design = obj.design
+    y = design.y
+    out: list[dict[str, Any]] = []
+    reason = np.where(
+        ~np.isfinite(y),
+        "non-finite loss",
+        np.where((y <= 0) & (obj.kind != "lsq"), "non-positive loss (log objective)", "zero weight"),
+    )
+    bad = ~obj.valid
+    for why in dict.fromkeys(reason[bad].tolist()):
+        mask = bad & (reason == why)
+        runs, counts = np.unique(design.groups[mask], return_counts=True)
+        out.extend(
+            {"run_id": str(r), "rows": int(c), "reason": why} for r, c in zip(runs, counts, strict=True)
+        )
+    out.extend({"run_id": str(r), "rows": None, "reason": str(why)} for r, why in design.excluded)
+    return out
+
+
+def exclusion(excluded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One warning listing the runs with excluded rows (none if nothing was excluded)."""
+    if not excluded:
+        return []
+    runs = sorted({e["run_id"] for e in excluded})
+    more = " ..." if len(runs) > 5 else ""
+    return [
+        {
+            "code": "excluded",
+            "runs": runs,
+            "message": f"rows excluded from {len(runs)} run(s): {', '.join(runs[:5])}{more}",
+        }
+    ]
+
+
+def few_groups(obj: Any, n_resamples: int, minimum: int = 5) -> list[dict[str, Any]]:
+    """A warning when the bootstrap resamples fewer than ``minimum`` groups (coarse intervals)."""
+    n_groups = len(set(obj.design.groups[obj.valid].tolist()))
+    if n_groups >= minimum:
+        return []
+    return [
+        {
+            "code": "few_groups",
+            "value": n_groups,
+            "message": f"bootstrap over only {n_groups} group(s) (runs): its {n_resamples} resamples "
+            "take few distinct values, so intervals are coarse and likely too narrow",
+        }
+    ]
+
+
+def residual_jacobian(obj: Any, theta: np.ndarray) -> np.ndarray:
+    """d residual / d u (internal parameters) at the valid points, shape (n_valid, n_params)."""
+    pred = obj.law.predict(theta, obj.design)
+    jac = obj.law.jacobian(theta, obj.design)
+    if obj.kind == "huber_log":
+        jac = jac / pred[:, None]
+    jac = np.where(obj.log_mask[None, :], jac * theta[None, :], jac)
+    return jac[obj.valid]
+
+
+def gauss_newton(obj: Any, theta: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """(covariance of theta in natural units or None, residual scale s) at ``theta``."""
+    n_params = len(obj.params)
+    w = obj.w[obj.valid]
+    n = int(w.size)
+    r = obj.residuals(obj.law.predict(theta, obj.design))[obj.valid]
+    wn = w * n / w.sum()
+    dof = n - n_params
+    s2 = float(np.sum(wn * r * r) / dof) if dof > 0 else math.nan
+    with np.errstate(all="ignore"):
+        jr = residual_jacobian(obj, theta)
+        hess = jr.T @ (wn[:, None] * jr)
+    if dof <= 0 or not np.all(np.isfinite(hess)):
+        return None, math.sqrt(s2) if s2 == s2 else math.nan
+    try:
+        cov_u = s2 * np.linalg.inv(hess)
+    except np.linalg.LinAlgError:
+        return None, math.sqrt(s2)
+    scale = np.where(obj.log_mask, theta, 1.0)
+    cov = cov_u * scale[:, None] * scale[None, :]
+    if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
+        return None, math.sqrt(s2)
+    return cov, math.sqrt(s2)
+
+
+def _at_bound(obj: Any, u: np.ndarray) -> list[dict[str, Any]]:
+    out = []
+    for j, (p, (lo, hi)) in enumerate(zip(obj.params, obj.bounds(), strict=True)):
+        for side, b in (("lower", lo), ("upper", hi)):
+            if b is not None and abs(u[j] - b) <= 1e-6 * max(1.0, abs(b)):
+                out.append(
+                    {
+                        "code": "at_bound",
+                        "param": p.name,
+                        "message": f"{p.name} is at its {side} bound ({getattr(p, side)}): not identified "
+                        "by the data, or the bound is too tight",
+                    }
+                )
+    return out
+
+
+def identifiability_warnings(
+    obj: Any, theta: np.ndarray, u: np.ndarray, cov: np.ndarray | None, best: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Warnings about a fit that the data may not support."""
+    names = [p.name for p in obj.params]
+    out = _at_bound(obj, u)
+    values = dict(zip(names, theta.tolist(), strict=True))
+    floor = obj.law.floor(values)
+    y_min = float(obj.y[obj.valid].min())
+    if floor is not None and floor > y_min:
+        out.append(
+            {
+                "code": "floor_above_data",
+                "value": floor,
+                "message": f"irreducible loss {floor:.6g} lies above the lowest observed loss {y_min:.6g}",
+            }
+        )
+    if cov is None:
+        out.append(
+            {
+                "code": "no_covariance",
+                "message": "Gauss-Newton covariance is singular or undefined: "
+                "some parameters are not identified (too few points or redundant parameters)",
+            }
+        )
+    else:
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(all="ignore"):
+            corr = cov / np.outer(sd, sd)
+        for i, j in zip(*np.triu_indices(len(names), 1), strict=True):
+            if abs(corr[i, j]) > CORR_LIMIT:
+                out.append(
+                    {
+                        "code": "correlated",
+                        "params": [names[i], names[j]],
+                        "value": float(corr[i, j]),
+                        "message": f"{names[i]} and {names[j]} are strongly correlated "
+                        f"(corr {corr[i, j]:+.3f}): they trade off and are weakly identified separately",
+                    }
+                )
+    if not best["converged"]:
+        out.append({"code": "not_converged", "message": f"L-BFGS-B did not converge: {best['message']}"})
+    return out
+
+
+def data_summary(obj: Any) -> dict[str, Any]:
+    """What the fit saw: points, runs, loss range and the ranges of numeric key columns."""
+    design = obj.design
+    valid = obj.valid
+    runs = list(dict.fromkeys(design.groups[valid].tolist()))
+    out: dict[str, Any] = {
+        "n_points": int(valid.sum()),
+        "n_groups": len(runs),
+        "run_ids": runs,
+        "loss_range": [float(obj.y[valid].min()), float(obj.y[valid].max())],
+    }
+    if design.keys is not None:
+        for col in design.keys.columns:
+            vals = design.keys[col].to_numpy()[valid]
+            if np.issubdtype(vals.dtype, np.number) and vals.size:
+                out[f"{col}_range"] = [float(np.nanmin(vals)), float(np.nanmax(vals))]
+    return out
+
+
+def check_options(objective: str, ci: float, bootstrap: int) -> None:
+    if objective not in ("huber_log", "lsq"):
+        raise ConfigError("unknown objective", field="objective", value=objective, fix="huber_log or lsq")
+    if not 0 < ci < 1:
+        raise ConfigError("ci must be in (0, 1)", field="ci", value=ci, fix="e.g. ci=0.95")
+    if int(bootstrap) != bootstrap or bootstrap < 0:
+        raise ConfigError("bootstrap must be an integer >= 0", field="bootstrap", value=bootstrap)
+
+
+def wald_ci(obj: Any, theta: np.ndarray, cov: np.ndarray | None, ci: float) -> dict[str, Any]:
+    """Normal CIs from the covariance, taken in log space for log parameters (so they stay > 0)."""
+    z = float(norm.ppf(0.5 + ci / 2))
+    out = {}
+    for j, p in enumerate(obj.params):
+        sd = math.sqrt(cov[j, j]) if cov is not None else math.nan
+        if p.log and theta[j] > 0:
+            # A near-singular covariance gives a huge log-space half-width: cap it so the interval
+            # reads (0, inf) instead of overflowing.
+            half = min(z * sd / theta[j], 700.0)
+            out[p.name] = (theta[j] * math.exp(-half), theta[j] * math.exp(half))
+        else:
+            out[p.name] = (theta[j] - z * sd, theta[j] + z * sd)
+    return out
+
+
+def jsonable(starts: Any) -> Any:
+    if starts is None or isinstance(starts, (int, str)):
+        return starts
+    return np.asarray(starts, dtype=float).tolist()
+
+
+def provenance() -> dict[str, Any]:
+    import datetime
+
+    import scalefit
+
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return {"scalefit_version": scalefit.__version__, "created": now, "engine": "fitting.fit_law/1"}

@@ -1,0 +1,208 @@
+"""``Fit``: the immutable, JSON round-trippable result of fitting a law (lmfit-style result object).
+
+Mappings are read-only (``MappingProxyType``), sequences are tuples and arrays are read-only numpy
+arrays. ``to_json``/``from_json`` round-trip exactly (floats are written with ``repr`` precision;
+non-finite floats as the strings "NaN", "Infinity", "-Infinity"), so a reloaded Fit predicts identical
+numbers. The law is rebuilt from the registry (``scalefit.laws.get_law(law, **law_config)``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+import lmfit
+import numpy as np
+import pandas as pd
+
+from scalefit.errors import ConfigError
+from scalefit.fitting.bootstrap import prediction_band
+
+__all__ = ["Fit", "freeze", "thaw"]
+
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def freeze(obj: Any) -> Any:
+    """A deeply read-only copy: dict -> MappingProxyType, list -> tuple, ndarray -> read-only copy."""
+    if isinstance(obj, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        return tuple(freeze(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        arr = np.array(obj, dtype=float, copy=True)
+        arr.flags.writeable = False
+        return arr
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def thaw(obj: Any) -> Any:
+    """The JSON-able form of a frozen value (non-finite floats become strings)."""
+    if isinstance(obj, Mapping):
+        return {k: thaw(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [thaw(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return thaw(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, np.generic):
+        return thaw(obj.item())
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    if isinstance(obj, str) and obj in _NONFINITE:
+        return _NONFINITE[obj]
+    return obj
+
+
+def _array(value: Any) -> np.ndarray | None:
+    return None if value is None else freeze(np.asarray(value, dtype=float))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted law. ``values``/``stderr``/``ci`` are keyed by parameter name, in natural units.
+
+    ``covariance`` rows/columns follow ``param_names``; ``bootstrap`` holds the refitted parameter
+    vectors (n_resamples, n_params) or None. ``diagnostics`` has objective, converged, n_starts,
+    n_best, warnings, excluded, uncertainty method, residual_scale and the profile (if any).
+    """
+
+    law: str
+    law_config: Mapping[str, Any]
+    param_names: tuple[str, ...]
+    values: Mapping[str, float]
+    stderr: Mapping[str, float]
+    ci: Mapping[str, tuple[float, float]]
+    bounds: Mapping[str, tuple[float, float]]
+    covariance: np.ndarray | None
+    bootstrap: np.ndarray | None
+    diagnostics: Mapping[str, Any]
+    data_summary: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    options: Mapping[str, Any]
+    _law: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name in ("law", "_law"):
+                continue
+            value = getattr(self, f.name)
+            frozen = _array(value) if f.name in ("covariance", "bootstrap") else freeze(value)
+            object.__setattr__(self, f.name, frozen)
+
+    # -- access ------------------------------------------------------------------------------------
+    @property
+    def theta(self) -> np.ndarray:
+        """Parameter vector in law order (a fresh, writable copy)."""
+        return np.array([self.values[n] for n in self.param_names], dtype=float)
+
+    @property
+    def objective(self) -> float:
+        return float(self.diagnostics["objective"])
+
+    @property
+    def warnings(self) -> tuple[Any, ...]:
+        return tuple(self.diagnostics.get("warnings", ()))
+
+    def get_law(self) -> Any:
+        """The law object (rebuilt from the registry after a JSON round trip)."""
+        if self._law is None:
+            from scalefit.laws import get_law
+
+            object.__setattr__(self, "_law", get_law(self.law, **thaw(self.law_config)))
+        return self._law
+
+    @property
+    def params(self) -> lmfit.Parameters:
+        """The parameters as ``lmfit.Parameters`` (value, bounds, stderr where defined)."""
+        out = lmfit.Parameters()
+        for name in self.param_names:
+            lo, hi = self.bounds[name]
+            out.add(name, value=self.values[name], min=lo, max=hi, vary=True)
+            err = self.stderr.get(name, math.nan)
+            out[name].stderr = None if not math.isfinite(err) else float(err)
+        return out
+
+    # -- prediction --------------------------------------------------------------------------------
+    def predict(self, target: Any, *, ci: float | None = None, noise: bool = False) -> pd.DataFrame:
+        """Predicted loss at ``target`` (Curves or a DataFrame the law's ``design`` accepts).
+
+        Returns the design's key columns (run_id, step, ... ) plus ``loss_pred``, ``lo``, ``hi``; the
+        band is at level ``ci`` (default: the fit's), by the method described in ``scalefit.fitting.bootstrap``
+        (recorded in ``out.attrs["band"]``); ``noise=True`` adds the residual scale.
+        """
+        law = self.get_law()
+        design = law.design(target, predict=True)
+        theta = self.theta
+        pred = np.asarray(law.predict(theta, design), dtype=float)
+        level = float(self.options.get("ci", 0.95) if ci is None else ci)
+        if not 0 < level < 1:
+            raise ConfigError("ci must be in (0, 1)", field="ci", value=ci)
+        lo, hi, method = prediction_band(
+            law,
+            design,
+            theta,
+            pred,
+            boot=self.bootstrap,
+            cov=self.covariance,
+            ci=level,
+            log_space=self.options.get("objective", "huber_log") == "huber_log",
+            noise_scale=float(self.diagnostics.get("residual_scale", 0.0)) if noise else 0.0,
+        )
+        out = design.keys.reset_index(drop=True).copy() if design.keys is not None else pd.DataFrame()
+        if "run_id" not in out.columns:
+            out.insert(0, "run_id", design.groups)
+        out["loss_pred"], out["lo"], out["hi"] = pred, lo, hi
+        out.attrs["band"] = {"method": method, "ci": level}
+        return out
+
+    # -- serialisation -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: thaw(getattr(self, f.name)) for f in fields(self) if f.name != "_law"}
+        out["format"] = "scalefit.Fit/1"
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Fit:
+        d = _decode(dict(d))
+        d.pop("format", None)
+        d["param_names"] = tuple(d["param_names"])
+        d["ci"] = {k: tuple(v) for k, v in d["ci"].items()}
+        d["bounds"] = {k: tuple(v) for k, v in d["bounds"].items()}
+        names = {f.name for f in fields(cls)} - {"_law"}
+        missing = names - set(d)
+        if missing:
+            raise ConfigError("Fit dict lacks fields", field=",".join(sorted(missing)), fix="use Fit.to_dict")
+        return cls(**{k: d[k] for k in names})
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Fit:
+        return cls.from_dict(json.loads(text))
+
+    def summary(self) -> str:
+        """One line per parameter: value, stderr and CI."""
+        lines = [f"{self.law} fit: objective {self.objective:.6g}, n_best {self.diagnostics.get('n_best')}"]
+        for n in self.param_names:
+            lo, hi = self.ci.get(n, (math.nan, math.nan))
+            lines.append(
+                f"  {n:>10s} = {self.values[n]:.6g} +- {self.stderr.get(n, math.nan):.3g}"
+                f"  [{lo:.6g}, {hi:.6g}]"
+            )
+        lines.extend(f"  warning: {w['message'] if isinstance(w, Mapping) else w}" for w in self.warnings)
+        return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Predictions built on fits: targets, bands, schedule choice, law chains, compute-optimal allocation."""

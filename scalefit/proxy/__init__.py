@@ -1,0 +1,1 @@
+"""The proxy trainer (torch): configs, the model, token data, training loop, checkpoints."""

@@ -1,0 +1,1 @@
+"""Reports: HTML, JSON and Markdown views of fits and predictions."""

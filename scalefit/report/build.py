@@ -1,0 +1,274 @@
+"""Reports: a JSON twin (the source of truth), a self-contained HTML page and a Markdown summary.
+
+The report is a plain dictionary (schema ``scalefit-report/1``). Its ``fits`` hold ``Fit.to_dict()``
+of every fit, so ``fits_from_report`` rebuilds `Fit` objects that predict the same numbers; every
+figure is drawn from the dictionary alone, so ``scalefit report report.json`` re-renders it.
+
+    entries = curve_entries("momentum", fit, curves, heldout=["wsd_20000_24000"])
+    report = assemble("MPL 400M", {"momentum": fit}, curves=entries)
+    write_report(report, "out/")   # out/report.json, out/report.html, out/summary.md
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalefit.errors import DataError
+from scalefit.report.html import (
+    parameter_table_text,
+    prediction_text,
+    render_html,
+    render_markdown,
+    warning_text,
+)
+
+__all__ = [
+    "SCHEMA",
+    "assemble",
+    "curve_entries",
+    "heldout_finals",
+    "render_markdown",
+    "write_report",
+    "load_report",
+    "fits_from_report",
+    "provenance",
+    "parameter_table_text",
+    "prediction_text",
+    "report_from_args",
+    "jsonable",
+]
+
+SCHEMA = "scalefit-report/1"
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy/pandas scalars made Python, NaN/inf made None, tuples made lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, pd.DataFrame):
+        return jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, np.ndarray | list | tuple | pd.Series):
+        return [jsonable(v) for v in list(obj)]
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _thin(n: int, max_points: int) -> np.ndarray:
+    """Indices of about ``max_points`` points, log-spaced in position, always keeping the last."""
+    if n <= max_points:
+        return np.arange(n)
+    idx = np.unique(np.geomspace(1, n, max_points).astype(int) - 1)
+    return np.unique(np.append(idx, n - 1))
+
+
+def curve_entries(
+    name: str,
+    fit: Any,
+    curves: Any,
+    heldout: Iterable[str] = (),
+    *,
+    max_points: int = 200,
+    noise: bool = True,
+    model_error: float = 0.0,
+) -> list[dict]:
+    """Observed and predicted loss per run of ``curves``, thinned for plotting. The band (``lo``, ``hi``)
+    covers the fit's uncertainty, with ``noise`` the fit's residual scale (where one observed point may
+    land), and a relative ``model_error`` (see `scalefit.predict.targets.widen`)."""
+    heldout = set(heldout)
+    from scalefit.predict.targets import widen
+
+    pred = widen(fit.predict(curves, noise=noise), model_error)
+    obs = curves.frame[["run_id", "step", "loss"]]
+    merged = obs.merge(pred, on=["run_id", "step"], how="inner")
+    entries = []
+    for run_id, rows in merged.groupby("run_id", sort=True):
+        rows = rows[np.isfinite(rows["loss"].to_numpy(dtype=float))]
+        keep = rows.iloc[_thin(len(rows), max_points)]
+        entries.append(
+            {
+                "fit": name,
+                "run_id": str(run_id),
+                "role": "heldout" if run_id in heldout else "fit",
+                "steps": keep["step"].tolist(),
+                "observed": keep["loss"].tolist(),
+                "predicted": keep["loss_pred"].tolist(),
+                "lo": keep["lo"].tolist(),
+                "hi": keep["hi"].tolist(),
+            }
+        )
+    return entries
+
+
+def heldout_finals(entries: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Final-loss check of every held-out curve: prediction, band, actual, error, inside the band."""
+    out = []
+    for e in entries:
+        if e.get("role") != "heldout" or not e["steps"]:
+            continue
+        obs, pred, lo, hi = e["observed"][-1], e["predicted"][-1], e["lo"][-1], e["hi"][-1]
+        banded = lo is not None and hi is not None and all(map(math.isfinite, (lo, hi)))
+        out.append(
+            {
+                "fit": e["fit"],
+                "run_id": e["run_id"],
+                "step": e["steps"][-1],
+                "final_obs": obs,
+                "final_pred": pred,
+                "lo": lo,
+                "hi": hi,
+                "rel_err_pct": 100 * (pred - obs) / obs,
+                "within_band": bool(lo <= obs <= hi) if banded else None,
+            }
+        )
+    return out
+
+
+def provenance(**extra: Any) -> dict:
+    """Versions, git SHA of the scalefit checkout (if installed from one), host platform, plus ``extra``."""
+    import matplotlib
+    import scipy
+
+    import scalefit
+
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(scalefit.__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    versions = {
+        "scalefit": scalefit.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+    return {"git_sha": sha, "versions": versions, "platform": platform.platform(), **extra}
+
+
+def assemble(title: str, fits: Mapping[str, Any], **sections: Any) -> dict:
+    """The report dictionary. ``sections``: curves, targets, schedules, compute_optimal, parity,
+    metrics, summary, warnings, provenance (see the HTML renderer for their fields)."""
+    curves = sections.pop("curves", [])
+    warnings = list(sections.pop("warnings", []))
+    fit_dicts = {k: (f if isinstance(f, Mapping) else f.to_dict()) for k, f in fits.items()}
+    for name, f in fit_dicts.items():
+        warnings += [f"{name}: {warning_text(w)}" for w in (f.get("diagnostics") or {}).get("warnings", [])]
+    report = {
+        "schema": SCHEMA,
+        "title": title,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "fits": fit_dicts,
+        "curves": curves,
+        "heldout": heldout_finals(curves),
+        "warnings": warnings,
+        "provenance": sections.pop("provenance", None) or provenance(),
+    }
+    report.update(sections)
+    return jsonable(report)
+
+
+def write_report(report: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.html`` and ``summary.md`` under ``out``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "html": out / "report.html", "markdown": out / "summary.md"}
+    texts = {
+        "json": json.dumps(jsonable(report), indent=1),
+        "html": render_html(report),
+        "markdown": render_markdown(report),
+    }
+    for kind, path in paths.items():
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(texts[kind], encoding="utf-8")
+        tmp.replace(path)
+    return paths
+
+
+def load_report(path: str | Path) -> dict:
+    """Read a report JSON, checking its schema."""
+    from scalefit.predict.targets import read_stamped
+
+    return read_stamped(path, "a report.json written by scalefit", "scalefit report", "schema", SCHEMA)
+
+
+def fits_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's fits as `scalefit.Fit` objects (they predict what the report shows)."""
+    from scalefit.fitting.result import Fit
+
+    return {name: Fit.from_dict(d) for name, d in (report.get("fits") or {}).items()}
+
+
+def _summary_lines(held: Sequence[Mapping[str, Any]]) -> list[str]:
+    inside = [h for h in held if h.get("within_band")]
+    return (
+        [f"{len(inside)} of {len(held)} held-out final losses lie inside their predicted band."]
+        if held
+        else []
+    )
+
+
+def report_from_args(
+    source: str,
+    *,
+    data: str | None = None,
+    heldout: str | None = None,
+    schedule: str | None = None,
+    n_params: float | None = None,
+    loss: str = "train_loss",
+    out: str | Path = "report",
+) -> dict[str, Path]:
+    """What ``scalefit report`` does: re-render a report.json, or report a Fit JSON against ``data``."""
+    from scalefit.predict.targets import Target, load_data, load_fit, predict_target, read_json
+
+    content = read_json(source, "a report.json or a Fit JSON")
+    if isinstance(content, dict) and content.get("schema") == SCHEMA:
+        return write_report(load_report(source), out)
+    if data is None:
+        raise DataError(
+            "a Fit report needs the curves",
+            file=str(source),
+            field="--data",
+            fix="give --data STORE_DIR or a bundled dataset name",
+        )
+    fit = load_fit(source)
+    curves = load_data(data, loss=loss)
+    fitted = set(fit.data_summary.get("run_ids", []))
+    held = heldout.split(",") if heldout else [r for r in curves.run_ids if r not in fitted]
+    name = Path(source).stem
+    entries = curve_entries(name, fit, curves.select(sorted(fitted | set(held))), held)
+    targets = []
+    if schedule is not None:
+        targets.append(
+            predict_target(fit, Target(schedule, n_params), name=name, fitted=curves.select(sorted(fitted)))
+        )
+    report = assemble(
+        f"scalefit report: {name} on {data}",
+        {name: fit},
+        curves=entries,
+        targets=targets,
+        provenance=provenance(fit=str(source), data=str(data), loss=loss),
+    )
+    report["summary"] = _summary_lines(report["heldout"])
+    return write_report(report, out)

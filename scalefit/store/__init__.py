@@ -1,0 +1,1 @@
+"""Parquet store, Curves, importers and the bundled published datasets."""
