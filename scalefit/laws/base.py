@@ -136,6 +136,10 @@ class Law(abc.ABC):
     """A scaling law: structure only. Subclasses implement parameters/design/predict/jacobian/config."""
 
     name: ClassVar[str]
+    # What the law maps: "curve" (a loss curve from the LR schedule, per step), "static" (one loss per
+    # run from its size, tokens or compute) or "map" (one loss or error from another loss). Callers
+    # dispatch on it instead of on law names.
+    kind: ClassVar[str]
 
     @abc.abstractmethod
     def parameters(self) -> tuple[Param, ...]:

@@ -37,6 +37,7 @@ class ChinchillaLaw(StaticLaw):
     """``L = exp(e) + exp(a) N^-alpha + exp(b) D^-beta``; parameters a, b, e, alpha, beta."""
 
     name: ClassVar[str] = "chinchilla"
+    kind: ClassVar[str] = "static"
     options: ClassVar[tuple[str, ...]] = ("loss", "n", "d", "c")
 
     def __init__(

@@ -119,6 +119,7 @@ class CooldownLaw(Law):
     """L = L0 + A*S1^-alpha + B*(N_q/LR_REF)*g^rho: LR-area power law plus the SGD noise functional."""
 
     name: ClassVar[str] = "cooldown"
+    kind: ClassVar[str] = "curve"
 
     def __init__(self, q: float | None = None) -> None:
         if q is not None and not 0.0 < float(q) <= 3.0:

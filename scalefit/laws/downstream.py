@@ -27,6 +27,7 @@ class DownstreamLaw(BatchedLaw):
     """``Err = eps - k exp(-gamma L)``; parameters eps, k, gamma. Reads columns ``loss`` and ``err``."""
 
     name: ClassVar[str] = "downstream"
+    kind: ClassVar[str] = "map"
 
     def __init__(self, *, loss: str = "loss", err: str = "err") -> None:
         self.loss, self.err = loss, err

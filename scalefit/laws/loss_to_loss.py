@@ -34,6 +34,7 @@ class LossToLossLaw(BatchedLaw):
     """``L1 = K (L0 - E0)^kappa + E1``; parameters K, kappa, then E0 and E1 where not fixed."""
 
     name: ClassVar[str] = "loss-to-loss"
+    kind: ClassVar[str] = "map"
 
     def __init__(
         self, *, x: str = "loss0", y: str = "loss1", e0: float | None = None, e1: float | None = None
@@ -97,6 +98,7 @@ class KaplanLaw(StaticLaw):
     """``L = [(A/N)^(alpha/beta) + B/D]^beta + E``, the per-dataset form of Brandfonbrener et al."""
 
     name: ClassVar[str] = "kaplan"
+    kind: ClassVar[str] = "static"
 
     def parameters(self) -> tuple[Param, ...]:
         return (

@@ -38,6 +38,7 @@ class MomentumLaw(Law):
     """L = L0 + A*S1^-alpha - C*S2 with the momentum-smoothed annealing area S2."""
 
     name: ClassVar[str] = "momentum"
+    kind: ClassVar[str] = "curve"
 
     def __init__(self, lam: float | None = None) -> None:
         if lam is not None and not 0.0 <= lam < 1.0:

@@ -70,6 +70,7 @@ class MultiPowerLaw(Law):
     """Multi-Power Law: a power law in the LR area minus a saturating power-law loss drop per LR decrease."""
 
     name: ClassVar[str] = "multipower"
+    kind: ClassVar[str] = "curve"
 
     def __init__(
         self, ratio: float | None = 32.0, max_log_spread: float = 0.02, convention: str = "official"

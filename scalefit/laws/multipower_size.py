@@ -33,6 +33,7 @@ class MultiPowerSizeLaw(Law):
     """Multi-Power Law whose floor (and optionally amplitude) scales as a power of the model size."""
 
     name: ClassVar[str] = "multipower-size"
+    kind: ClassVar[str] = "curve"
 
     def __init__(
         self,

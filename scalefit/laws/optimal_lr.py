@@ -78,6 +78,7 @@ class OptimalLRLaw(StaticLaw):
     """``LR* = c (N/n_ref)^a (D/d_ref)^b``, fitted to per-cell optima (or a raw sweep, see ``design``)."""
 
     name: ClassVar[str] = "optimal-lr"
+    kind: ClassVar[str] = "static"
     options: ClassVar[tuple[str, ...]] = ("n", "d", "lr", "loss", "size", "horizon", "n_ref", "d_ref")
 
     def __init__(

@@ -31,6 +31,7 @@ class OvertrainingLaw(StaticLaw):
     """``L = E + (a M^eta + b M^-eta) C^-eta``; parameters E, a, b, eta."""
 
     name: ClassVar[str] = "overtraining"
+    kind: ClassVar[str] = "static"
 
     def parameters(self) -> tuple[Param, ...]:
         return (
