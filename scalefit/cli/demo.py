@@ -95,20 +95,11 @@ def _label(row: Mapping[str, Any]) -> str:
 
 def model_target(model: Any, schedule: Any, tokens_per_step: float | None, run_id: str) -> Any:
     """A `Target` for a `ModelConfig` (or its dict), with the runs-table columns the trainer records."""
-    from scalefit.conventions import ModelShape
     from scalefit.predict.targets import Target
     from scalefit.proxy.config import ModelConfig
 
     m = model if isinstance(model, ModelConfig) else ModelConfig(**model)
-    shape = ModelShape(
-        m.n_layer,
-        m.d_model,
-        m.vocab_size,
-        m.context,
-        d_ff=m.mlp_ratio * m.d_model,
-        tied=m.tie_embeddings,
-        learned_pos=m.pos == "learned",
-    )
+    shape = m.shape()
     meta = {
         "n_params_nonembed": shape.n_params("non_embedding"),
         "n_layer": m.n_layer,

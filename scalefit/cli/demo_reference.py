@@ -24,9 +24,8 @@ def run_reference(
 ) -> int:
     """The fitting half on bundled published data: MPL 400M (fit 3 curves, predict the other 6) and
     Chinchilla on Epoch AI's 240 points. Returns 0 (it reports, it does not gate on the bands)."""
-    from scalefit.fitting import api
-    from scalefit.store import datasets
     from scalefit.cli.demo import _Stages, _verdict
+    from scalefit.fitting import api
     from scalefit.predict.targets import (
         Target,
         best_schedule,
@@ -35,6 +34,7 @@ def run_reference(
         predict_target,
     )
     from scalefit.report import build as rep
+    from scalefit.store import datasets
 
     stage = _Stages(4, log)
     curves = datasets.load("mpl-400m")

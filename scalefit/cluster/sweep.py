@@ -21,7 +21,6 @@ import pandas as pd
 import yaml
 
 from scalefit import schedules
-from scalefit.conventions import ModelShape
 from scalefit.errors import ConfigError, ScalefitError
 from scalefit.proxy.config import MODEL_PRESETS, Branch, DataConfig, ModelConfig, RunConfig, preset
 
@@ -237,17 +236,12 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     return parse_sweep(data, source=str(path))
 
 
-def _shape(m: ModelConfig) -> ModelShape:
-    d_ff, learned = m.mlp_ratio * m.d_model, m.pos == "learned"
-    return ModelShape(m.n_layer, m.d_model, m.vocab_size, m.context, d_ff, m.tie_embeddings, learned)
-
-
 def _expand_grid(spec: SweepSpec, grid: Grid) -> list[RunConfig]:
     t, out = spec.train, []
     kind, horizons = grid.horizon
     axes = (grid.model, horizons, grid.peak_lr, grid.seed, grid.dataset)
     for model, h, lr, seed, dataset in itertools.product(*axes):
-        tokens = h if kind == "tokens" else h * _shape(model).n_params("total")  # tokens_per_param: N total
+        tokens = h if kind == "tokens" else h * (model).n_params("total")  # tokens_per_param: N total
         steps = int(h) if kind == "steps" else max(1, math.ceil(tokens / (t.batch_size * model.context)))
         warm = round(t.warmup * steps) if isinstance(t.warmup, float) else t.warmup
         data = DataConfig(dataset=dataset, tokenizer=t.tokenizer, eval_datasets=t.eval_datasets)
@@ -280,7 +274,7 @@ def plan(spec: SweepSpec) -> list[dict[str, Any]]:
     rows = []
     for cfg in spec.expand():
         flops, params = cfg.flops_convention.split(":")
-        b, shape, m = cfg.branch_from, _shape(cfg.model), cfg.model
+        b, shape, m = cfg.branch_from, cfg.model.shape(), cfg.model
         steps = cfg.steps - (b.step if b else 0)  # a branch trains from its branch point on
         per_token, tokens = (
             shape.flops_per_token({"params": params, "flops": flops}),

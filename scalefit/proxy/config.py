@@ -17,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from scalefit.conventions import ModelShape
 from scalefit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -88,6 +89,18 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
+
+    def shape(self) -> ModelShape:
+        """The model as a counting shape (parameters and FLOPs under any ``scalefit.conventions`` rule)."""
+        return ModelShape(
+            n_layer=self.n_layer,
+            d_model=self.d_model,
+            vocab_size=self.vocab_size,
+            context=self.context,
+            d_ff=self.mlp_ratio * self.d_model,
+            tied=self.tie_embeddings,
+            learned_pos=self.pos == "learned",
+        )
 
 
 @dataclass(frozen=True)

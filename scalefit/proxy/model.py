@@ -148,15 +148,7 @@ def n_params(cfg: ModelConfig) -> int:
 
 def model_shape(cfg: ModelConfig) -> ModelShape:
     """The model as a ``scalefit.conventions.ModelShape`` (for counting under any convention)."""
-    return ModelShape(
-        n_layer=cfg.n_layer,
-        d_model=cfg.d_model,
-        vocab_size=cfg.vocab_size,
-        context=cfg.context,
-        d_ff=cfg.mlp_ratio * cfg.d_model,
-        tied=cfg.tie_embeddings,
-        learned_pos=cfg.pos == "learned",
-    )
+    return cfg.shape()
 
 
 def flops_per_token(cfg: ModelConfig, convention: str = "6N+attn:standard") -> float:
