@@ -31,11 +31,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny L-BFGS problems: BLAS
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scalefit.store import datasets  # noqa: E402
+from scalefit.fitting.design import build_design  # noqa: E402
 from scalefit.fitting.engine import Objective, fit_law  # noqa: E402
+from scalefit.fitting.reference import reference_fit  # noqa: E402
 from scalefit.laws import _kernels as K  # noqa: E402
 from scalefit.laws import get_law  # noqa: E402
-from scalefit.laws.multipower import reference_fit  # noqa: E402
+from scalefit.store import datasets  # noqa: E402
 from scalefit.store.curves import Curves  # noqa: E402
 
 MPL_TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
@@ -56,7 +57,7 @@ def fit_predict(
     t0 = time.perf_counter()
     fit = fit_law(get_law(law_name, **config), train, starts=starts)
     law = get_law(law_name, **dict(fit.law_config))
-    design = law.design(test, predict=True)
+    design = build_design(law, test, predict=True)
     pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)
     info = {"values": {k: float(v) for k, v in fit.values.items()}, "config": dict(fit.law_config)}
     info["fit_s"] = round(time.perf_counter() - t0, 2)
@@ -87,7 +88,7 @@ def metrics(pred: pd.DataFrame, test: Curves) -> dict:
 def mpl_metrics(theta: list[float], test: Curves) -> dict:
     """Metrics of ``MultiPowerLaw`` (official convention) at ``theta`` on ``test``, with the values."""
     law = get_law("multipower")
-    design = law.design(test, predict=True)
+    design = build_design(law, test, predict=True)
     pred = law.predict(np.asarray(theta, dtype=float), design)
     frame = pd.DataFrame({"run_id": design.keys["run_id"], "step": design.keys["step"], "pred": pred})
     return {**metrics(frame, test), "values": dict(zip(law.param_names, map(float, theta), strict=True))}
@@ -238,7 +239,7 @@ def timing_protocol(laws: list[str], starts: int | None) -> dict:
         fit_s = time.perf_counter() - t0
         law = get_law(name, **dict(fit.law_config))
         theta = np.array([fit.values[n] for n in law.param_names])
-        design = law.design(curves)
+        design = build_design(law, curves)
         obj = Objective(law, design)
         u = obj.to_internal(theta)
         t0 = time.perf_counter()

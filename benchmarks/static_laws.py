@@ -27,7 +27,8 @@ from scalefit.errors import FitWarning
 from scalefit.fitting.engine import fit_law
 from scalefit.laws.chinchilla import HOFFMANN, ChinchillaLaw, natural_values, tokens_per_parameter
 from scalefit.laws.downstream import DownstreamLaw
-from scalefit.laws.loss_to_loss import KaplanLaw, LossToLossLaw, pair_runs
+from scalefit.laws.kaplan import KaplanLaw
+from scalefit.laws.loss_to_loss import LossToLossLaw, pair_runs
 from scalefit.laws.optimal_lr import OptimalLRLaw, cell_optima
 from scalefit.laws.overtraining import OvertrainingLaw
 from scalefit.predict.chains import chain_downstream, translate_fit

@@ -22,7 +22,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "read_curves": ("scalefit.store.parquet", "read_curves"),
     "write_curves": ("scalefit.store.parquet", "write_curves"),
     "fit": ("scalefit.fitting.api", "fit"),
-    "evaluate": ("scalefit.fitting.api", "evaluate"),
+    "evaluate": ("scalefit.predict.evaluate", "evaluate"),
     "Fit": ("scalefit.fitting.result", "Fit"),
     "get_law": ("scalefit.laws", "get_law"),
     "schedules": ("scalefit.schedules", None),

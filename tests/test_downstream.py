@@ -10,7 +10,6 @@ import pytest
 from test_overtraining import gadre_split, quiet_fit
 
 from scalefit.errors import FitError, FitWarning
-from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.downstream import DownstreamLaw
 from scalefit.laws.overtraining import OvertrainingLaw
 from scalefit.predict.chains import chain_downstream
@@ -66,16 +65,3 @@ def test_chain_without_bootstrap_says_how_to_fix():
         chain_downstream(loss_fit, err_fit, target)
     with pytest.raises(FitError):
         chain_downstream(loss_fit, loss_fit, target)
-
-
-def test_synthetic_parameters_recovered_and_jacobian():
-    truth = np.array([0.86, 2.2, 0.72])
-    loss = np.linspace(2.4, 4.5, 12)
-    rng = np.random.default_rng(3)
-    err = DownstreamLaw.curve(truth, loss) * np.exp(1e-3 * rng.standard_normal(loss.size))
-    frame = pd.DataFrame({"loss": loss, "err": err})
-    fit = quiet_fit(DownstreamLaw(), frame)
-    np.testing.assert_allclose(fit.theta, truth, rtol=0.05)
-    law = DownstreamLaw()
-    design = law.design(frame)
-    np.testing.assert_allclose(law.jacobian(truth, design), numeric_jacobian(law, truth, design), rtol=1e-6)

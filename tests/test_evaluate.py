@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import scalefit as sf
 from scalefit.errors import DataError
+from scalefit.predict.evaluate import evaluate
 from scalefit.store.curves import Curves
 
 
@@ -32,7 +32,7 @@ def pred_frame(offsets: dict[str, float]) -> pd.DataFrame:
 
 def test_metrics_pinned():
     pred = pred_frame({"a": 0.1, "b": -0.2, "c": 0.0})
-    out = sf.evaluate(pred, truth_frame())
+    out = evaluate(pred, truth_frame())
     err = np.array([0.1] * 3 + [-0.2] * 3 + [0.0] * 3)
     true = truth_frame()["loss"].to_numpy()
     assert out["mae"] == pytest.approx(0.1)
@@ -49,10 +49,10 @@ def test_metrics_pinned():
 
 def test_family_ranking():
     # True finals: a 2.0 < c 2.2 < b 2.5. Offsets swap a and c.
-    out = sf.evaluate(pred_frame({"a": 0.3, "b": 0.0, "c": 0.0}), truth_frame())
+    out = evaluate(pred_frame({"a": 0.3, "b": 0.0, "c": 0.0}), truth_frame())
     assert out["true_best"] == "a" and out["predicted_best"] == "c" and out["best_correct"] is False
     assert out["kendall_tau"] == pytest.approx(1 / 3)
-    good = sf.evaluate(pred_frame({"a": 0.01, "b": 0.0, "c": 0.0}), truth_frame())
+    good = evaluate(pred_frame({"a": 0.01, "b": 0.0, "c": 0.0}), truth_frame())
     assert good["kendall_tau"] == pytest.approx(1.0) and good["best_correct"] is True
 
 
@@ -60,7 +60,7 @@ def test_missing_step_raises_naming_run_and_step():
     pred = pred_frame({"a": 0.0, "b": 0.0, "c": 0.0})
     pred.loc[4, "step"] = 11
     with pytest.raises(DataError) as err:
-        sf.evaluate(pred, truth_frame())
+        evaluate(pred, truth_frame())
     assert err.value.run_id == "b" and err.value.value == 11
 
 
@@ -68,7 +68,7 @@ def test_curves_truth_skips_diverged_rows():
     frame = truth_frame()
     frame.loc[8, "loss"] = np.nan  # run c diverged at its last step
     curves = Curves.from_frame(frame)
-    out = sf.evaluate(pred_frame({"a": 0.0, "b": 0.0, "c": 0.1}), curves)
+    out = evaluate(pred_frame({"a": 0.0, "b": 0.0, "c": 0.1}), curves)
     assert out["n_excluded"] == 1 and out["n_points"] == 8
     assert out["per_run"].loc["c", "final_step"] == 10
     assert out["final_err"]["per_run"]["c"] == pytest.approx(0.1)
@@ -77,9 +77,9 @@ def test_curves_truth_skips_diverged_rows():
 def test_static_predictions_match_on_run_id():
     truth = pd.DataFrame({"run_id": ["x", "y"], "loss": [2.0, 3.0]})
     pred = pd.DataFrame({"run_id": ["y", "x"], "loss_pred": [3.3, 2.0]})
-    out = sf.evaluate(pred, truth)
+    out = evaluate(pred, truth)
     assert out["final_err"]["per_run"] == pytest.approx({"x": 0.0, "y": 0.3})
     assert out["worst_e"] == pytest.approx(0.1)
     with pytest.raises(DataError) as err:
-        sf.evaluate(pd.DataFrame({"run_id": ["z"], "loss_pred": [1.0]}), truth)
+        evaluate(pd.DataFrame({"run_id": ["z"], "loss_pred": [1.0]}), truth)
     assert err.value.run_id == "z"

@@ -13,16 +13,18 @@ from scipy.optimize import approx_fprime, curve_fit
 
 from scalefit.errors import FitError, FitWarning
 from scalefit.fitting.bootstrap import batched_refit, group_counts
+from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import Objective, fit_law, local_fit
-from scalefit.laws.base import Design, Law, Param, numeric_jacobian
+from scalefit.laws.base import Design, Param, TableFeatures, TableLaw, numeric_jacobian
 
 TRUE = {"E": 1.8, "A": 6.0, "alpha": 0.5}
 
 
-class PowerLaw(Law):
+class PowerLaw(TableLaw, register=False):
     """L = E + A x^-alpha (x > 0); ``shift`` is a structural option used to test profiling."""
 
     name = "test-power"
+    kind = "static"
 
     def __init__(self, shift: float = 0.0, alpha_max: float = 3.0) -> None:
         self.shift, self.alpha_max = shift, alpha_max
@@ -37,7 +39,10 @@ class PowerLaw(Law):
             Param("alpha", 0.0, self.alpha_max, grid=(0.2, 1.0)),
         )
 
-    def design(self, data: pd.DataFrame, *, predict: bool = False) -> Design:
+    def features(self) -> TableFeatures:
+        return TableFeatures(columns=("x",), target=("loss",))
+
+    def table_design(self, data: pd.DataFrame, *, predict: bool = False) -> Design:
         x = data["x"].to_numpy(float) + self.shift
         y = None if predict else data["loss"].to_numpy(float)
         groups = data["run_id"] if "run_id" in data else [f"p{i}" for i in range(len(data))]
@@ -90,7 +95,7 @@ def test_recovers_known_parameters():
 @pytest.mark.parametrize("kind", ["huber_log", "lsq"])
 def test_gradient_is_exact(kind):
     law = PowerLaw()
-    obj = Objective(law, law.design(synthetic(noise=0.05)), kind=kind, delta=0.01)
+    obj = Objective(law, build_design(law, synthetic(noise=0.05)), kind=kind, delta=0.01)
     u = obj.to_internal(np.array([1.5, 4.0, 0.4]))
     value, grad = obj.value_and_grad(u)
     numeric = approx_fprime(u, lambda v: obj.value_and_grad(v)[0], 1e-7)
@@ -169,14 +174,14 @@ def test_zero_weight_equals_dropping_the_point():
 @pytest.mark.parametrize("kind", ["huber_log", "lsq"])
 def test_batched_bootstrap_matches_lbfgs_refits(kind):
     law = PowerLaw()
-    obj = Objective(law, law.design(synthetic(noise=0.01)), kind=kind)
+    obj = Objective(law, build_design(law, synthetic(noise=0.01)), kind=kind)
     u_hat = obj.to_internal(quiet_fit(law, synthetic(noise=0.01), starts=2, objective=kind).theta)
     counts, gidx = group_counts(obj.design.groups, 3, seed=1)
     weights = obj.w * counts[:, gidx]
     batched, ok = batched_refit(obj, u_hat, weights)
     assert ok.all()
     for w, u in zip(weights, batched, strict=True):
-        ref = local_fit(obj, u_hat, weights=w)[0]
+        ref = local_fit(obj, u_hat, weights=w).u
         assert obj.to_natural(u) == pytest.approx(obj.to_natural(ref), rel=1e-4)
 
 
@@ -227,7 +232,7 @@ def test_bootstrap_on_ray_equals_local(ray_cluster):
     rng = np.random.default_rng(4)
     law = ChinchillaLaw()
     grid = pd.DataFrame({"N": np.geomspace(1e8, 1e10, 30), "D": rng.uniform(1e9, 1e11, 30)})
-    clean = law.predict(np.array([6.0, 7.0, 0.5, 0.33, 0.36]), law.design(grid, predict=True))
+    clean = law.predict(np.array([6.0, 7.0, 0.5, 0.33, 0.36]), build_design(law, grid, predict=True))
     df = grid.assign(loss=clean * np.exp(0.003 * rng.standard_normal(30)))
     local = quiet_fit(law, df, bootstrap=32, starts=2, seed=3)
     one_worker = functools.partial(ray_map, max_in_flight=1)  # one worker to start: cheap
@@ -238,7 +243,7 @@ def test_bootstrap_on_ray_equals_local(ray_cluster):
 def test_screened_multistart_keeps_the_optimum(monkeypatch):
     """With a screen of 3 iterations most starts are still running: the best 4 are continued and
     the result equals the unscreened fit's; the rest are counted as unfinished."""
-    import scalefit.fitting.engine as engine
+    import scalefit.fitting.local as engine
 
     df = synthetic(noise=0.002)
     full = quiet_fit(PowerLaw(), df, starts="all")

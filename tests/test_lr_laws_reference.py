@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
 from scalefit.store import datasets
@@ -33,7 +34,7 @@ STARTS = {"multipower": [[3.0, 0.6, 0.5, 400.0, 2.0, 0.6, 0.6]], "momentum": [[3
 
 def protocol_errors(law, theta, test) -> tuple[float, float, np.ndarray]:
     """PredE and WorstE in % as the reference code averages them (per curve, then over curves)."""
-    design = law.design(test, predict=True)
+    design = build_design(law, test, predict=True)
     pred = law.predict(np.asarray(theta, dtype=float), design)
     truth = test.frame.set_index(["run_id", "step"])["loss"]
     obs = truth.loc[list(zip(design.keys["run_id"], design.keys["step"], strict=True))].to_numpy()

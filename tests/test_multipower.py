@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from scalefit.errors import DataError, FitError
+from scalefit.fitting.design import build_design
 from scalefit.laws import _kernels as K
 from scalefit.laws import get_law
-from scalefit.laws.base import numeric_jacobian
 from scalefit.store.curves import Curves
 
 TRUE = {"L0": 2.9, "A": 0.6, "alpha": 0.45, "B": 450.0, "C": 2.0, "beta": 0.55, "gamma": 0.6}
@@ -91,16 +91,18 @@ def test_official_convention_matches_reference_definition(spec):
     curves = Curves.from_frame(frame.assign(schedule=spec))
     law, exact = get_law("multipower"), get_law("multipower", ratio=None)
     assert law.convention == exact.convention == "official"
-    design = law.design(curves, predict=True)
+    design = build_design(law, curves, predict=True)
     theta = list(TRUE.values())
     steps = design.keys["step"].to_numpy()
     ref = official_prediction(curves.lr_sequence("r", int(steps.max()) + 1), steps, theta)
     np.testing.assert_allclose(
-        exact.predict(np.array(theta), exact.design(curves, predict=True)), ref, atol=1e-11
+        exact.predict(np.array(theta), build_design(exact, curves, predict=True)), ref, atol=1e-11
     )
     np.testing.assert_allclose(law.predict(np.array(theta), design), ref, rtol=0, atol=1e-6)  # grouped
     causal = get_law("multipower", convention="causal")
-    assert np.abs(causal.predict(np.array(theta), causal.design(curves, predict=True)) - ref).max() > 0.05
+    assert (
+        np.abs(causal.predict(np.array(theta), build_design(causal, curves, predict=True)) - ref).max() > 0.05
+    )
 
 
 def test_unknown_convention_is_refused():
@@ -133,7 +135,7 @@ def make_curves(law_name, theta, specs, noise=0.0, seed=0, n_params=None):
             frame["n_params"] = n_params[run_id]
         frames.append(frame)
     curves = Curves.from_frame(pd.concat(frames, ignore_index=True))
-    design = law.design(curves, predict=True)
+    design = build_design(law, curves, predict=True)
     loss = law.predict(np.asarray(theta, dtype=float), design)
     loss *= np.exp(noise * np.random.default_rng(seed).standard_normal(loss.size))
     frame = curves.to_frame()
@@ -148,26 +150,17 @@ SPECS = {
 }
 
 
-def test_jacobian_matches_finite_differences():
+def test_predict_and_jacobian_share_one_drop_pass_without_state():
+    """The engine asks for both at once: one drop-sum pass gives what predict and jacobian give
+    separately, and the law keeps no memo between calls (its state is its config)."""
     curves, law = make_curves("multipower", list(TRUE.values()), SPECS)
-    design = law.design(curves)
+    design = build_design(law, curves)
+    state = dict(vars(law))
     theta = np.array(list(TRUE.values()))
-    np.testing.assert_allclose(
-        law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=2e-5, atol=1e-8
-    )
-
-
-def test_drop_cache_serves_predict_after_jacobian():
-    """The engine asks for the Jacobian first; predict at the same theta reuses that drop sum and
-    agrees with a fresh law; another theta is recomputed."""
-    curves, law = make_curves("multipower", list(TRUE.values()), SPECS)
-    design = law.design(curves)
-    theta = np.array(list(TRUE.values()))
-    law.jacobian(theta, design)
-    fresh = get_law("multipower")
-    np.testing.assert_array_equal(law.predict(theta, design), fresh.predict(theta, design))
-    other = theta * np.r_[np.ones(4), 1.1, 1.0, 1.0]
-    np.testing.assert_array_equal(law.predict(other, design), fresh.predict(other, design))
+    pred, jac = law.predict_and_jacobian(theta, design)
+    np.testing.assert_array_equal(pred, law.predict(theta, design))
+    np.testing.assert_array_equal(jac, law.jacobian(theta, design))
+    assert vars(law) == state
 
 
 def test_recovers_known_parameters():
@@ -180,7 +173,7 @@ def test_recovers_known_parameters():
     held, _ = make_curves(
         "multipower", list(TRUE.values()), {"wsd": "wsd:peak=0.0003,steps=12000,warmup=500,decay=0.2"}
     )
-    design = law.design(held, predict=True)
+    design = build_design(law, held, predict=True)
     pred = law.predict(np.array([fit.values[n] for n in law.param_names]), design)
     truth = held.frame.loc[held.frame["step"] > 0, "loss"].to_numpy()
     assert np.max(np.abs(pred / truth - 1)) < 2e-3
@@ -189,27 +182,27 @@ def test_recovers_known_parameters():
 def test_single_constant_curve_is_refused():
     curves, law = make_curves("multipower", list(TRUE.values()), {"constant": SPECS["constant"]})
     with pytest.raises(FitError, match="no LR decrease"):
-        law.design(curves)
+        build_design(law, curves)
 
 
 def test_all_nan_and_too_few_points_are_refused():
     curves, law = make_curves("multipower", list(TRUE.values()), SPECS)
     frame = curves.to_frame().assign(loss=np.nan)
     with pytest.raises(FitError, match="no finite loss"):
-        law.design(Curves.from_frame(frame))
+        build_design(law, Curves.from_frame(frame))
     few = curves.to_frame().groupby("run_id").head(2)
     with pytest.raises(FitError, match="too few points"):
-        law.design(Curves.from_frame(few))
+        build_design(law, Curves.from_frame(few))
 
 
 def test_zero_learning_rate_is_refused():
     frame = pd.DataFrame({"run_id": "r", "step": np.arange(0, 10), "lr": 0.0, "loss": 3.0})
     with pytest.raises(DataError, match="positive somewhere"):
-        get_law("multipower").design(Curves.from_frame(frame))
+        build_design(get_law("multipower"), Curves.from_frame(frame))
 
 
 def test_reference_fit_path_lands_near_the_truth():
-    from scalefit.laws.multipower import reference_fit
+    from scalefit.fitting.reference import reference_fit
 
     curves, law = make_curves("multipower", list(TRUE.values()), SPECS, noise=2e-4)
     frame = curves.to_frame()
@@ -219,6 +212,6 @@ def test_reference_fit_path_lands_near_the_truth():
     held, _ = make_curves(
         "multipower", list(TRUE.values()), {"wsd": "wsd:peak=0.0003,steps=12000,warmup=500,decay=0.2"}
     )
-    design = law.design(held, predict=True)
+    design = build_design(law, held, predict=True)
     pred = law.predict(np.array([values[n] for n in law.param_names]), design)
     assert np.max(np.abs(pred / held.frame["loss"].to_numpy() - 1)) < 5e-3

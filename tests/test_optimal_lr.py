@@ -8,6 +8,7 @@ import pytest
 from test_overtraining import quiet_fit
 
 from scalefit.errors import ConfigError, DataError
+from scalefit.fitting.design import build_design
 from scalefit.laws.base import numeric_jacobian
 from scalefit.laws.optimal_lr import OptimalLRLaw, cell_optima, quadratic_vertex
 
@@ -53,7 +54,7 @@ def test_cells_with_optimum_outside_the_sweep_are_excluded():
     cells = cell_optima(trimmed, by=("N", "D"))
     assert cells.at_edge.sum() == 3 and len(cells) == 12
     law = OptimalLRLaw()
-    design = law.design(trimmed)
+    design = build_design(law, trimmed)
     assert design.n_points == 9 and len(design.excluded) == 3
     theta = np.array([C, A, B])
     np.testing.assert_allclose(law.jacobian(theta, design), numeric_jacobian(law, theta, design), rtol=1e-6)
@@ -69,7 +70,7 @@ def test_one_tokens_per_parameter_ratio_flags_collinearity():
 
 def test_missing_lr_column_is_named():
     with pytest.raises(DataError) as err:
-        OptimalLRLaw(lr="lr").design(_sweep(noise=0.0))
+        build_design(OptimalLRLaw(lr="lr"), _sweep(noise=0.0))
     assert err.value.column == "lr"
 
 

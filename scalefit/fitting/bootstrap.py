@@ -16,15 +16,29 @@ scale in quadrature (a prediction band for a single new observation).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm
 
 from scalefit.errors import ConfigError
+from scalefit.fitting.local import local_fit
+from scalefit.fitting.objective import Objective
+from scalefit.laws.base import Design, Law
 
-__all__ = ["batched_refit", "group_counts", "prediction_band", "run_bootstrap", "summarize"]
+__all__ = [
+    "MapFn",
+    "RefitTask",
+    "batched_refit",
+    "group_counts",
+    "prediction_band",
+    "run_bootstrap",
+    "summarize",
+]
+
+# map_fn(fn, items) -> results in order: the built-in ``map``, or a parallel map (the runner's Ray map)
+MapFn = Callable[[Callable[["RefitTask"], np.ndarray], Sequence["RefitTask"]], Iterable[np.ndarray]]
 
 _BATCH_ELEMS = 20_000_000  # Jacobian elements per vectorized batch (160 MB of float64)
 
@@ -39,28 +53,14 @@ def group_counts(groups: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.
     return counts, gidx
 
 
-def _batched_values(obj: Any, U: np.ndarray, W: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        r = obj.residuals(obj.law.predict_many(obj.to_natural(U), obj.design))
-        f = np.sum(W * obj._rho(r), axis=1)
-    return np.where(np.isfinite(f), f, np.inf)
-
-
-def _lm_step(obj: Any, U: np.ndarray, W: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lm_step(obj: Objective, U: np.ndarray, W: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One damped Gauss-Newton (IRLS for the Huber) step for every row; returns (step, gradient)."""
     theta = obj.to_natural(U)
     with np.errstate(all="ignore"):
         pred = obj.law.predict_many(theta, obj.design)
-        jr = obj.law.jacobian_many(theta, obj.design)
-        if obj.kind == "huber_log":
-            jr = jr / pred[..., None]
-        jr = np.where(obj.log_mask, jr * theta[:, None, :], jr)
+        jr = obj.residual_jacobian(theta, pred, obj.law.jacobian_many(theta, obj.design))
         r = obj.residuals(pred)
-        psi = obj._psi(r)
-        if obj.kind == "lsq":
-            omega = np.full_like(r, 2.0)
-        else:
-            omega = (np.abs(r) <= obj.delta).astype(float)
+        psi, omega = obj.psi(r), obj.curvature(r)
         jt = jr.transpose(0, 2, 1)
         grad = np.matmul(jt, (W * psi)[..., None])[..., 0]
         hess = np.matmul(jt, (W * omega)[..., None] * jr)
@@ -74,15 +74,13 @@ def _lm_step(obj: Any, U: np.ndarray, W: np.ndarray, lam: np.ndarray) -> tuple[n
 
 
 def batched_refit(
-    obj: Any, u_hat: np.ndarray, W: np.ndarray, *, maxiter: int = 100, rtol: float = 1e-10
+    obj: Objective, u_hat: np.ndarray, W: np.ndarray, *, maxiter: int = 100, rtol: float = 1e-10
 ) -> tuple[np.ndarray, np.ndarray]:
     """Refit every weight row of ``W`` at once by Levenberg-Marquardt from ``u_hat`` (vectorized over
     rows, projected on the bounds). Returns (internal vectors (B, p), converged mask (B,))."""
-    bounds = obj.bounds()
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = obj.bound_arrays()
     U = np.tile(np.asarray(u_hat, dtype=float), (len(W), 1))
-    f = _batched_values(obj, U, W)
+    f = obj.values_many(U, W)
     lam = np.full(len(W), 1e-3)
     done = np.zeros(len(W), dtype=bool)
     for _ in range(maxiter):
@@ -91,7 +89,7 @@ def batched_refit(
             break
         step, _ = _lm_step(obj, U[act], W[act], lam[act])
         cand = np.clip(U[act] + step, lo, hi)
-        f_new = _batched_values(obj, cand, W[act])
+        f_new = obj.values_many(cand, W[act])
         better = f_new <= f[act]
         small = (f[act] - f_new <= rtol * np.abs(f[act])) & better
         small |= np.max(np.abs(cand - U[act]), axis=1) <= 1e-12
@@ -102,28 +100,37 @@ def batched_refit(
     return U, done
 
 
-def _refit_chunk(task: tuple[Any, np.ndarray, np.ndarray, np.ndarray, int]) -> np.ndarray:
-    from scalefit.fitting.engine import local_fit
+@dataclass(frozen=True)
+class RefitTask:
+    """One chunk of bootstrap replicates: resample counts per group, refitted from ``u_hat``."""
 
-    obj, u_hat, counts, gidx, maxiter = task
+    obj: Objective
+    u_hat: np.ndarray
+    counts: np.ndarray  # (n_replicates, n_groups)
+    gidx: np.ndarray  # group index per point
+    maxiter: int
+
+
+def _refit_chunk(task: RefitTask) -> np.ndarray:
+    obj, u_hat = task.obj, task.u_hat
     rows = max(1, _BATCH_ELEMS // max(1, obj.design.n_points * len(u_hat)))
     out = []
-    for start in range(0, len(counts), rows):
-        W = obj.w * counts[start : start + rows, gidx]
+    for start in range(0, len(task.counts), rows):
+        W = obj.w * task.counts[start : start + rows, task.gidx]
         U, ok = batched_refit(obj, u_hat, W)
         for k in np.flatnonzero(~ok):
-            U[k], _, _, _ = local_fit(obj, U[k], weights=W[k], maxiter=maxiter)
+            U[k] = local_fit(obj, U[k], weights=W[k], maxiter=task.maxiter).u
         out.append(obj.to_natural(U))
     return np.concatenate(out, axis=0)
 
 
 def run_bootstrap(
-    obj: Any,
+    obj: Objective,
     u_hat: np.ndarray,
     n: int,
     *,
     seed: int = 0,
-    map_fn: Callable[..., Any] | None = None,
+    map_fn: MapFn | None = None,
     maxiter: int = 3000,
     n_chunks: int | None = None,
 ) -> np.ndarray:
@@ -137,14 +144,14 @@ def run_bootstrap(
     if n_chunks is None:
         n_chunks = 1 if map_fn is None else 16
     pieces = np.array_split(np.arange(n), min(n_chunks, max(1, n)))
-    tasks = [(obj, u_hat, counts[idx], gidx, maxiter) for idx in pieces if len(idx)]
+    tasks = [RefitTask(obj, u_hat, counts[idx], gidx, maxiter) for idx in pieces if len(idx)]
     mapper = map if map_fn is None else map_fn
     results = list(mapper(_refit_chunk, tasks))
     return np.concatenate(results, axis=0) if results else np.empty((0, len(u_hat)))
 
 
 def summarize(
-    boot: np.ndarray, names: list[str], ci: float
+    boot: np.ndarray, names: Sequence[str], ci: float
 ) -> tuple[dict[str, tuple[float, float]], dict[str, float], np.ndarray]:
     """Percentile CIs, bootstrap standard errors and covariance from the replicates."""
     alpha = (1.0 - ci) / 2.0
@@ -158,8 +165,8 @@ def summarize(
 
 
 def prediction_band(
-    law: Any,
-    design: Any,
+    law: Law,
+    design: Design,
     theta: np.ndarray,
     pred: np.ndarray,
     *,

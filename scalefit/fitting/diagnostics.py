@@ -6,6 +6,12 @@ The covariance is the Gauss-Newton approximation at the optimum, in the objectiv
 (log loss for ``huber_log``, raw loss for ``lsq``): ``cov_u = s^2 (J^T W J)^-1`` with
 ``s^2 = sum(W r^2) / (n - p)``, weights normalised to mean 1, then mapped to natural units by the delta
 method (``d theta / d u = theta`` for log parameters).
+
+A rank-deficient ``J^T W J`` (a parameter the data cannot identify, e.g. the size term of a law fitted to
+one model size) has no covariance: the smallest eigenvalue of its correlation form
+``D^-1/2 (J^T W J) D^-1/2`` (``D`` its diagonal) below ``RCOND`` reports ``no_covariance``. Inverting it
+anyway gives rounding noise, whose sign and size vary with the BLAS: a negative variance (no covariance)
+on one machine, spurious huge ``correlated`` pairs on another.
 """
 
 from __future__ import annotations
@@ -17,9 +23,13 @@ import numpy as np
 from scipy.stats import norm
 
 from scalefit.errors import ConfigError, FitError
+from scalefit.fitting.local import LocalRun, Starts
+from scalefit.fitting.objective import OBJECTIVES, Objective
+from scalefit.provenance import provenance as source_provenance
 
 __all__ = [
     "CORR_LIMIT",
+    "RCOND",
     "check_options",
     "jsonable",
     "provenance",
@@ -35,6 +45,8 @@ __all__ = [
 ]
 
 CORR_LIMIT = 0.95
+RCOND = 1e-10  # smallest eigenvalue of the Gauss-Newton matrix's correlation form that counts as rank
+WarningRecord = dict[str, Any]  # a JSON-able warning record: code, message and the code's own fields
 
 
 def _runs_label(groups: np.ndarray) -> str:
@@ -42,7 +54,7 @@ def _runs_label(groups: np.ndarray) -> str:
     return ",".join(uniq[:5]) + (f",... ({len(uniq)} runs)" if len(uniq) > 5 else "")
 
 
-def check_degenerate(obj: Any) -> None:
+def check_degenerate(obj: Objective) -> None:
     """Raise FitError when the valid points cannot determine the parameters."""
     n_params = len(obj.params)
     n_valid = int(obj.valid.sum())
@@ -65,7 +77,7 @@ def check_degenerate(obj: Any) -> None:
         )
 
 
-def excluded_rows(obj: Any) -> list[dict[str, Any]]:
+def excluded_rows(obj: Objective) -> list[dict[str, Any]]:
     """Rows left out of the objective, grouped by run, with the reason; plus rows the law dropped."""
     design = obj.design
     y = design.y
@@ -86,7 +98,7 @@ def excluded_rows(obj: Any) -> list[dict[str, Any]]:
     return out
 
 
-def exclusion(excluded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def exclusion(excluded: list[dict[str, Any]]) -> list[WarningRecord]:
     """One warning listing the runs with excluded rows (none if nothing was excluded)."""
     if not excluded:
         return []
@@ -101,7 +113,7 @@ def exclusion(excluded: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def few_groups(obj: Any, n_resamples: int, minimum: int = 5) -> list[dict[str, Any]]:
+def few_groups(obj: Objective, n_resamples: int, minimum: int = 5) -> list[WarningRecord]:
     """A warning when the bootstrap resamples fewer than ``minimum`` groups (coarse intervals)."""
     n_groups = len(set(obj.design.groups[obj.valid].tolist()))
     if n_groups >= minimum:
@@ -116,42 +128,51 @@ def few_groups(obj: Any, n_resamples: int, minimum: int = 5) -> list[dict[str, A
     ]
 
 
-def residual_jacobian(obj: Any, theta: np.ndarray) -> np.ndarray:
+def residual_jacobian(obj: Objective, theta: np.ndarray) -> np.ndarray:
     """d residual / d u (internal parameters) at the valid points, shape (n_valid, n_params)."""
-    pred = obj.law.predict(theta, obj.design)
-    jac = obj.law.jacobian(theta, obj.design)
-    if obj.kind == "huber_log":
-        jac = jac / pred[:, None]
-    jac = np.where(obj.log_mask[None, :], jac * theta[None, :], jac)
-    return jac[obj.valid]
+    pred, jac = obj.law.predict_and_jacobian(theta, obj.design)
+    return obj.residual_jacobian(theta, pred, jac)[obj.valid]
 
 
-def gauss_newton(obj: Any, theta: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """(covariance of theta in natural units or None, residual scale s) at ``theta``."""
+def _full_rank(hess: np.ndarray) -> bool:
+    """Whether ``hess`` (symmetric, >= 0) has full rank: its correlation form's smallest eigenvalue is at
+    least ``RCOND`` (scale-free, so one threshold serves every parametrization)."""
+    d = np.diag(hess)
+    if not np.all(d > 0):
+        return False
+    scaled = hess / np.sqrt(np.outer(d, d))
+    return bool(np.linalg.eigvalsh(scaled)[0] >= RCOND)
+
+
+def gauss_newton(obj: Objective, theta: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """(covariance of theta in natural units, or None when it is singular or undefined; residual scale
+    s) at ``theta``."""
     n_params = len(obj.params)
     w = obj.w[obj.valid]
     n = int(w.size)
-    r = obj.residuals(obj.law.predict(theta, obj.design))[obj.valid]
-    wn = w * n / w.sum()
+    with np.errstate(all="ignore"):
+        pred, jac = obj.law.predict_and_jacobian(theta, obj.design)
+        r = obj.residuals(pred)[obj.valid]
+        jr = obj.residual_jacobian(theta, pred, jac)[obj.valid]
+        wn = w * n / w.sum()
+        hess = jr.T @ (wn[:, None] * jr)
     dof = n - n_params
     s2 = float(np.sum(wn * r * r) / dof) if dof > 0 else math.nan
-    with np.errstate(all="ignore"):
-        jr = residual_jacobian(obj, theta)
-        hess = jr.T @ (wn[:, None] * jr)
-    if dof <= 0 or not np.all(np.isfinite(hess)):
-        return None, math.sqrt(s2) if s2 == s2 else math.nan
+    scale_s = math.sqrt(s2) if s2 == s2 else math.nan
+    if dof <= 0 or not np.all(np.isfinite(hess)) or not _full_rank(hess):
+        return None, scale_s
     try:
         cov_u = s2 * np.linalg.inv(hess)
     except np.linalg.LinAlgError:
-        return None, math.sqrt(s2)
+        return None, scale_s
     scale = np.where(obj.log_mask, theta, 1.0)
     cov = cov_u * scale[:, None] * scale[None, :]
     if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
-        return None, math.sqrt(s2)
-    return cov, math.sqrt(s2)
+        return None, scale_s
+    return cov, scale_s
 
 
-def _at_bound(obj: Any, u: np.ndarray) -> list[dict[str, Any]]:
+def _at_bound(obj: Objective, u: np.ndarray) -> list[WarningRecord]:
     out = []
     for j, (p, (lo, hi)) in enumerate(zip(obj.params, obj.bounds(), strict=True)):
         for side, b in (("lower", lo), ("upper", hi)):
@@ -168,10 +189,11 @@ def _at_bound(obj: Any, u: np.ndarray) -> list[dict[str, Any]]:
 
 
 def identifiability_warnings(
-    obj: Any, theta: np.ndarray, u: np.ndarray, cov: np.ndarray | None, best: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Warnings about a fit that the data may not support."""
-    names = [p.name for p in obj.params]
+    obj: Objective, theta: np.ndarray, cov: np.ndarray | None, best: LocalRun
+) -> list[WarningRecord]:
+    """Warnings about a fit (ending at ``best``) that the data may not support."""
+    names = list(obj.names)
+    u = best.u
     out = _at_bound(obj, u)
     values = dict(zip(names, theta.tolist(), strict=True))
     floor = obj.law.floor(values)
@@ -207,12 +229,18 @@ def identifiability_warnings(
                         f"(corr {corr[i, j]:+.3f}): they trade off and are weakly identified separately",
                     }
                 )
-    if not best["converged"]:
-        out.append({"code": "not_converged", "message": f"L-BFGS-B did not converge: {best['message']}"})
+    if not best.converged:
+        out.append(
+            {
+                "code": "not_converged",
+                "stop": best.stop.value,
+                "message": f"L-BFGS-B did not converge ({best.stop.value}): {best.message}",
+            }
+        )
     return out
 
 
-def data_summary(obj: Any) -> dict[str, Any]:
+def data_summary(obj: Objective) -> dict[str, Any]:
     """What the fit saw: points, runs, loss range and the ranges of numeric key columns."""
     design = obj.design
     valid = obj.valid
@@ -232,7 +260,8 @@ def data_summary(obj: Any) -> dict[str, Any]:
 
 
 def check_options(objective: str, ci: float, bootstrap: int) -> None:
-    if objective not in ("huber_log", "lsq"):
+    """``ConfigError`` for an unknown objective, a ci outside (0, 1) or a bad bootstrap count."""
+    if objective not in OBJECTIVES:
         raise ConfigError("unknown objective", field="objective", value=objective, fix="huber_log or lsq")
     if not 0 < ci < 1:
         raise ConfigError("ci must be in (0, 1)", field="ci", value=ci, fix="e.g. ci=0.95")
@@ -240,7 +269,9 @@ def check_options(objective: str, ci: float, bootstrap: int) -> None:
         raise ConfigError("bootstrap must be an integer >= 0", field="bootstrap", value=bootstrap)
 
 
-def wald_ci(obj: Any, theta: np.ndarray, cov: np.ndarray | None, ci: float) -> dict[str, Any]:
+def wald_ci(
+    obj: Objective, theta: np.ndarray, cov: np.ndarray | None, ci: float
+) -> dict[str, tuple[float, float]]:
     """Normal CIs from the covariance, taken in log space for log parameters (so they stay > 0)."""
     z = float(norm.ppf(0.5 + ci / 2))
     out = {}
@@ -256,16 +287,13 @@ def wald_ci(obj: Any, theta: np.ndarray, cov: np.ndarray | None, ci: float) -> d
     return out
 
 
-def jsonable(starts: Any) -> Any:
+def jsonable(starts: Starts) -> int | str | list[list[float]] | None:
+    """``starts`` as recorded in ``Fit.options``."""
     if starts is None or isinstance(starts, (int, str)):
         return starts
     return np.asarray(starts, dtype=float).tolist()
 
 
-def provenance() -> dict[str, Any]:
-    import datetime
-
-    import scalefit
-
-    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return {"scalefit_version": scalefit.__version__, "created": now, "engine": "fitting.fit_law/1"}
+def provenance() -> dict[str, str | None]:
+    """What produced a fit: ``scalefit.provenance.provenance()`` plus the engine's version."""
+    return {**source_provenance(), "engine": "fitting.fit_law/1"}

@@ -21,6 +21,10 @@ import pandas as pd
 
 from scalefit.errors import ConfigError
 from scalefit.fitting.bootstrap import prediction_band
+from scalefit.fitting.design import build_design
+from scalefit.laws import get_law
+from scalefit.laws.base import Law
+from scalefit.store.curves import Curves
 
 __all__ = ["Fit", "freeze", "thaw"]
 
@@ -93,7 +97,7 @@ class Fit:
     data_summary: Mapping[str, Any]
     provenance: Mapping[str, Any]
     options: Mapping[str, Any]
-    _law: Any = field(default=None, repr=False, compare=False)
+    _law: Law | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -114,14 +118,12 @@ class Fit:
         return float(self.diagnostics["objective"])
 
     @property
-    def warnings(self) -> tuple[Any, ...]:
+    def warnings(self) -> tuple[Mapping[str, Any], ...]:
         return tuple(self.diagnostics.get("warnings", ()))
 
-    def get_law(self) -> Any:
+    def get_law(self) -> Law:
         """The law object (rebuilt from the registry after a JSON round trip)."""
         if self._law is None:
-            from scalefit.laws import get_law
-
             object.__setattr__(self, "_law", get_law(self.law, **thaw(self.law_config)))
         return self._law
 
@@ -137,15 +139,18 @@ class Fit:
         return out
 
     # -- prediction --------------------------------------------------------------------------------
-    def predict(self, target: Any, *, ci: float | None = None, noise: bool = False) -> pd.DataFrame:
-        """Predicted loss at ``target`` (Curves or a DataFrame the law's ``design`` accepts).
+    def predict(
+        self, target: Curves | pd.DataFrame, *, ci: float | None = None, noise: bool = False
+    ) -> pd.DataFrame:
+        """Predicted loss at ``target`` (Curves for a curve law; a table, or Curves, for a static law).
 
         Returns the design's key columns (run_id, step, ... ) plus ``loss_pred``, ``lo``, ``hi``; the
-        band is at level ``ci`` (default: the fit's), by the method described in ``scalefit.fitting.bootstrap``
-        (recorded in ``out.attrs["band"]``); ``noise=True`` adds the residual scale.
+        band is at level ``ci`` (default: the fit's), by the method described in
+        ``scalefit.fitting.bootstrap`` (recorded in ``out.attrs["band"]``); ``noise=True`` adds the
+        residual scale.
         """
         law = self.get_law()
-        design = law.design(target, predict=True)
+        design = build_design(law, target, predict=True)
         theta = self.theta
         pred = np.asarray(law.predict(theta, design), dtype=float)
         level = float(self.options.get("ci", 0.95) if ci is None else ci)

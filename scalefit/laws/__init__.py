@@ -1,53 +1,47 @@
 """Scaling laws, one per file. ``get_law(name, **config)`` builds one from the registry.
 
-A law holds structure only (its functional form and structural options); data enters at fit time.
+A law holds structure only (its functional form and structural options); data enters at fit time,
+through the inputs the law declares (``scalefit.laws.base``). Every law class registers itself when its
+module is imported (``Law.__init_subclass__``); the imports below make the built-in laws known.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-from scalefit.errors import ConfigError
+from scalefit.laws import (
+    chinchilla,
+    cooldown,
+    downstream,
+    kaplan,
+    loss_to_loss,
+    momentum,
+    multipower,
+    multipower_size,
+    optimal_lr,
+    overtraining,
+)
+from scalefit.laws.base import REGISTRY, Law, get_law, law_class
 
-# name -> (module, class). Modules are imported on first use so that one law's import cost is paid
-# only by its users.
-REGISTRY: dict[str, tuple[str, str]] = {
-    "momentum": ("scalefit.laws.momentum", "MomentumLaw"),
-    "multipower": ("scalefit.laws.multipower", "MultiPowerLaw"),
-    "multipower-size": ("scalefit.laws.multipower_size", "MultiPowerSizeLaw"),
-    "cooldown": ("scalefit.laws.cooldown", "CooldownLaw"),
-    "chinchilla": ("scalefit.laws.chinchilla", "ChinchillaLaw"),
-    "overtraining": ("scalefit.laws.overtraining", "OvertrainingLaw"),
-    "downstream": ("scalefit.laws.downstream", "DownstreamLaw"),
-    "loss-to-loss": ("scalefit.laws.loss_to_loss", "LossToLossLaw"),
-    "kaplan": ("scalefit.laws.loss_to_loss", "KaplanLaw"),
-    "optimal-lr": ("scalefit.laws.optimal_lr", "OptimalLRLaw"),
-}
+__all__ = ["BUILTIN", "REGISTRY", "get_law", "law_class", "register"]
 
-
-def register(name: str, module: str, cls: str) -> None:
-    """Add a law to the registry (for laws defined outside scalefit)."""
-    REGISTRY[name] = (module, cls)
-
-
-def law_class(name: str) -> type:
-    """The class registered under ``name``."""
-    try:
-        module_name, cls_name = REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            "unknown law",
-            field="law",
-            value=name,
-            fix=f"use one of {', '.join(sorted(REGISTRY))}",
-        ) from None
-    return getattr(importlib.import_module(module_name), cls_name)
+BUILTIN = (
+    chinchilla,
+    cooldown,
+    downstream,
+    kaplan,
+    loss_to_loss,
+    momentum,
+    multipower,
+    multipower_size,
+    optimal_lr,
+    overtraining,
+)
 
 
-def get_law(name: str, **config: Any) -> Any:
-    """Build the law registered under ``name`` with its structural options."""
-    return law_class(name)(**config)
-
-
-__all__ = ["REGISTRY", "get_law", "law_class", "register"]
+def register(name: str, module: str, cls: str) -> type[Law]:
+    """Register a law defined outside scalefit: import ``module`` and file its class ``cls`` under ``name``
+    (a ``Law`` subclass with a ``name`` registers itself on import already)."""
+    law = getattr(importlib.import_module(module), cls)
+    REGISTRY[name] = law
+    return law

@@ -11,7 +11,7 @@ loss logged at step ``s`` was computed before update ``s``, so it has seen updat
 
 The MPL reference code's convention (``MultiPowerLaw(convention="official")``, the default there) is
 the same sum one step later with the warmup rises kept: ``P[s+1]`` and ``mpl_terms(lr, steps + 1,
-warmup=0)``, built by ``curve_design(shift=1)``.
+warmup=0)``, with the LR area taken at ``s + 1`` (``CurveFeatures(shift=1)``).
 
 The MPL drop sum is O(T^2) when written directly. ``mpl_terms`` turns it into a list of
 (point, weight, area offset, log LR) terms, built once per design, so every evaluation is one vectorized
@@ -29,18 +29,22 @@ fitted parameters (benchmarks/lr_laws.py), ~100x below their 1e-4 rounding (test
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.signal import lfilter
 
-from scalefit.errors import DataError, FitError
-from scalefit.laws.base import Design, Law
-
-__all__ = ["MPLTerms", "lr_area", "lr_increments", "momentum_s2", "mpl_terms", "mpl_drop", "LOG_LR_FLOOR"]
+__all__ = [
+    "LOG_LR_FLOOR",
+    "MPLTerms",
+    "lr_area",
+    "lr_increments",
+    "momentum_s2",
+    "mpl_drop",
+    "mpl_terms",
+    "stack_terms",
+]
 
 LOG_LR_FLOOR = float(np.log(1e-12))  # log LR used for an LR of exactly 0 (e.g. the last step of WSD-to-0)
 
@@ -164,7 +168,9 @@ def mpl_terms(
     return MPLTerms(point + offset, w, x, ell_t, steps.size + offset)
 
 
-def mpl_drop(terms: MPLTerms, C: float, beta: float, gamma: float, *, grad: bool = False) -> tuple:
+def mpl_drop(
+    terms: MPLTerms, C: float, beta: float, gamma: float, *, grad: bool = False
+) -> tuple[np.ndarray, ...]:
     """``sum w*G`` per point and, with ``grad``, its derivatives in C, beta, gamma.
 
     ``G = 1 - (1 + u)^-beta`` with ``u = C * exp(-gamma*ell) * x``.
@@ -183,110 +189,10 @@ def mpl_drop(terms: MPLTerms, C: float, beta: float, gamma: float, *, grad: bool
     return s, dC, dbeta, dgamma
 
 
-@dataclass(frozen=True)
-class RunArrays:
-    """One run prepared for a schedule-aware law: dense LR, warmup end, logged steps and losses."""
-
-    run_id: str
-    lr: np.ndarray  # LR of updates 0..n-1, n = last logged step
-    warmup: int
-    steps: np.ndarray
-    loss: np.ndarray
-    meta: dict
-
-
-def _warmup_of(rc: Any, lr: np.ndarray) -> int:
-    """Warmup length: the runs table, else the schedule, else the leading non-decreasing LR prefix."""
-    for source in (rc.meta.get("warmup_steps"), getattr(rc.schedule, "warmup_steps", None)):
-        if source is not None and np.isfinite(float(source)):
-            return int(source)
-    falls = np.flatnonzero(np.diff(lr) < 0)
-    return int(falls[0]) if falls.size else int(lr.size)
-
-
-def run_arrays(curves: Any, law_name: str, *, lead: int = 0) -> list[RunArrays]:
-    """Per-run arrays of ``curves`` (a ``Curves``): every logged step, the dense LR before the last one.
-
-    ``lead`` extra LR steps are kept after the last logged step (``lead=1``: the LR of that step too).
-    """
-    out = []
-    for run_id in curves.run_ids:
-        rc = curves.run(run_id)
-        steps, loss = rc.steps.astype(np.int64), rc.loss.astype(float)
-        if steps.size == 0:
-            continue
-        lr = np.asarray(curves.lr_sequence(run_id, max(int(steps.max()), 1) + int(lead)), dtype=float)
-        if np.any(lr < 0) or not np.all(np.isfinite(lr)) or not np.any(lr > 0):
-            raise DataError(
-                f"{law_name} needs a finite, non-negative LR that is positive somewhere",
-                run_id=run_id,
-                column="lr",
-                value=float(lr.min()) if lr.size else None,
-                fix="check the run's schedule or logged LR",
-            )
-        out.append(RunArrays(run_id, lr, _warmup_of(rc, lr), steps, loss, dict(rc.meta)))
-    return out
-
-
-def curve_design(
-    law: Law, data: Any, *, predict: bool, per_run: Callable[..., Any], needs_drop: bool, shift: int = 0
-) -> Design:
-    """A ``Design`` over every logged step of every run; steps with no LR area yet are ``excluded``.
-
-    ``shift=1`` evaluates the loss at step ``s`` after update ``s`` (``S1 = P[s+1]``, the MPL reference
-    code's convention) instead of before it; ``per_run`` still receives the logged steps.
-
-    ``per_run(run, P, d, offset)`` returns the law's own object for one run (kept in order in
-    ``x["parts"]`` for the law to stack); this helper stacks S1, y, groups and keys. Without
-    ``predict`` it raises ``FitError`` for data that cannot identify the law (no finite loss, too few
-    points, no LR decrease when ``needs_drop``).
-    """
-    runs = run_arrays(data, law.name, lead=shift)
-    parts, excluded, offset, has_drop = [], [], 0, False
-    for run in runs:
-        P, d = lr_area(run.lr), lr_increments(run.lr, run.warmup)
-        ok = P[run.steps + shift] > 0
-        if not ok.all():
-            excluded.append((run.run_id, f"{int((~ok).sum())} step(s) before any LR area (S1 = 0)"))
-        run = RunArrays(run.run_id, run.lr, run.warmup, run.steps[ok], run.loss[ok], run.meta)
-        if run.steps.size == 0:
-            continue
-        finite = np.isfinite(run.loss)
-        has_drop |= bool(finite.any() and np.any(d[: run.steps[finite].max() + shift] != 0))
-        parts.append((run, P[run.steps + shift], per_run(run, P, d, offset)))
-        offset += run.steps.size
-    if not predict:
-        _check_identifiable(law, parts, has_drop, needs_drop)
-    x = {
-        "S1": np.concatenate([p[1] for p in parts]) if parts else np.zeros(0),
-        "parts": [p[2] for p in parts],
-    }
-    groups = np.concatenate([np.full(p[0].steps.size, p[0].run_id, dtype=object) for p in parts] or [[]])
-    keys = pd.DataFrame(
-        {"run_id": groups.astype(str), "step": np.concatenate([p[0].steps for p in parts] or [[]])}
-    )
-    y = None if predict else np.concatenate([p[0].loss for p in parts])
-    meta = {"n_params": {p[0].run_id: p[0].meta.get("n_params") for p in parts}}
-    return Design(x=x, y=y, groups=groups, keys=keys, excluded=tuple(excluded), meta=meta)
-
-
-def _check_identifiable(law: Law, parts: list, has_drop: bool, needs_drop: bool) -> None:
-    n_finite = sum(int(np.isfinite(p[0].loss).sum()) for p in parts)
-    n_params = len(law.parameters())
-    if n_finite == 0:
-        raise FitError(
-            f"{law.name}: no finite loss to fit", column="loss", fix="give curves with finite losses"
-        )
-    if n_finite <= n_params:
-        raise FitError(
-            f"{law.name}: too few points ({n_finite}) for {n_params} parameters",
-            column="loss",
-            value=n_finite,
-            fix="give longer or more curves",
-        )
-    if needs_drop and not has_drop:
-        raise FitError(
-            f"{law.name}: no LR decrease in the fitting curves, so the LR-drop term is not identifiable",
-            column="lr",
-            fix="add a curve whose LR decays (cosine, WSD or a step drop)",
-        )
+def stack_terms(parts: Sequence[MPLTerms], n_points: int) -> MPLTerms:
+    """The terms of several runs (built with their point ``offset``) as one list over ``n_points``."""
+    cols = [
+        np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0)
+        for f in ("point", "w", "x", "ell")
+    ]
+    return MPLTerms(cols[0].astype(np.int64), cols[1], cols[2], cols[3], n_points)

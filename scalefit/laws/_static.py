@@ -1,8 +1,9 @@
 """Shared plumbing of the static laws: laws fitted to one point per run (a table of final losses against
 model size N and training tokens D), not to whole curves.
 
-- `BatchedLaw`: a law whose ``predict`` broadcasts over the leading axes of ``theta`` (shape (..., n_params))
-  and whose ``jacobian_many`` is the vectorized Jacobian; it supplies ``predict_many`` and ``jacobian``.
+- `BatchedLaw`: a table law (``scalefit.laws.base.TableLaw``) whose ``predict`` broadcasts over the
+  leading axes of ``theta`` (shape (..., n_params)) and whose ``jacobian_many`` is the vectorized
+  Jacobian; it supplies ``predict_many`` and ``jacobian``.
 - `StaticLaw`: a `BatchedLaw` with the column names of the loss, N and D (``loss``/``n``/``d``, default
   ``loss``, ``N``, ``D``), the ``counting`` convention of N and the FLOPs (`scalefit.conventions.Counting`)
   and the ``config()`` that rebuilds it. A subclass with more structural options lists them, in the
@@ -16,14 +17,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scalefit.conventions import Counting, run_labels, static_table
+from scalefit.conventions import Counting, run_labels
 from scalefit.errors import DataError
-from scalefit.laws.base import Design, Law
+from scalefit.laws.base import Design, TableFeatures, TableLaw
 
 __all__ = ["BatchedLaw", "StaticLaw"]
 
 
-class BatchedLaw(Law):
+class BatchedLaw(TableLaw):
     """``predict_many`` from a broadcasting ``predict``, ``jacobian`` from ``jacobian_many``."""
 
     def predict_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
@@ -50,18 +51,20 @@ class StaticLaw(BatchedLaw):
         self.counting = Counting.coerce(counting)
 
     def config(self) -> dict[str, Any]:
+        """The column names, the structural options of ``options`` and ``counting`` (a JSON dict)."""
         return {**{key: getattr(self, key) for key in self.options}, "counting": self.counting.to_dict()}
 
+    def features(self) -> TableFeatures:
+        """N and D to predict, and the loss to fit."""
+        return TableFeatures(columns=(self.n, self.d), target=(self.loss,))
+
     def points(
-        self, data: Any, predict: bool, extra: tuple[str, ...] = ()
-    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """The table (N, D, the loss unless ``predict``, and ``extra`` columns required), N, D, the run
-        labels and the observed loss (None when predicting)."""
-        cols = (self.n, self.d) + (() if predict else (self.loss,)) + extra
-        frame = static_table(data, cols, law=self.name)
+        self, frame: pd.DataFrame, predict: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """N, D, the run labels and the observed loss (None when predicting) of ``frame``."""
         n, d = frame[self.n].to_numpy(float), frame[self.d].to_numpy(float)
         y = None if predict or self.loss not in frame else frame[self.loss].to_numpy(float)
-        return frame, n, d, run_labels(frame), y
+        return n, d, run_labels(frame), y
 
     def check_positive(self, n: np.ndarray, d: np.ndarray, fix: str = "drop or fix those rows") -> None:
         """A `DataError` naming the N or D column when a size or token count is not > 0."""

@@ -22,11 +22,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from scalefit.conventions import Counting, run_labels, static_table
+from scalefit.conventions import Counting, run_labels
 from scalefit.errors import DataError
 from scalefit.laws._static import StaticLaw
-from scalefit.laws.base import Design, Param
+from scalefit.laws.base import Design, Param, TableFeatures
 
 __all__ = ["ChinchillaLaw", "compute_optimal", "natural_values", "tokens_per_parameter"]
 
@@ -63,8 +64,11 @@ class ChinchillaLaw(StaticLaw):
             Param("beta", 0.0, 5.0, grid=grid_exp, doc="data exponent"),
         )
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        frame = static_table(data, (self.n,), law=self.name)
+    def features(self) -> TableFeatures:
+        """N always; D or the compute C, and the loss to fit, are checked by ``table_design``."""
+        return TableFeatures(columns=(self.n,))
+
+    def table_design(self, frame: pd.DataFrame, *, predict: bool = False) -> Design:
         n = frame[self.n].to_numpy(float)
         if self.d in frame.columns:
             d = frame[self.d].to_numpy(float)
@@ -107,6 +111,31 @@ class ChinchillaLaw(StaticLaw):
     def floor(self, values: Mapping[str, float]) -> float | None:
         return float(np.exp(values["e"]))
 
+    def compute_optimal(self, values: Mapping[str, float] | np.ndarray, compute: ArrayLike) -> pd.DataFrame:
+        """The compute-optimal frontier at budgets ``compute`` (FLOPs, C = 6 N D), one row per budget:
+        ``budget_flops``, ``n_opt``, ``d_opt``, ``tokens_per_param``.
+
+        ``values`` is a mapping of a, b, alpha, beta (e.g. ``Fit.values``), or an (n_samples, 5) array of
+        theta rows (e.g. ``Fit.bootstrap``): then one row per sample and budget, with a ``sample`` column.
+        """
+        budgets = np.atleast_1d(np.asarray(compute, dtype=float))
+        if isinstance(values, Mapping):
+            n_opt, d_opt = (np.atleast_1d(v) for v in compute_optimal(values, budgets))
+            frame = {"budget_flops": budgets, "n_opt": n_opt, "d_opt": d_opt}
+        else:
+            rows = np.atleast_2d(np.asarray(values, dtype=float))
+            n_opt, d_opt = compute_optimal(rows[:, None, :], budgets[None, :])
+            samples = np.repeat(np.arange(rows.shape[0]), budgets.size)
+            frame = {
+                "sample": samples,
+                "budget_flops": np.tile(budgets, rows.shape[0]),
+                "n_opt": n_opt.ravel(),
+                "d_opt": d_opt.ravel(),
+            }
+        out = pd.DataFrame(frame)
+        out["tokens_per_param"] = out["d_opt"] / out["n_opt"]
+        return out
+
 
 def natural_values(values: Mapping[str, float]) -> dict[str, float]:
     """A, B, E, alpha, beta (and a = beta/(alpha+beta), the exponent of N* ~ C^a) from a, b, e."""
@@ -116,7 +145,7 @@ def natural_values(values: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def _vectors(values: Any) -> tuple[np.ndarray, ...]:
+def _vectors(values: Mapping[str, ArrayLike] | ArrayLike) -> tuple[np.ndarray, ...]:
     """(a, b, alpha, beta) as arrays from a mapping, or from an (n, 5) array of theta rows."""
     if isinstance(values, Mapping):
         return tuple(np.asarray(values[k], dtype=float) for k in ("a", "b", "alpha", "beta"))
@@ -124,7 +153,9 @@ def _vectors(values: Any) -> tuple[np.ndarray, ...]:
     return arr[..., 0], arr[..., 1], arr[..., 3], arr[..., 4]
 
 
-def compute_optimal(values: Any, flops: Any) -> tuple[np.ndarray, np.ndarray]:
+def compute_optimal(
+    values: Mapping[str, ArrayLike] | ArrayLike, flops: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """(N*, D*) minimising L at compute ``flops`` (C = 6 N D). ``values``: a mapping of a, b, alpha,
     beta (e.g. ``Fit.values``) or an (n, 5) array of theta rows (e.g. ``Fit.bootstrap``), broadcast
     against ``flops``."""
@@ -136,7 +167,7 @@ def compute_optimal(values: Any, flops: Any) -> tuple[np.ndarray, np.ndarray]:
     return n_opt, c6 / n_opt
 
 
-def tokens_per_parameter(values: Any, flops: Any) -> np.ndarray:
+def tokens_per_parameter(values: Mapping[str, ArrayLike] | ArrayLike, flops: ArrayLike) -> np.ndarray:
     """D*/N* at compute ``flops`` on the compute-optimal frontier."""
     n_opt, d_opt = compute_optimal(values, flops)
     return d_opt / n_opt

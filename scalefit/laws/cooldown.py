@@ -65,13 +65,14 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from scalefit.errors import ConfigError
-from scalefit.laws import _kernels as K
-from scalefit.laws.base import Design, Law, Param
+from scalefit.laws._kernels import lr_area
+from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
 
 __all__ = ["CooldownLaw", "noise_functional", "Q_GRID"]
 
@@ -100,7 +101,7 @@ def noise_functional(lr: np.ndarray, steps: np.ndarray, q: float = 1.0) -> np.nd
     """
     lr = np.asarray(lr, dtype=float)
     steps = np.asarray(steps, dtype=np.int64)
-    P = K.lr_area(lr)
+    P = lr_area(lr)
     scale = LR_REF * (np.maximum(lr, 0.0) / LR_REF) ** float(q)  # l[s], LR units
     inj = lr * scale  # noise injected by each step
     last_pos = np.maximum.accumulate(np.where(lr > 0, np.arange(lr.size), -1))
@@ -115,7 +116,7 @@ def noise_functional(lr: np.ndarray, steps: np.ndarray, q: float = 1.0) -> np.nd
     return 0.5 * out
 
 
-class CooldownLaw(Law):
+class CooldownLaw(CurveLaw):
     """L = L0 + A*S1^-alpha + B*(N_q/LR_REF)*g^rho: LR-area power law plus the SGD noise functional."""
 
     name: ClassVar[str] = "cooldown"
@@ -131,7 +132,7 @@ class CooldownLaw(Law):
             )
         self.q = None if q is None else float(q)
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, float | None]:
         return {"q": self.q}
 
     def profile(self) -> dict[str, list]:
@@ -147,23 +148,16 @@ class CooldownLaw(Law):
             Param("rho", 1.0, 6.0, grid=(1.0, 2.0, 3.0), doc="exponent of the log-horizon factor g (>= 1)"),
         )
 
-    def _noise(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> np.ndarray:
+    def _noise(self, run: CurveRun) -> np.ndarray:
         harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, run.lr.size + 1))])
         log_g = np.log((1.0 + H_REF) / (1.0 + harmonic[run.steps - 1]))
         noise = noise_functional(run.lr, run.steps, DEFAULT_Q if self.q is None else self.q)
         return np.stack([noise / LR_REF, log_g])
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        design = K.curve_design(self, data, predict=predict, per_run=self._noise, needs_drop=True)
-        parts = np.concatenate(design.x["parts"], axis=1) if design.x["parts"] else np.zeros((2, 0))
-        return Design(
-            x={"S1": design.x["S1"], "u": parts[0], "log_g": parts[1]},
-            y=design.y,
-            groups=design.groups,
-            keys=design.keys,
-            excluded=design.excluded,
-            meta=design.meta,
-        )
+    def curve_x(self, runs: Sequence[CurveRun]) -> dict[str, np.ndarray]:
+        """``u = N_q / LR_REF`` and ``log g`` at every kept step."""
+        parts = np.concatenate([self._noise(r) for r in runs], axis=1) if runs else np.zeros((2, 0))
+        return {"u": parts[0], "log_g": parts[1]}
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         return self.predict_many(np.asarray(theta, dtype=float)[None, :], design)[0]

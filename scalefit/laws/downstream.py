@@ -11,14 +11,16 @@ Gadre et al. fit it with one ``curve_fit`` (least squares on the raw error): use
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from scalefit.conventions import run_labels, static_table
+from scalefit.conventions import run_labels
 from scalefit.laws._static import BatchedLaw
-from scalefit.laws.base import Design, Param
+from scalefit.laws.base import Design, Param, TableFeatures
 
 __all__ = ["DownstreamLaw"]
 
@@ -32,7 +34,7 @@ class DownstreamLaw(BatchedLaw):
     def __init__(self, *, loss: str = "loss", err: str = "err") -> None:
         self.loss, self.err = loss, err
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, str]:
         return {"loss": self.loss, "err": self.err}
 
     def parameters(self) -> tuple[Param, ...]:
@@ -42,11 +44,13 @@ class DownstreamLaw(BatchedLaw):
             Param("gamma", 0.0, 20.0, log=True, grid=(0.2, 0.5, 1.0, 2.0), doc="exponent in perplexity"),
         )
 
-    def floor(self, values: Any) -> float | None:
+    def floor(self, values: Mapping[str, float]) -> float | None:
         return None
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        frame = static_table(data, (self.loss,) if predict else (self.loss, self.err), law=self.name)
+    def features(self) -> TableFeatures:
+        return TableFeatures(columns=(self.loss,), target=(self.err,))
+
+    def table_design(self, frame: pd.DataFrame, *, predict: bool = False) -> Design:
         loss = frame[self.loss].to_numpy(float)
         labels = run_labels(frame)
         y = None if predict or self.err not in frame else frame[self.err].to_numpy(float)
@@ -54,7 +58,7 @@ class DownstreamLaw(BatchedLaw):
         return Design(x={"loss": loss}, y=y, groups=labels, keys=keys)
 
     @staticmethod
-    def curve(theta: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    def curve(theta: ArrayLike, loss: ArrayLike) -> np.ndarray:
         """``eps - k exp(-gamma L)`` for theta (3,) or (k, 3) and losses (n,) -> (n,) or (k, n)."""
         theta = np.asarray(theta, dtype=float)
         eps, k, gamma = (theta[..., j, None] for j in range(3))

@@ -8,24 +8,23 @@ train-to-test (a model's train loss against its own test loss) and test-to-test 
 by N and D). E0 and E1 are the irreducible losses, normally fixed from per-dataset fits (``e0=``/``e1=``);
 left as None they are fitted (E0 < min L0 is enforced in ``predict`` by flooring ``L0 - E0`` at 1e-9).
 
-Also here: the per-dataset "Kaplan" form the paper uses for E0/E1,
-``L(N, D) = [(A/N)^(alpha/beta) + B/D]^beta + E``, because a shifted power law maps it onto another law
-of the same form exactly: alpha' = kappa alpha, beta' = kappa beta, A' = A K^(1/(kappa alpha)),
-B' = B K^(1/(kappa beta)), E' = E1 (``scalefit.predict.chains.translate_values``).
+The per-dataset "Kaplan" form the paper uses for E0/E1 is ``scalefit.laws.kaplan.KaplanLaw``: a shifted
+power law maps it onto another law of the same form exactly (``scalefit.predict.chains.translate_values``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from scalefit.conventions import run_labels, static_table
-from scalefit.laws._static import BatchedLaw, StaticLaw
-from scalefit.laws.base import Design, Param
+from scalefit.conventions import run_labels
+from scalefit.laws._static import BatchedLaw
+from scalefit.laws.base import Design, Param, TableFeatures
 
-__all__ = ["LossToLossLaw", "KaplanLaw", "pair_runs", "shifted_power_lsq"]
+__all__ = ["LossToLossLaw", "pair_runs", "shifted_power_lsq"]
 
 _FLOOR = 1e-9
 
@@ -43,7 +42,7 @@ class LossToLossLaw(BatchedLaw):
         self.e0 = None if e0 is None else float(e0)
         self.e1 = None if e1 is None else float(e1)
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, str | float | None]:
         return {"x": self.x, "y": self.y, "e0": self.e0, "e1": self.e1}
 
     def parameters(self) -> tuple[Param, ...]:
@@ -57,11 +56,13 @@ class LossToLossLaw(BatchedLaw):
             out.append(Param("E1", 0.0, 50.0, log=True, grid=(0.25, 0.5, 1.0, 1.5, 2.0), doc="offset of L1"))
         return tuple(out)
 
-    def floor(self, values: Any) -> float | None:
+    def floor(self, values: Mapping[str, float]) -> float | None:
         return self.e1 if self.e1 is not None else float(values["E1"])
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        frame = static_table(data, (self.x,) if predict else (self.x, self.y), law=self.name)
+    def features(self) -> TableFeatures:
+        return TableFeatures(columns=(self.x,), target=(self.y,))
+
+    def table_design(self, frame: pd.DataFrame, *, predict: bool = False) -> Design:
         x = frame[self.x].to_numpy(float)
         labels = run_labels(frame)
         y = None if predict or self.y not in frame else frame[self.y].to_numpy(float)
@@ -91,52 +92,6 @@ class LossToLossLaw(BatchedLaw):
             cols.append(np.where(diff > _FLOOR, -K * kappa * base ** (kappa - 1), 0.0))
         if self.e1 is None:
             cols.append(np.ones_like(base))
-        return np.stack(cols, axis=-1)
-
-
-class KaplanLaw(StaticLaw):
-    """``L = [(A/N)^(alpha/beta) + B/D]^beta + E``, the per-dataset form of Brandfonbrener et al."""
-
-    name: ClassVar[str] = "kaplan"
-    kind: ClassVar[str] = "static"
-
-    def parameters(self) -> tuple[Param, ...]:
-        return (
-            Param("E", 0.0, 20.0, log=True, grid=(0.5, 1.0, 2.0), doc="irreducible loss"),
-            Param("A", 0.0, 1e30, log=True, grid=(1e2, 1e5, 1e8, 1e11), doc="size scale (params)"),
-            Param("B", 0.0, 1e30, log=True, grid=(1e2, 1e5, 1e8, 1e11), doc="data scale (tokens)"),
-            Param("alpha", 1e-3, 3.0, grid=(0.1, 0.3, 0.6), doc="size exponent"),
-            Param("beta", 1e-3, 3.0, grid=(0.1, 0.3, 0.6), doc="data exponent"),
-        )
-
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        _, n, d, labels, y = self.points(data, predict)
-        keys = pd.DataFrame({"run_id": labels, "N": n, "D": d})
-        return Design(x={"log_n": np.log(n), "log_d": np.log(d)}, y=y, groups=labels, keys=keys)
-
-    @staticmethod
-    def _parts(theta: np.ndarray, x: Any) -> tuple[np.ndarray, ...]:
-        E, A, B, alpha, beta = (theta[..., j, None] for j in range(5))
-        lnr = np.log(A) - x["log_n"]
-        u = np.exp(alpha / beta * lnr)
-        s = u + B * np.exp(-x["log_d"])
-        return E, alpha, beta, lnr, u, s
-
-    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        E, _, beta, _, _, s = self._parts(np.asarray(theta, dtype=float), design.x)
-        return s**beta + E
-
-    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
-        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
-        _, alpha, beta, lnr, u, s = self._parts(thetas, design.x)
-        sb1 = s ** (beta - 1)
-        cols = [
-            np.ones_like(s),
-            sb1 * alpha * u / thetas[:, 1, None],
-            beta * sb1 * np.exp(-design.x["log_d"]),
-            sb1 * u * lnr,
-            s**beta * np.log(s) - sb1 * u * lnr * alpha / beta,
-        ]
         return np.stack(cols, axis=-1)
 
 

@@ -20,13 +20,14 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from scalefit.errors import ConfigError
-from scalefit.laws import _kernels as K
-from scalefit.laws.base import Design, Law, Param
+from scalefit.laws._kernels import lr_increments, momentum_s2
+from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
 
 __all__ = ["MomentumLaw", "LAMBDA_GRID"]
 
@@ -34,7 +35,7 @@ LAMBDA_GRID = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998)
 DEFAULT_LAMBDA = 0.999  # the paper's typical value; used when a design is built before lam is chosen
 
 
-class MomentumLaw(Law):
+class MomentumLaw(CurveLaw):
     """L = L0 + A*S1^-alpha - C*S2 with the momentum-smoothed annealing area S2."""
 
     name: ClassVar[str] = "momentum"
@@ -47,7 +48,7 @@ class MomentumLaw(Law):
             )
         self.lam = None if lam is None else float(lam)
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, float | None]:
         return {"lam": self.lam}
 
     def profile(self) -> dict[str, list]:
@@ -63,21 +64,11 @@ class MomentumLaw(Law):
             Param("C", 0.0, 1e3, log=True, grid=(0.1, 1.0), doc="annealing coefficient (loss / LR step)"),
         )
 
-    def _s2(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> np.ndarray:
+    def curve_x(self, runs: Sequence[CurveRun]) -> dict[str, np.ndarray]:
+        """``S2`` at every kept step (the warmup's rises are no annealing: increments zero there)."""
         lam = DEFAULT_LAMBDA if self.lam is None else self.lam
-        return K.momentum_s2(d, lam)[run.steps]
-
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        design = K.curve_design(self, data, predict=predict, per_run=self._s2, needs_drop=True)
-        s2 = np.concatenate(design.x["parts"]) if design.x["parts"] else np.zeros(0)
-        return Design(
-            x={"S1": design.x["S1"], "S2": s2},
-            y=design.y,
-            groups=design.groups,
-            keys=design.keys,
-            excluded=design.excluded,
-            meta=design.meta,
-        )
+        parts = [momentum_s2(lr_increments(r.lr, r.warmup), lam)[r.steps] for r in runs]
+        return {"S2": np.concatenate(parts) if parts else np.zeros(0)}
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
         L0, A, alpha, C = theta

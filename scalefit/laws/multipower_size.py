@@ -17,19 +17,22 @@ seen updates ``0..s-1`` and warmup rises are not drops). N is the runs-table col
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
-from scalefit.errors import ConfigError, DataError, FitError
-from scalefit.laws import _kernels as K
-from scalefit.laws.base import Design, Law, Param
-from scalefit.laws.multipower import MultiPowerLaw, mpl_parameters, stack_terms
+from scalefit.errors import ConfigError, FitError
+from scalefit.laws._kernels import MPLTerms
+from scalefit.laws.base import CurveFeatures, CurveLaw, CurveRun, Design, Param
+from scalefit.laws.multipower import check_mpl_options, drop_terms, mpl_parameters, mpl_x
 
 __all__ = ["MultiPowerSizeLaw"]
 
+_MAX_LOG_SPREAD = 0.02  # the drop-sum grouping option of the MPL default
 
-class MultiPowerSizeLaw(Law):
+
+class MultiPowerSizeLaw(CurveLaw):
     """Multi-Power Law whose floor (and optionally amplitude) scales as a power of the model size."""
 
     name: ClassVar[str] = "multipower-size"
@@ -46,15 +49,17 @@ class MultiPowerSizeLaw(Law):
             raise ConfigError(
                 "reference size must be positive", field="n_ref", value=n_ref, fix="use e.g. 1e8"
             )
+        check_mpl_options(ratio, _MAX_LOG_SPREAD, convention)
         self.scale_A, self.n_ref = bool(scale_A), float(n_ref)
-        self._mpl = MultiPowerLaw(ratio=ratio, convention=convention)
+        self.ratio = None if ratio is None else float(ratio)
+        self.convention = convention
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, float | bool | str | None]:
         return {
             "scale_A": self.scale_A,
             "n_ref": self.n_ref,
-            "ratio": self._mpl.ratio,
-            "convention": self._mpl.convention,
+            "ratio": self.ratio,
+            "convention": self.convention,
         }
 
     def parameters(self) -> tuple[Param, ...]:
@@ -70,66 +75,57 @@ class MultiPowerSizeLaw(Law):
         )
         return (*size, *mpl_parameters()[:1], *zeta, *mpl_parameters()[1:])
 
-    def floor(self, values: Any) -> float | None:
+    def features(self) -> CurveFeatures:
+        return CurveFeatures(
+            shift=1 if self.convention == "official" else 0,
+            meta=(("n_params", "the model size (n_params, parameters)"),),
+        )
+
+    def floor(self, values: Mapping[str, float]) -> float | None:
         return float(values["E"]) if "E" in values else None
 
-    def _per_run(self, run: K.RunArrays, P: np.ndarray, d: np.ndarray, offset: int) -> K.MPLTerms:
-        n_params = run.meta.get("n_params")
-        if n_params is None or not np.isfinite(float(n_params)) or float(n_params) <= 0:
-            raise DataError(
-                "multipower-size needs the model size of every run",
-                run_id=run.run_id,
-                column="n_params",
-                value=n_params,
-                fix="give n_params (parameters) in the runs table",
-            )
-        return self._mpl._terms(run, P, d, offset)
+    def curve_x(self, runs: Sequence[CurveRun]) -> dict[str, np.ndarray | MPLTerms]:
+        """The MPL drop-sum terms and the relative size ``n = N / n_ref`` at every kept step."""
+        sizes = [np.full(r.steps.size, float(r.meta["n_params"]) / self.n_ref) for r in runs]
+        terms = mpl_x(runs, convention=self.convention, ratio=self.ratio, max_log_spread=_MAX_LOG_SPREAD)
+        return {**terms, "n": np.concatenate(sizes) if sizes else np.zeros(0)}
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
-        design = stack_terms(
-            K.curve_design(
-                self, data, predict=predict, per_run=self._per_run, needs_drop=True, shift=self._mpl.shift
-            )
-        )
+    def check_fit(self, design: Design) -> None:
         sizes = design.meta["n_params"]
-        n = np.array([float(sizes[g]) for g in design.groups]) / self.n_ref
-        if not predict and len(set(sizes.values())) < 2:
+        if len(set(sizes.values())) < 2:
             raise FitError(
                 "multipower-size needs curves of at least two model sizes",
                 column="n_params",
                 value=sorted(set(sizes.values())),
                 fix="add runs of another size, or fit 'multipower'",
             )
-        return Design(
-            x={**design.x, "n": n},
-            y=design.y,
-            groups=design.groups,
-            keys=design.keys,
-            excluded=design.excluded,
-            meta=design.meta,
-        )
 
-    def _split(self, theta: np.ndarray) -> tuple:
+    def _split(self, theta: np.ndarray) -> tuple[float, ...]:
         theta = np.asarray(theta, dtype=float)
         E, Q, kappa, A = theta[:4]
         zeta = theta[4] if self.scale_A else 0.0
-        return E, Q, kappa, A, zeta, theta[-5:]
+        alpha, B, C, beta, gamma = theta[-5:]
+        return E, Q, kappa, A, zeta, alpha, B, C, beta, gamma
 
     def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        E, Q, kappa, A, zeta, kern = self._split(theta)
+        E, Q, kappa, A, zeta, alpha, B, C, beta, gamma = self._split(theta)
         n = design.x["n"]
-        (ld,) = self._mpl._drop(np.concatenate([[0.0, 0.0, 0.0], kern]), design, False)[:1]
-        return E + Q * n**-kappa + A * n**-zeta * design.x["S1"] ** -kern[0] - kern[1] * ld
+        (drop,) = drop_terms(design, B, C, beta, gamma, grad=False)
+        return E + Q * n**-kappa + A * n**-zeta * design.x["S1"] ** -alpha - drop
 
-    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        E, Q, kappa, A, zeta, kern = self._split(theta)
+    def predict_and_jacobian(self, theta: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+        E, Q, kappa, A, zeta, alpha, B, C, beta, gamma = self._split(theta)
         n, s1 = design.x["n"], design.x["S1"]
-        mpl = self._mpl.jacobian(np.concatenate([[0.0, 1.0], kern]), design)
+        drop, *d_kernel = drop_terms(design, B, C, beta, gamma, grad=True)
         amp = n**-zeta
-        pw = s1 ** -kern[0]
+        pw = s1**-alpha
         cols = [np.ones_like(n), n**-kappa, -Q * np.log(n) * n**-kappa, amp * pw]
         if self.scale_A:
             cols.append(-A * np.log(n) * amp * pw)
         cols.append(-A * amp * np.log(s1) * pw)
-        cols.extend(mpl[:, 3 + i] for i in range(4))
-        return np.stack(cols, axis=1)
+        cols.extend(-d for d in d_kernel)
+        pred = E + Q * n**-kappa + A * amp * pw - drop
+        return pred, np.stack(cols, axis=1)
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        return self.predict_and_jacobian(theta, design)[1]

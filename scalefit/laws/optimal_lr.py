@@ -18,6 +18,7 @@ the correlation in the Fit's warnings; fit with ``horizon=False`` then.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +27,7 @@ import pandas as pd
 from scalefit.conventions import Counting, static_table
 from scalefit.errors import ConfigError
 from scalefit.laws._static import StaticLaw
-from scalefit.laws.base import Design, Param
+from scalefit.laws.base import Design, Param, TableFeatures
 
 __all__ = ["OptimalLRLaw", "cell_optima", "quadratic_vertex"]
 
@@ -112,13 +113,17 @@ class OptimalLRLaw(StaticLaw):
             Param(name, -5.0, 5.0, grid=(-0.5, 0.0), doc=docs[name]) for name, _, _ in self._terms
         )
 
-    def floor(self, values: Any) -> float | None:
+    def floor(self, values: Mapping[str, float]) -> float | None:
         return None
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
+    def features(self) -> TableFeatures:
+        """The size and horizon columns in use; ``lr_star`` (or the sweep's lr and loss) is checked by
+        ``table_design``."""
+        return TableFeatures(columns=tuple(col for _, _, col in self._terms))
+
+    def table_design(self, frame: pd.DataFrame, *, predict: bool = False) -> Design:
         """From a table of cells with an ``lr_star`` column, or a raw sweep (lr and loss per run)."""
         by = tuple(col for _, _, col in self._terms)
-        frame = static_table(data, by, law=self.name)
         excluded: tuple[tuple[str, str], ...] = ()
         if not predict and "lr_star" not in frame.columns:
             cells = cell_optima(frame, lr=self.lr, loss=self.loss, by=by)
@@ -134,7 +139,7 @@ class OptimalLRLaw(StaticLaw):
         y = frame["lr_star"].to_numpy(float) if "lr_star" in frame.columns and not predict else None
         return Design(x=x, y=y, groups=labels, keys=keys, excluded=excluded)
 
-    def _log_pred(self, theta: np.ndarray, x: Any) -> np.ndarray:
+    def _log_pred(self, theta: np.ndarray, x: Mapping[str, np.ndarray]) -> np.ndarray:
         theta = np.asarray(theta, dtype=float)
         out = np.log(theta[..., 0, None])
         for j, (_, key, _) in enumerate(self._terms, start=1):

@@ -16,13 +16,14 @@ engine objective (Huber on log loss) is the robust alternative.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from scalefit.laws._static import StaticLaw
-from scalefit.laws.base import Design, Param
+from scalefit.laws.base import Design, Param, TableFeatures
 
 __all__ = ["OvertrainingLaw"]
 
@@ -41,9 +42,13 @@ class OvertrainingLaw(StaticLaw):
             Param("eta", 1e-3, 2.0, grid=(0.1, 0.3), doc="compute exponent (alpha = beta = 2 eta)"),
         )
 
-    def design(self, data: Any, *, predict: bool = False) -> Design:
+    def features(self) -> TableFeatures:
+        """N, D (and flops_per_token unless FLOPs are counted as 6N) to predict; the loss to fit."""
         extra = () if self.counting.flops == "6N" else ("flops_per_token",)
-        frame, n, d, labels, y = self.points(data, predict, extra)
+        return TableFeatures(columns=(self.n, self.d, *extra), target=(self.loss,))
+
+    def table_design(self, frame: pd.DataFrame, *, predict: bool = False) -> Design:
+        n, d, labels, y = self.points(frame, predict)
         self.check_positive(n, d)
         fpt = 6.0 * n if self.counting.flops == "6N" else frame["flops_per_token"].to_numpy(float)
         c, m = fpt * d, d / n
@@ -51,7 +56,7 @@ class OvertrainingLaw(StaticLaw):
         return Design(x={"log_c": np.log(c), "log_m": np.log(m)}, y=y, groups=labels, keys=keys)
 
     @staticmethod
-    def _terms(theta: np.ndarray, x: Any) -> tuple[np.ndarray, ...]:
+    def _terms(theta: np.ndarray, x: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         """(size term, data term) in broadcastable form; theta (..., 4)."""
         E, a, b, eta = (theta[..., j, None] for j in range(4))
         log_c, log_m = x["log_c"], x["log_m"]
@@ -76,7 +81,7 @@ class OvertrainingLaw(StaticLaw):
         return np.stack(cols, axis=-1)
 
     @staticmethod
-    def chinchilla_values(values: dict[str, float]) -> dict[str, float]:
+    def chinchilla_values(values: Mapping[str, float]) -> dict[str, float]:
         """The equivalent Chinchilla parameters: A = a 6^-eta, B = b 6^-eta, alpha = beta = 2 eta."""
         eta = values["eta"]
         scale = 6.0**-eta
