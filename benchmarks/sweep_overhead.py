@@ -122,7 +122,10 @@ def main() -> None:
                 "cpus": cpus,
                 "model": TINY,
                 "batch_size": 4,
-                "baseline": "scalefit.proxy.train back to back in one process, 1 torch thread (same configs, same run)",
+                "baseline": (
+                    "scalefit.proxy.train back to back in one process, 1 torch thread"
+                    " (same configs, same run)"
+                ),
                 "ray_init_s": round(ray_init_s, 3),
                 "results": rows,
             },

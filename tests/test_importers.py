@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +75,10 @@ def test_import_wandb_one_file_per_run(tmp_path: Path) -> None:
 
 
 def test_import_tensorboard_event_file(tmp_path: Path) -> None:
-    from torch.utils.tensorboard import SummaryWriter
+    summary_writer = pytest.importorskip("torch.utils.tensorboard").SummaryWriter  # writing needs torch
 
     sched = schedules.parse("wsd:peak=0.001,steps=200,warmup=20,decay=0.2")
-    with SummaryWriter(str(tmp_path / "run1")) as w:
+    with summary_writer(str(tmp_path / "run1")) as w:
         for s in range(0, 200, 5):
             w.add_scalar("train/loss", 4.0 - s / 100, s)
             w.add_scalar("lr", float(sched(s)), s)
@@ -92,6 +93,19 @@ def test_import_tensorboard_event_file(tmp_path: Path) -> None:
     with pytest.raises(ScheduleError) as err:
         import_tensorboard(tmp_path, schedule="wsd:peak=0.002,steps=200,warmup=20,decay=0.2")
     assert err.value.run_id == "run1"
+
+
+def test_import_tensorboard_without_tensorboard_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "events.out.tfevents.0.host").write_bytes(b"")
+    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith("tensorboard.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now raises ImportError
+    with pytest.raises(DataError) as err:
+        import_tensorboard(tmp_path, schedule=SCHED)
+    assert err.value.fix == 'pip install "scalefit[tensorboard]"' and "run1" in str(err.value.file)
 
 
 @pytest.mark.parametrize("size", [25, 100, 400])

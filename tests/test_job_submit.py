@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 import scalefit as sf
 from scalefit.cluster.sweep import load_sweep
@@ -13,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "jobs/configs/smoke-cpu.yaml"
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_job_submit_runs_the_smoke_sweep(ray_cluster, tmp_path: Path) -> None:
     store = tmp_path / "runs"
     cmd = [
@@ -34,8 +37,7 @@ def test_ray_job_submit_runs_the_smoke_sweep(ray_cluster, tmp_path: Path) -> Non
         "--progress-interval",
         "5",
     ]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=env, cwd=ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=480, env=ray_cluster.env(), cwd=ROOT)
     logs = out.stdout + out.stderr
     assert out.returncode == 0, "\n".join(ln for ln in logs.splitlines() if "packaging.py" not in ln)[-4000:]
     assert "succeeded" in logs

@@ -23,6 +23,8 @@ from scalefit.cluster.runner import NAMESPACE, ray_map, run_sweep
 from scalefit.cluster.sweep import parse_sweep
 from scalefit.proxy.data import write_token_folder
 
+pytestmark = pytest.mark.ray  # every test here uses the ray_cluster fixture
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
 

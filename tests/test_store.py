@@ -14,8 +14,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scalefit.errors import DataError, SchemaError
-from scalefit.store.curves import Curves
-from scalefit.store.parquet import SCHEMA_VERSION, RunWriter, read_curves, write_curves
+from scalefit.provenance import provenance
+from scalefit.store.curves import RUN_LEVEL_COLUMNS, Curves
+from scalefit.store.parquet import (
+    RUNS_SCHEMA,
+    SCHEMA_VERSION,
+    RunWriter,
+    read_curves,
+    record_status,
+    rows_before_step,
+    run_meta,
+    run_status,
+    run_statuses,
+    write_curves,
+)
+from scalefit.store.schema import RUN_COLUMNS
 
 
 def _rows(steps: range, loss0: float = 5.0) -> list[dict]:
@@ -135,3 +148,57 @@ def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, curves: C
     assert back.run_ids == curves.run_ids
     np.testing.assert_array_equal(back.runs["n_params"].astype("int64"), curves.runs["n_params"])
     assert back.runs["status"].tolist() == curves.runs["status"].tolist()
+
+
+def test_run_status_and_statuses(tmp_path: Path) -> None:
+    assert run_status(tmp_path, "a") is None and run_statuses(tmp_path / "missing") == {}
+    RunWriter(tmp_path, "a").set_status("ok")
+    RunWriter(tmp_path, "b", {"status": "diverged"})
+    RunWriter(tmp_path, "c")
+    assert run_status(tmp_path, "a") == "ok" and run_status(tmp_path, "c") == "running"
+    assert run_statuses(tmp_path) == {"a": "ok", "b": "diverged", "c": "running"}
+    assert run_statuses(tmp_path, ["a", "zz"]) == {"a": "ok"}
+
+
+def test_record_status_keeps_the_stored_row_and_fills_from_defaults(tmp_path: Path) -> None:
+    RunWriter(tmp_path, "r", {"n_params": 7, "sweep": "s"}).append(_rows(range(3)))
+    record_status(tmp_path, "r", "failed", "boom", defaults={"n_params": 99, "seed": 3})
+    meta = run_meta(tmp_path, "r")
+    assert (meta["status"], meta["error"], meta["n_params"], meta["seed"]) == ("failed", "boom", 7, 3)
+    assert meta["sweep"] == "s" and meta["schema_version"] == SCHEMA_VERSION
+    record_status(tmp_path, "new", "failed", "before any row", defaults={"sweep": "s"})
+    assert run_status(tmp_path, "new") == "failed" and run_meta(tmp_path, "new")["sweep"] == "s"
+    with pytest.raises(SchemaError):
+        record_status(tmp_path, "r", "failed", defaults={"bogus": 1})
+    with pytest.raises(DataError):
+        record_status(tmp_path, "r", "exploded")
+
+
+def test_rows_before_step_later_chunk_wins(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path, "r")
+    w.append(_rows(range(0, 10)))
+    w.append(_rows(range(5, 12), loss0=4.0))
+    w.append_evals(
+        [{"step": 4, "dataset": "val", "eval_loss": 3.0}, {"step": 8, "dataset": "val", "eval_loss": 2.0}]
+    )
+    w.append_evals([{"step": 4, "dataset": "val", "eval_loss": 2.5}])
+    rows = rows_before_step(tmp_path, "r", 7)
+    assert rows["curves"]["step"].tolist() == list(range(7))
+    np.testing.assert_allclose(
+        rows["curves"]["train_loss"], [5.0 - 0.01 * s for s in range(5)] + [3.95, 3.94]
+    )
+    assert rows["evals"][["step", "eval_loss"]].values.tolist() == [[4, 2.5]]
+    assert rows_before_step(tmp_path, "r", 0) == {} and rows_before_step(tmp_path, "none", 5) == {}
+
+
+def test_runs_table_columns_have_one_definition() -> None:
+    assert ("run_id", *RUN_LEVEL_COLUMNS) == RUN_COLUMNS == tuple(RUNS_SCHEMA.names)
+
+
+def test_every_run_records_version_and_git_sha(tmp_path: Path) -> None:
+    RunWriter(tmp_path, "r").append(_rows(range(2)))
+    meta, prov = run_meta(tmp_path, "r"), provenance()
+    assert meta["scalefit_version"] == prov["scalefit_version"]
+    assert meta.get("git_sha") == prov["git_sha"]  # None (so not stored) outside a git checkout
+    if prov["git_sha"] is not None:
+        assert len(prov["git_sha"]) == 40 and int(prov["git_sha"], 16) >= 0

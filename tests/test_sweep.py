@@ -133,7 +133,8 @@ BAD = [
     ("grid: {model: [100k], steps: [10], schedule: ['wsd:shape=zigzag']}\n", "grid.schedule[0].shape"),
     ("grid: {model: [1q], steps: [10], schedule: [cosine]}\n", "grid.model[0]"),
     (
-        "grid: {model: [{n_layer: 1, d_model: 30, n_head: 4, context: 8}], steps: [10], schedule: [cosine]}\n",
+        "grid: {model: [{n_layer: 1, d_model: 30, n_head: 4, context: 8}], steps: [10], "
+        "schedule: [cosine]}\n",
         "grid.model[0].n_head",
     ),
     ("grid: {model: [{n_layr: 1}], steps: [10], schedule: [cosine]}\n", "grid.model[0].n_layr"),

@@ -24,20 +24,20 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import pandas as pd
 import ray
 
 from scalefit.cluster.sweep import SweepSpec, load_sweep
 from scalefit.errors import ConfigError
 from scalefit.proxy.config import RunConfig
-from scalefit.store.parquet import RUNS_SCHEMA, RunWriter
+from scalefit.store.parquet import record_status, run_statuses
 
 __all__ = ["run_sweep", "ray_map", "connect", "SweepSummary", "NAMESPACE"]
 
 NAMESPACE = "scalefit"  # Ray namespace of the named actors, e.g. ``ray list actors``
 FINISHED = ("ok", "diverged")  # runs in these states are never trained again
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,7 @@ def _config_meta(cfg: RunConfig) -> dict[str, Any]:
 
 def record_failure(root: str | os.PathLike, cfg: RunConfig, error: str) -> None:
     """Mark ``cfg``'s run ``failed`` with ``error`` in the store, keeping the runs-table row it has."""
-    meta, path = _config_meta(cfg), Path(root) / cfg.run_id / "run.parquet"
-    if path.exists():
-        row = pd.read_parquet(path).iloc[0].to_dict()
-        meta.update({k: v for k, v in row.items() if k in RUNS_SCHEMA.names and v is not None and v == v})
-    meta = {k: v for k, v in meta.items() if k not in ("run_id", "schema_version", "status", "error")}
-    RunWriter(root, cfg.run_id, meta).set_status("failed", error)
-
-
-def stored_statuses(root: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, str]:
-    """``status`` of each run already in the store (runs not there are left out)."""
-    paths = {run_id: Path(root) / run_id / "run.parquet" for run_id in run_ids}
-    return {r: str(pd.read_parquet(p, columns=["status"]).iat[0, 0]) for r, p in paths.items() if p.exists()}
+    record_status(root, cfg.run_id, "failed", error, defaults=_config_meta(cfg))
 
 
 def connect(address: str | None = None) -> None:
@@ -297,7 +286,7 @@ def run_sweep(
     log = log or (lambda line: print(line, flush=True))
     root, t0 = Path(store_root).resolve(), time.monotonic()
     configs = spec.expand()
-    statuses = stored_statuses(root, [c.run_id for c in configs])
+    statuses = run_statuses(root, [c.run_id for c in configs])
     todo = [c for c in configs if statuses.get(c.run_id) not in FINISHED]
     progress = _Progress(spec.name, len(configs), len(configs) - len(todo), log, progress_interval)
     results: list[dict[str, Any]] = []
@@ -331,20 +320,20 @@ def run_sweep(
 
 
 def ray_map(
-    fn: Callable[[Any], Any],
-    items: Iterable[Any],
+    fn: Callable[[T], R],
+    items: Iterable[T],
     *,
     num_cpus: float = 1.0,
     max_in_flight: int | None = None,
     address: str | None = None,
-) -> list[Any]:
+) -> list[R]:
     """``list(map(fn, items))`` as Ray tasks (results in input order), at most ``max_in_flight`` at once
     (default: the cluster's CPUs / num_cpus). A drop-in ``map_fn`` for the fitting engine's bootstrap."""
     connect(address)
     call, fn_ref = _call.options(num_cpus=num_cpus), ray.put(fn)  # fn is shipped once, not per item
     limit = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)))
-    results: dict[int, Any] = {}
-    pending: dict[Any, int] = {}
+    results: dict[int, R] = {}
+    pending: dict[ray.ObjectRef, int] = {}
     for i, item in enumerate(items):
         if len(pending) >= limit:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -356,5 +345,5 @@ def ray_map(
 
 
 @ray.remote
-def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+def _call(fn: Callable[[T], R], item: T) -> R:
     return fn(item)

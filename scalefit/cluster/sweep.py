@@ -205,7 +205,7 @@ def _grid(d: Any, path: str) -> Grid:
     return Grid(**kw)
 
 
-def parse_sweep(data: Any, *, source: str | None = None) -> SweepSpec:
+def parse_sweep(data: object, *, source: str | None = None) -> SweepSpec:
     """A `SweepSpec` from a parsed YAML mapping; expands it once, so every error surfaces now."""
     try:
         d = _check_keys(data, ("sweep", "grid", "runs", "train", "resources"), "")
@@ -241,7 +241,7 @@ def _expand_grid(spec: SweepSpec, grid: Grid) -> list[RunConfig]:
     kind, horizons = grid.horizon
     axes = (grid.model, horizons, grid.peak_lr, grid.seed, grid.dataset)
     for model, h, lr, seed, dataset in itertools.product(*axes):
-        tokens = h if kind == "tokens" else h * (model).n_params("total")  # tokens_per_param: N total
+        tokens = h if kind == "tokens" else h * model.shape().n_params("total")  # tokens_per_param: N total
         steps = int(h) if kind == "steps" else max(1, math.ceil(tokens / (t.batch_size * model.context)))
         warm = round(t.warmup * steps) if isinstance(t.warmup, float) else t.warmup
         data = DataConfig(dataset=dataset, tokenizer=t.tokenizer, eval_datasets=t.eval_datasets)

@@ -24,6 +24,7 @@ import torch
 
 from scalefit.errors import ConfigError
 from scalefit.proxy.config import RunConfig
+from scalefit.store.parquet import rows_before_step
 
 __all__ = ["ckpt_dir", "ckpt_path", "checkpoint_steps", "latest_checkpoint", "save", "load"]
 __all__ += ["rng_state", "set_rng_state", "branch_point", "trunk_rows"]
@@ -144,13 +145,6 @@ def branch_point(root: str | os.PathLike, config: RunConfig) -> Path:
 
 
 def trunk_rows(root: str | os.PathLike, run_id: str, before: int) -> dict[str, pd.DataFrame]:
-    """Stored ``curves`` and ``evals`` rows of ``run_id`` at steps < ``before`` (later chunks win)."""
-    out = {}
-    for kind, keys in (("curves", ["step"]), ("evals", ["step", "dataset"])):
-        chunks = sorted((Path(root) / run_id).glob(f"{kind}-*.parquet"))
-        if chunks:
-            df = pd.concat([pd.read_parquet(p) for p in chunks], ignore_index=True)
-            df = df.drop_duplicates(keys, keep="last").sort_values(keys)
-            if (df["step"] < before).any():
-                out[kind] = df[df["step"] < before].reset_index(drop=True)
-    return out
+    """Stored ``curves`` and ``evals`` rows of ``run_id`` at steps < ``before``: the store's
+    `scalefit.store.parquet.rows_before_step` (one row per step, a later chunk wins)."""
+    return rows_before_step(root, run_id, before)

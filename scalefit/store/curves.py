@@ -19,38 +19,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalefit.errors import DataError
+from scalefit.errors import DataError, ScheduleError
+from scalefit.schedules import Schedule, parse
+from scalefit.store.schema import CURVE_COLUMNS, EVAL_COLUMNS, RUN_COLUMNS
 
 __all__ = ["Curves", "RunCurve", "RUN_LEVEL_COLUMNS", "STEP_COLUMNS"]
 
 REQUIRED = ("run_id", "step", "lr", "loss")
-STEP_COLUMNS = ("tokens", "flops", "grad_norm", "wall_time", "tokens_per_s")
-RUN_LEVEL_COLUMNS = (
-    "sweep",
-    "n_layer",
-    "d_model",
-    "n_head",
-    "context",
-    "vocab_size",
-    "n_params",
-    "n_params_nonembed",
-    "flops_per_token",
-    "flops_convention",
-    "tokens_per_step",
-    "schedule",
-    "peak_lr",
-    "warmup_steps",
-    "total_steps",
-    "seed",
-    "dataset",
-    "status",
-    "error",
-    "config_json",
-    "git_sha",
-    "scalefit_version",
-    "schema_version",
-)
-EVAL_COLUMNS = ("run_id", "step", "dataset", "eval_loss")
+# The store's tables name the loss ``train_loss``; here it is ``loss`` (a curve may be an eval loss).
+STEP_COLUMNS = tuple(c for c in CURVE_COLUMNS if c not in ("run_id", "step", "lr", "train_loss"))
+RUN_LEVEL_COLUMNS = tuple(c for c in RUN_COLUMNS if c != "run_id")
 
 
 @dataclass(frozen=True)
@@ -63,7 +41,7 @@ class RunCurve:
     loss: np.ndarray
     finite: np.ndarray
     meta: Mapping[str, Any] = field(default_factory=dict)
-    schedule: Any = None
+    schedule: Schedule | None = None
     evals: pd.DataFrame | None = None
 
 
@@ -109,7 +87,7 @@ def _clean_steps(df: pd.DataFrame, source: str | None) -> pd.DataFrame:
     return df[order + [c for c in df.columns if c not in order]]
 
 
-def _fill_lr(df: pd.DataFrame, scheds: Mapping[str, Any], source: str | None) -> pd.DataFrame:
+def _fill_lr(df: pd.DataFrame, scheds: Mapping[str, Schedule | None], source: str | None) -> pd.DataFrame:
     """Fill missing LR from the run's schedule; a missing LR without a schedule, or a negative one, raises."""
     lr = df["lr"].to_numpy(copy=True)
     for run_id in pd.unique(df.loc[np.isnan(lr), "run_id"]):
@@ -137,17 +115,16 @@ def _fill_lr(df: pd.DataFrame, scheds: Mapping[str, Any], source: str | None) ->
     return df.assign(lr=lr)
 
 
-def _parse_schedules(runs: pd.DataFrame, last_step: pd.Series, source: str | None) -> dict[str, Any]:
+def _parse_schedules(
+    runs: pd.DataFrame, last_step: pd.Series, source: str | None
+) -> dict[str, Schedule | None]:
     """{run_id: Schedule or None}; a schedule must cover every logged step (step <= total_steps)."""
     if "schedule" not in runs.columns:
         return {}
-    from scalefit import schedules
-    from scalefit.errors import ScheduleError
-
     out = {}
     for run_id, text in runs["schedule"].items():
         try:
-            out[run_id] = None if _blank(text) else schedules.parse(str(text))
+            out[run_id] = None if _blank(text) else parse(str(text))
         except ScheduleError as exc:
             raise ScheduleError(
                 exc.message,
@@ -249,7 +226,7 @@ class Curves:
         runs: pd.DataFrame,
         evals: pd.DataFrame | None,
         source: str | None,
-        schedules: Mapping[str, Any] | None = None,
+        schedules: Mapping[str, Schedule | None] | None = None,
     ):
         self._frame, self._runs, self._evals, self.source = frame, runs, evals, source
         ids = frame["run_id"].to_numpy()

@@ -20,6 +20,7 @@ import pandas as pd
 
 from scalefit.errors import DataError
 from scalefit.store.curves import Curves
+from scalefit.store.importers import import_mpl_csv, import_schaipp_json
 
 __all__ = ["load", "list_datasets", "describe", "data_path", "epoch_subset"]
 
@@ -134,8 +135,6 @@ def _load_curves(name: str) -> Curves:
 
 
 def _mpl(size: int) -> Curves:
-    from scalefit.store.importers import import_mpl_csv
-
     folder = data_path(f"lr-curves/mpl-multipowerlaw/csv_{size}")
     curves = import_mpl_csv(folder, n_steps=_MPL_25M_STEPS if size == 25 else None)
     runs = curves.runs.assign(model_size=f"{size}M", n_params=int(size * 1e6))
@@ -175,8 +174,6 @@ def _readable_id(run: pd.Series, sized: bool) -> str:
 
 
 def _schaipp(name: str) -> Curves:
-    from scalefit.store.importers import import_schaipp_json
-
     files = sorted(
         p for p in data_path(SCHAIPP_DIR).glob("*.json.gz") if p.name.startswith(_SCHAIPP_FAMILIES[name])
     )

@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,57 +26,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scalefit.errors import DataError, SchemaError
+from scalefit.provenance import provenance
 from scalefit.store.curves import Curves
+from scalefit.store.schema import CURVES_SCHEMA, EVALS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, STATUSES
 
 __all__ = ["SCHEMA_VERSION", "RUNS_SCHEMA", "CURVES_SCHEMA", "EVALS_SCHEMA", "RunWriter"]
-__all__ += ["write_curves", "read_curves"]
+__all__ += ["write_curves", "read_curves", "run_meta", "run_status", "run_statuses", "record_status"]
+__all__ += ["rows_before_step"]
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "running", "diverged", "failed")
 _META_KEY = b"scalefit.schema_version"
-_S, _I, _F = pa.string(), pa.int64(), pa.float64()
-RUNS_SCHEMA = pa.schema(
-    [
-        ("run_id", _S),
-        ("sweep", _S),
-        ("n_layer", _I),
-        ("d_model", _I),
-        ("n_head", _I),
-        ("context", _I),
-        ("vocab_size", _I),
-        ("n_params", _I),
-        ("n_params_nonembed", _I),
-        ("flops_per_token", _F),
-        ("flops_convention", _S),
-        ("tokens_per_step", _I),
-        ("schedule", _S),
-        ("peak_lr", _F),
-        ("warmup_steps", _I),
-        ("total_steps", _I),
-        ("seed", _I),
-        ("dataset", _S),
-        ("status", _S),
-        ("error", _S),
-        ("config_json", _S),
-        ("git_sha", _S),
-        ("scalefit_version", _S),
-        ("schema_version", _I),
-    ]
-)
-CURVES_SCHEMA = pa.schema(
-    [
-        ("run_id", _S),
-        ("step", _I),
-        ("tokens", _I),
-        ("flops", _F),
-        ("lr", _F),
-        ("train_loss", _F),
-        ("grad_norm", _F),
-        ("wall_time", _F),
-        ("tokens_per_s", _F),
-    ]
-)
-EVALS_SCHEMA = pa.schema([("run_id", _S), ("step", _I), ("dataset", _S), ("eval_loss", _F)])
+# Rows to append: a DataFrame, one row as a mapping, or an iterable of such mappings.
+Rows = pd.DataFrame | Mapping[str, object] | Iterable[Mapping[str, object]]
 _CHUNK = re.compile(r"^(curves|evals)-(\d{6})\.parquet$")
 
 
@@ -124,7 +83,7 @@ def _array(col: pd.Series, typ: pa.DataType, path: Path, run_id: str, name: str)
         ) from exc
 
 
-def _blank(v: Any) -> bool:
+def _blank(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
 
 
@@ -135,7 +94,7 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _rows_frame(rows: Any, run_id: str) -> pd.DataFrame:
+def _rows_frame(rows: Rows, run_id: str) -> pd.DataFrame:
     if isinstance(rows, pd.DataFrame):
         df = rows.copy()
     else:
@@ -151,6 +110,49 @@ def _rows_frame(rows: Any, run_id: str) -> pd.DataFrame:
     return df
 
 
+def _check_run_id(run_id: str) -> str:
+    run_id = str(run_id)
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise DataError("invalid run id", run_id=run_id, column="run_id", fix="a plain folder name")
+    return run_id
+
+
+def _check_fields(meta: Mapping[str, object] | None, run_id: str) -> dict[str, object]:
+    """A copy of ``meta``; a key that is not a runs-table column raises `SchemaError`."""
+    meta = dict(meta or {})
+    unknown = sorted(set(meta) - set(RUNS_SCHEMA.names))
+    if unknown:
+        raise SchemaError(
+            "unknown runs-table field",
+            run_id=run_id,
+            field=unknown[0],
+            fix=f"use {RUNS_SCHEMA.names}",
+        )
+    return meta
+
+
+def _with_provenance(meta: dict[str, object], run_id: str) -> dict[str, object]:
+    """``meta`` with its run id and schema version; scalefit version and git sha of this process if unset."""
+    prov = provenance()
+    meta.update(run_id=run_id, schema_version=SCHEMA_VERSION)
+    for key in ("scalefit_version", "git_sha"):
+        if _blank(meta.get(key)):
+            meta[key] = prov[key]
+    return meta
+
+
+def _write_run_row(path: Path, run_id: str, meta: Mapping[str, object]) -> None:
+    if meta["status"] not in STATUSES:
+        raise DataError(
+            "unknown status",
+            run_id=run_id,
+            column="status",
+            value=meta["status"],
+            fix=f"use one of {STATUSES}",
+        )
+    _atomic_write(_to_table(pd.DataFrame([dict(meta)]), RUNS_SCHEMA, path, run_id), path)
+
+
 def _next_seq(run_dir: Path, kind: str) -> int:
     seqs = [int(m.group(2)) for p in run_dir.glob(f"{kind}-*.parquet") if (m := _CHUNK.match(p.name))]
     return max(seqs, default=-1) + 1
@@ -163,49 +165,23 @@ class RunWriter:
     ``'running'``. Re-opening an existing run (a resume) continues the chunk numbering.
     """
 
-    def __init__(self, root: str | os.PathLike, run_id: str, run_meta: Mapping[str, Any] | None = None):
-        self.root, self.run_id = Path(root), str(run_id)
-        if not self.run_id or "/" in self.run_id or self.run_id.startswith("."):
-            raise DataError("invalid run id", run_id=self.run_id, column="run_id", fix="a plain folder name")
+    def __init__(self, root: str | os.PathLike, run_id: str, run_meta: Mapping[str, object] | None = None):
+        self.root, self.run_id = Path(root), _check_run_id(run_id)
         self.dir = self.root / self.run_id
-        meta = dict(run_meta or {})
-        unknown = sorted(set(meta) - set(RUNS_SCHEMA.names))
-        if unknown:
-            raise SchemaError(
-                "unknown runs-table field",
-                run_id=self.run_id,
-                field=unknown[0],
-                fix=f"use {RUNS_SCHEMA.names}",
-            )
-        from scalefit import __version__
-
-        meta.update(run_id=self.run_id, schema_version=SCHEMA_VERSION)
+        meta = _check_fields(run_meta, self.run_id)
         meta.setdefault("status", "running")
-        meta.setdefault("scalefit_version", __version__)
-        self._meta = meta
-        self._write_meta()
+        self._meta = _with_provenance(meta, self.run_id)
+        _write_run_row(self.dir / "run.parquet", self.run_id, self._meta)
 
-    def _write_meta(self) -> None:
-        if self._meta["status"] not in STATUSES:
-            raise DataError(
-                "unknown status",
-                run_id=self.run_id,
-                column="status",
-                value=self._meta["status"],
-                fix=f"use one of {STATUSES}",
-            )
-        path = self.dir / "run.parquet"
-        _atomic_write(_to_table(pd.DataFrame([self._meta]), RUNS_SCHEMA, path, self.run_id), path)
-
-    def append(self, rows: Any) -> Path:
+    def append(self, rows: Rows) -> Path:
         """Append per-step rows (DataFrame, dict or list of dicts with step, lr, train_loss, ...)."""
         return self._append(rows, "curves", CURVES_SCHEMA, ("step", "lr", "train_loss"))
 
-    def append_evals(self, rows: Any) -> Path:
+    def append_evals(self, rows: Rows) -> Path:
         """Append eval rows in long form (step, dataset, eval_loss)."""
         return self._append(rows, "evals", EVALS_SCHEMA, ("step", "dataset", "eval_loss"))
 
-    def _append(self, rows: Any, kind: str, schema: pa.Schema, required: Sequence[str]) -> Path:
+    def _append(self, rows: Rows, kind: str, schema: pa.Schema, required: Sequence[str]) -> Path:
         df = _rows_frame(rows, self.run_id)
         path = self.dir / f"{kind}-{_next_seq(self.dir, kind):06d}.parquet"
         for col in required:
@@ -223,7 +199,7 @@ class RunWriter:
     def set_status(self, status: str, error: str | None = None) -> None:
         """Record the run's final (or current) status and error message in run.parquet."""
         self._meta.update(status=status, error=error)
-        self._write_meta()
+        _write_run_row(self.dir / "run.parquet", self.run_id, self._meta)
 
 
 def write_curves(root: str | os.PathLike, curves: Curves) -> None:
@@ -343,7 +319,75 @@ def _eval_frame(frame: pd.DataFrame, evals: pd.DataFrame | None, loss: str, sour
             value=loss,
             fix=f"use 'train_loss' or one of {['eval:' + d for d in have]}",
         )
-    ev = evals[evals["dataset"] == dataset].drop_duplicates(["run_id", "step"], keep="last")
-    lr = frame.drop_duplicates(["run_id", "step"], keep="last")[["run_id", "step", "lr"]]
+    ev = _latest(evals[evals["dataset"] == dataset], ["run_id", "step"])
+    lr = _latest(frame, ["run_id", "step"])[["run_id", "step", "lr"]]
     out = ev.merge(lr, on=["run_id", "step"], how="left").rename(columns={"eval_loss": "train_loss"})
     return out.drop(columns="dataset")
+
+
+def _latest(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per ``keys``: the last in chunk order (a later chunk wins, e.g. a resumed run's rows)."""
+    return df.drop_duplicates(list(keys), keep="last")
+
+
+def run_meta(root: str | os.PathLike, run_id: str) -> dict[str, object] | None:
+    """The runs-table row of ``run_id`` (its non-null fields), or None when the store has no such run."""
+    path = Path(root) / _check_run_id(run_id) / "run.parquet"
+    if not path.exists():
+        return None
+    rows = _read(path).to_pylist()
+    if len(rows) != 1:
+        raise DataError("run.parquet must hold one row", file=str(path), run_id=run_id, value=len(rows))
+    return {k: v for k, v in rows[0].items() if not _blank(v)}
+
+
+def run_status(root: str | os.PathLike, run_id: str) -> str | None:
+    """The stored ``status`` of ``run_id`` (one of STATUSES), or None when the store has no such run."""
+    meta = run_meta(root, run_id)
+    return None if meta is None or "status" not in meta else str(meta["status"])
+
+
+def run_statuses(root: str | os.PathLike, run_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """``{run_id: status}`` of the runs in the store (of ``run_ids`` only, if given); a missing store: {}."""
+    if run_ids is None:
+        run_ids = sorted(p.parent.name for p in Path(root).glob("*/run.parquet"))
+    found = {run_id: run_status(root, run_id) for run_id in run_ids}
+    return {run_id: status for run_id, status in found.items() if status is not None}
+
+
+def record_status(
+    root: str | os.PathLike,
+    run_id: str,
+    status: str,
+    error: str | None = None,
+    *,
+    defaults: Mapping[str, object] | None = None,
+) -> None:
+    """Set a run's ``status`` and ``error`` in its run.parquet, keeping every other field it has.
+
+    ``defaults`` (runs-table fields) fill what the stored row lacks, or make the row of a run the store
+    does not have yet (e.g. a run that failed before its trainer wrote anything).
+    """
+    run_id = _check_run_id(run_id)
+    meta = {**_check_fields(defaults, run_id), **(run_meta(root, run_id) or {})}
+    meta.update(status=status, error=error)
+    _write_run_row(Path(root) / run_id / "run.parquet", run_id, _with_provenance(meta, run_id))
+
+
+def rows_before_step(root: str | os.PathLike, run_id: str, step: int) -> dict[str, pd.DataFrame]:
+    """A run's stored rows at steps < ``step``, one per step (a later chunk wins), sorted.
+
+    ``{'curves': per-step rows, 'evals': eval rows}`` with the store's column names (``train_loss``);
+    a kind with no such rows is left out. What a resume or a branch from step ``step`` keeps.
+    """
+    run_dir = Path(root) / _check_run_id(run_id)
+    out = {}
+    for kind, keys in (("curves", ["step"]), ("evals", ["step", "dataset"])):
+        df = _to_pandas(_chunks(run_dir, kind))
+        if df is None:
+            continue
+        df = _latest(df, keys)
+        df = df[df["step"] < step]
+        if len(df):
+            out[kind] = df.sort_values(keys, kind="stable").reset_index(drop=True)
+    return out

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from scalefit.errors import DataError, ScheduleError
+from scalefit.schedules import Schedule, from_dict, parse
 
-__all__ = ["read_table", "resolve_schedule", "check_lr", "first_present"]
+__all__ = ["read_table", "resolve_schedule", "check_lr", "first_present", "attach_schedule", "ScheduleSpec"]
+
+# What importers accept as a run's schedule: a `Schedule`, its short string form, its dict form, or a
+# {run_id: one of those} mapping; None when the LR is logged.
+ScheduleSpec = Schedule | str | Mapping[str, object] | None
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -51,7 +55,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def first_present(columns: Any, candidates: tuple[str, ...], what: str, file: str | None) -> str:
+def first_present(columns: Collection[str], candidates: tuple[str, ...], what: str, file: str | None) -> str:
     """The first of ``candidates`` present in ``columns``; DataError naming the column otherwise."""
     for name in candidates:
         if name in columns:
@@ -64,22 +68,20 @@ def first_present(columns: Any, candidates: tuple[str, ...], what: str, file: st
     )
 
 
-def resolve_schedule(schedule: Any, run_id: str, file: str | None) -> Any:
+def resolve_schedule(schedule: ScheduleSpec, run_id: str, file: str | None) -> Schedule | None:
     """A `Schedule` from a Schedule, its short string form, a dict, or a {run_id: schedule} mapping."""
-    from scalefit import schedules
-
     if isinstance(schedule, Mapping) and "kind" not in schedule:
         if run_id not in schedule:
             raise ScheduleError(
                 "no schedule for this run", file=file, run_id=run_id, fix=f"add {run_id!r} to the mapping"
             )
         schedule = schedule[run_id]
-    if schedule is None or isinstance(schedule, schedules.Schedule):
+    if schedule is None or isinstance(schedule, Schedule):
         return schedule
     try:
         if isinstance(schedule, Mapping):
-            return schedules.from_dict(dict(schedule))
-        return schedules.parse(str(schedule))
+            return from_dict(dict(schedule))
+        return parse(str(schedule))
     except ScheduleError as exc:
         raise ScheduleError(
             exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix
@@ -87,7 +89,7 @@ def resolve_schedule(schedule: Any, run_id: str, file: str | None) -> Any:
 
 
 def check_lr(
-    steps: np.ndarray, logged: np.ndarray, schedule: Any, *, rtol: float, file: str | None, run_id: str
+    steps: np.ndarray, logged: np.ndarray, schedule: Schedule, *, rtol: float, file: str | None, run_id: str
 ) -> None:
     """Raise ScheduleError naming the first step where the logged LR differs from ``schedule`` by > rtol.
 
@@ -116,7 +118,7 @@ def check_lr(
 
 
 def attach_schedule(
-    df: pd.DataFrame, schedule: Any, *, rtol: float, file: str | None, run_id: str
+    df: pd.DataFrame, schedule: Schedule | None, *, rtol: float, file: str | None, run_id: str
 ) -> tuple[pd.DataFrame, str | None]:
     """Check a logged LR against ``schedule`` and fill missing LRs from it; returns (rows, short form)."""
     if schedule is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalefit.errors import DataError, ScheduleError
+from scalefit.schedules import for_mpl_curve
 from scalefit.store.curves import Curves, _numeric
 from scalefit.store.importers._common import check_lr, read_table
 
@@ -37,8 +38,6 @@ def _files(path_or_dir: str | os.PathLike | list[str | os.PathLike]) -> list[Pat
 
 
 def _one(path: Path, n_steps: int | None) -> tuple[pd.DataFrame, dict]:
-    from scalefit import schedules
-
     df = read_table(path)
     file, run_id = str(path), path.stem
     for col in _COLUMNS:
@@ -50,7 +49,7 @@ def _one(path: Path, n_steps: int | None) -> tuple[pd.DataFrame, dict]:
     for col in _COLUMNS:
         df[col] = _numeric(df, col, file, integer=col == "step")
     try:
-        sched = schedules.for_mpl_curve(run_id, n_steps)
+        sched = for_mpl_curve(run_id, n_steps)
     except ScheduleError as exc:
         raise ScheduleError(
             exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix

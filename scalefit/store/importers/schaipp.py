@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import DataError, ScheduleError
+from scalefit.schedules import Schedule, for_schaipp_config
 from scalefit.store.curves import Curves
 from scalefit.store.importers._common import check_lr
 
@@ -100,7 +101,7 @@ def _branch_point(config: dict) -> tuple[str | None, int]:
     return parts[-3], int(parts[-1])
 
 
-def _run_row(log: dict, run_id: str, sched: Any, path: Path, trunk: str | None, branch: int) -> dict:
+def _run_row(log: dict, run_id: str, sched: Schedule, path: Path, trunk: str | None, branch: int) -> dict:
     c = log["config"]
     seq = int(c.get("sequence_length", 0))
     final = (log["history"].get("final-val") or {}).get("final_val_loss") or [np.nan]
@@ -133,7 +134,7 @@ def _run_row(log: dict, run_id: str, sched: Any, path: Path, trunk: str | None, 
     }
 
 
-def _shape(config: dict, sched: Any) -> str:
+def _shape(config: dict, sched: Schedule) -> str:
     """'constant' for a trunk (no decay), else the decay shape: linear, 1-sqrt, cosine ..."""
     if config.get("scheduler") == "wsd" and not config.get("wsd_fract_decay"):
         return "constant"
@@ -150,8 +151,6 @@ def _index(paths: list[Path], logs: dict[Path, dict]) -> dict[str, Path]:
 
 
 def _one(path: Path, logs: dict[Path, dict], index: dict[str, Path]) -> tuple[dict, dict, dict]:
-    from scalefit import schedules
-
     log, file = logs[path], str(path)
     run_id = path.name.removesuffix(".gz").removesuffix(".json")
     train_cols = ("iter", "train_loss", "train_lr") + (
@@ -179,7 +178,7 @@ def _one(path: Path, logs: dict[Path, dict], index: dict[str, Path]) -> tuple[di
                 _history(logs[tpath], "val", ("iter", "val_loss"), str(tpath)), val, bp, inclusive=False
             )
     try:
-        sched = schedules.for_schaipp_config(log["config"])
+        sched = for_schaipp_config(log["config"])
     except ScheduleError as exc:
         raise ScheduleError(
             exc.message, file=file, run_id=run_id, field=exc.field, value=exc.value, fix=exc.fix

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from scalefit.errors import DataError
 from scalefit.store.curves import Curves, _numeric
-from scalefit.store.importers._common import attach_schedule, first_present, read_table, resolve_schedule
+from scalefit.store.importers._common import (
+    ScheduleSpec,
+    attach_schedule,
+    first_present,
+    read_table,
+    resolve_schedule,
+)
 
 __all__ = ["import_table", "import_wandb_csv"]
 
@@ -28,7 +33,7 @@ def import_table(
     step: str = "step",
     lr: str | None = "lr",
     loss: str = "loss",
-    schedule: Any = None,
+    schedule: ScheduleSpec = None,
     name: str | None = None,
     lr_rtol: float = 1e-6,
 ) -> Curves:
@@ -69,7 +74,7 @@ def import_table(
     return _build(out, schedule, file, lr_rtol)
 
 
-def _build(out: pd.DataFrame, schedule: Any, file: str | None, lr_rtol: float) -> Curves:
+def _build(out: pd.DataFrame, schedule: ScheduleSpec, file: str | None, lr_rtol: float) -> Curves:
     if out["run_id"].isna().any() or (out["run_id"].astype(str).str.strip() == "").any():
         raise DataError("missing run id", file=file, column="run_id", fix="give every row a run id")
     out["run_id"] = out["run_id"].astype(str)
@@ -106,7 +111,7 @@ def import_wandb_csv(
     step: str | None = None,
     loss: str | None = None,
     lr: str | None = None,
-    schedule: Any = None,
+    schedule: ScheduleSpec = None,
     eval_columns: dict[str, str] | None = None,
     lr_rtol: float = 1e-6,
 ) -> Curves:

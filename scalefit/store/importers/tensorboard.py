@@ -1,4 +1,8 @@
-"""TensorBoard event files -> Curves (read with tensorboard's EventAccumulator, imported lazily)."""
+"""TensorBoard event files -> Curves, read with tensorboard's EventAccumulator.
+
+tensorboard is an optional extra (``pip install "scalefit[tensorboard]"``), imported only when a log is
+read, so the rest of the store works without it; when it is missing, a `DataError` says how to install it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import pandas as pd
 
 from scalefit.errors import DataError
 from scalefit.store.curves import Curves
-from scalefit.store.importers._common import attach_schedule, first_present, resolve_schedule
+from scalefit.store.importers._common import ScheduleSpec, attach_schedule, first_present, resolve_schedule
 
 __all__ = ["import_tensorboard"]
 
@@ -20,13 +24,13 @@ TB_LR = ("lr", "train/lr", "learning_rate", "train/learning_rate", "optimizer/lr
 
 
 def _accumulator(path: Path) -> Any:
-    try:
+    try:  # local: tensorboard is the optional [tensorboard] extra, not a base dependency
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise DataError(
-            "reading TensorBoard logs needs the tensorboard package",
+            "reading TensorBoard logs needs the tensorboard package, which is not installed",
             file=str(path),
-            fix="pip install tensorboard",
+            fix='pip install "scalefit[tensorboard]"',
         ) from exc
     acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
     try:
@@ -71,7 +75,7 @@ def import_tensorboard(
     run_id: str | None = None,
     loss_tag: str | None = None,
     lr_tag: str | None = None,
-    schedule: Any = None,
+    schedule: ScheduleSpec = None,
     eval_tags: dict[str, str] | None = None,
     lr_rtol: float = 1e-6,
 ) -> Curves:
