@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(describe_plan(spec, peak_flops=args.peak_flops, mfu=args.mfu))
         return 0
-    from scalefit.cluster.runner import run_sweep
+    from scalefit.cluster.runner import run_sweep  # optional extra: ray (not needed for --dry-run)
 
     summary = run_sweep(spec, args.store, args.address, progress_interval=args.progress_interval)
     print(summary, flush=True)

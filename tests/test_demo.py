@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scalefit.cli.demo import DEFAULT_LADDER, load_ladder, run_demo, run_reference
+from scalefit.cli.demo import DEFAULT_LADDER, load_ladder, run_demo
+from scalefit.cli.demo_reference import run_reference
 from scalefit.errors import ConfigError
 
 MODEL = {"n_layer": 1, "n_head": 2, "context": 32, "d_model": 32}

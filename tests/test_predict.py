@@ -11,7 +11,8 @@ import pytest
 from scalefit import schedules
 from scalefit.errors import ConfigError, ExtrapolationWarning
 from scalefit.fitting.result import Fit
-from scalefit.predict.targets import Target, best_schedule, compute_optimal, extrapolation, predict_target
+from scalefit.predict.schedule_choice import best_schedule
+from scalefit.predict.targets import Target, compute_optimal, extrapolation, predict_target
 
 TRUE = {"L0": 2.0, "A": 0.8, "alpha": 0.5, "C": 0.3}
 LAM = 0.999

@@ -13,9 +13,11 @@ import pytest
 
 from scalefit import schedules
 from scalefit.cli.main import main
+from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
-from scalefit.predict.targets import Target, best_schedule, predict_target
+from scalefit.predict.schedule_choice import best_schedule
+from scalefit.predict.targets import Target, predict_target
 from scalefit.report.build import assemble, curve_entries, fits_from_report, load_report, write_report
 from scalefit.store.curves import Curves
 
@@ -36,7 +38,7 @@ def synthetic_curves(noise: float = 0.002, seed: int = 0) -> Curves:
     for rid, text in SPECS.items():
         steps = np.arange(20, schedules.parse(text).total_steps, 20)
         df = pd.DataFrame({"run_id": rid, "step": steps, "lr": np.nan, "loss": np.nan, "schedule": text})
-        clean = law.predict(TRUE, law.design(Curves.from_frame(df), predict=True))
+        clean = law.predict(TRUE, build_design(law, Curves.from_frame(df), predict=True))
         frames.append(df.assign(loss=clean * np.exp(noise * rng.standard_normal(len(steps)))))
     return Curves.from_frame(pd.concat(frames, ignore_index=True))
 

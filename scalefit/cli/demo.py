@@ -14,15 +14,27 @@ every size. Exit status: 0 when every held-out final loss lies in its predicted 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from scalefit.cli.demo_reference import run_reference
-from scalefit.errors import ConfigError
+import yaml
 
-__all__ = ["DEFAULT_LADDER", "load_ladder", "run_demo", "run_reference", "held_out_targets", "model_target"]
+from scalefit.cli.stages import Stages, verdict
+from scalefit.cluster.runner import run_sweep
+from scalefit.cluster.sweep import SweepSpec, parse_sweep
+from scalefit.errors import ConfigError
+from scalefit.fitting.api import fit
+from scalefit.predict.schedule_choice import best_schedule
+from scalefit.predict.targets import Target, cross_validate, predict_target
+from scalefit.proxy.config import ModelConfig
+from scalefit.report.build import assemble, curve_entries, jsonable, report_provenance, write_report
+from scalefit.report.plots import short_schedule
+from scalefit.schedules.base import Schedule
+from scalefit.store.curves import Curves
+from scalefit.store.parquet import read_curves
+
+__all__ = ["DEFAULT_LADDER", "load_ladder", "run_demo", "held_out_targets", "model_target"]
 
 _MODEL = {"n_layer": 2, "n_head": 2, "context": 64}
 _TRAIN = {"batch_size": 16, "warmup": 30, "eval_every": 25, "checkpoint_every": 500, "device": "cpu"}
@@ -65,8 +77,6 @@ _SECTIONS = ("name", "fit", "sweep", "heldout", "target")
 
 def load_ladder(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A ladder from a YAML file or a dict (default: ``DEFAULT_LADDER``), with its sections checked."""
-    import yaml
-
     if source is None:
         return dict(DEFAULT_LADDER)
     ladder = dict(source) if isinstance(source, Mapping) else yaml.safe_load(Path(source).read_text())
@@ -88,16 +98,16 @@ def load_ladder(source: str | Path | Mapping[str, Any] | None = None) -> dict[st
 
 def _label(row: Mapping[str, Any]) -> str:
     """E.g. 'd64 wsd:decay=0.5,shape=1-sqrt' from a runs-table row (or a Target's runs row)."""
-    kind, _, opts = str(row["schedule"]).partition(":")
-    keep = [o for o in opts.split(",") if o.split("=")[0] not in ("peak", "steps", "warmup")]
-    return f"d{int(row['d_model'])} {kind}" + (":" + ",".join(keep) if keep else "")
+    return f"d{int(row['d_model'])} {short_schedule(row['schedule'])}"
 
 
-def model_target(model: Any, schedule: Any, tokens_per_step: float | None, run_id: str) -> Any:
+def model_target(
+    model: ModelConfig | Mapping[str, Any],
+    schedule: Schedule | str,
+    tokens_per_step: float | None,
+    run_id: str,
+) -> Target:
     """A `Target` for a `ModelConfig` (or its dict), with the runs-table columns the trainer records."""
-    from scalefit.predict.targets import Target
-    from scalefit.proxy.config import ModelConfig
-
     m = model if isinstance(model, ModelConfig) else ModelConfig(**model)
     shape = m.shape()
     meta = {
@@ -110,48 +120,34 @@ def model_target(model: Any, schedule: Any, tokens_per_step: float | None, run_i
     return Target(schedule, shape.n_params("total"), tokens_per_step, run_id, meta)
 
 
-def held_out_targets(spec: Any) -> list[Any]:
+def held_out_targets(spec: SweepSpec) -> list[Target]:
     """One `Target` per run of a sweep spec."""
     return [model_target(c.model, c.schedule, c.tokens_per_step, c.run_id) for c in spec.expand()]
 
 
-class _Stages:
-    """Progress lines: '[demo 3/7  41.2s] fitting ...'."""
-
-    def __init__(self, n: int, log: Callable[[str], None]) -> None:
-        self.n, self.i, self.log, self.t0 = n, 0, log, time.monotonic()
-
-    def __call__(self, text: str) -> None:
-        self.i += 1
-        self.log(f"[demo {self.i}/{self.n} {time.monotonic() - self.t0:6.1f}s] {text}")
-
-
-def _fit_all(curves: Any, train_ids: list[str], targets: list[Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _fit_all(
+    curves: Curves, train_ids: list[str], targets: list[Target], cfg: Mapping[str, Any]
+) -> dict[str, Any]:
     """The size law on every training run (cross-validated by leaving out the largest size) and the
     schedule law per size that a held-out run has (cross-validated leaving out one run at a time)."""
-    from scalefit.fitting import api
-    from scalefit.predict.targets import cross_validate
-
     boot, train = int(cfg.get("bootstrap", 0)), curves.select(train_ids)
     sizes = train.runs["n_params"]
     fits: dict[str, Any] = {}
     law = cfg.get("size_law", "multipower-size")
     if law:
-        fit_fn = lambda c: api.fit(c, law=law, bootstrap=boot)  # noqa: E731
+        fit_fn = lambda c: fit(c, law=law, bootstrap=boot)  # noqa: E731
         cv = cross_validate(fit_fn, train, [sorted(sizes.index[sizes == sizes.max()])])
         fits["size-law"] = {"fit": fit_fn(train), "size": None, "cv": cv}
     law = cfg.get("schedule_law", "cooldown")
     for n in sorted({t.n_params for t in targets if t.n_params in set(sizes)}):
-        fit_fn = lambda c: api.fit(c, law=law, bootstrap=boot)  # noqa: E731
+        fit_fn = lambda c: fit(c, law=law, bootstrap=boot)  # noqa: E731
         same = curves.select(sorted(sizes.index[sizes == n]))
         cv = cross_validate(fit_fn, same, [[r] for r in same.run_ids])
         fits[f"schedule-law N={n / 1e3:.0f}k"] = {"fit": fit_fn(same), "size": n, "cv": cv}
     return fits
 
 
-def _predict_all(fits: Mapping[str, Any], targets: list[Any], train: Any) -> list[dict[str, Any]]:
-    from scalefit.predict.targets import predict_target
-
+def _predict_all(fits: Mapping[str, Any], targets: list[Target], train: Curves) -> list[dict[str, Any]]:
     out = []
     for name, f in fits.items():
         for t in targets:
@@ -161,7 +157,7 @@ def _predict_all(fits: Mapping[str, Any], targets: list[Any], train: Any) -> lis
     return out
 
 
-def _observe(preds: list[dict[str, Any]], curves: Any) -> None:
+def _observe(preds: list[dict[str, Any]], curves: Curves) -> None:
     """Attach each registered prediction's actual curve (its logged steps and loss)."""
     for p in preds:
         run = curves.run(p["run_id"])
@@ -178,16 +174,12 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> int:
     """Run the whole demo; returns the exit status (0: every held-out final inside its band)."""
-    from scalefit.cluster import runner, sweep
-    from scalefit.report import build as rep
-    from scalefit.store.parquet import read_curves
-
     ladder, out = load_ladder(config), Path(out)
     store = Path(store) if store else out / "runs"
-    train_spec, held_spec = sweep.parse_sweep(ladder["sweep"]), sweep.parse_sweep(ladder["heldout"])
-    stage = _Stages(7, log)
+    train_spec, held_spec = parse_sweep(ladder["sweep"]), parse_sweep(ladder["heldout"])
+    stage = Stages(7, log)
     stage(f"training {len(train_spec.expand())} proxy runs on Ray -> {store}")
-    runner.run_sweep(train_spec, store, address, log=log)
+    run_sweep(train_spec, store, address, log=log)
     train_ids = [c.run_id for c in train_spec.expand()]
     curves = read_curves(store, loss=ladder.get("fit", {}).get("loss", "train_loss"))
     targets = held_out_targets(held_spec)
@@ -196,29 +188,26 @@ def run_demo(
     stage(f"predicting {len(targets)} held-out runs before training them")
     preds = _predict_all(fits, targets, curves.select(train_ids))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "predictions.json").write_text(json.dumps(rep.jsonable(preds), indent=1))
+    (out / "predictions.json").write_text(json.dumps(jsonable(preds), indent=1))
     stage(f"training the held-out runs: {', '.join(p['label'] for p in preds[: len(targets)])}")
-    runner.run_sweep(held_spec, store, address, log=log)
+    run_sweep(held_spec, store, address, log=log)
     curves = read_curves(store, loss=ladder.get("fit", {}).get("loss", "train_loss"))
     _observe(preds, curves)
     stage("comparing predictions with the trained runs")
     report = _build_report(ladder, fits, curves, train_ids, targets, preds)
     stage("extrapolating to the target and writing the report")
-    paths = rep.write_report(report, out)
-    return _verdict(report, paths, stage, log)
+    paths = write_report(report, out)
+    return verdict(report, paths, stage, log)
 
 
 def _build_report(
     ladder: Mapping[str, Any],
     fits: Mapping[str, Any],
-    curves: Any,
+    curves: Curves,
     train_ids: list[str],
-    targets: list[Any],
+    targets: list[Target],
     preds: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    from scalefit.predict.targets import best_schedule, predict_target
-    from scalefit.report import build as rep
-
     held_ids = [t.run_id for t in targets]
     labels = {rid: _label(row) for rid, row in curves.runs.iterrows()}
     entries = []
@@ -226,9 +215,7 @@ def _build_report(
         ids = [
             r for r in train_ids + held_ids if f["size"] is None or curves.runs.at[r, "n_params"] == f["size"]
         ]
-        entries += rep.curve_entries(
-            name, f["fit"], curves.select(ids), held_ids, model_error=f["cv"]["rel_sd"]
-        )
+        entries += curve_entries(name, f["fit"], curves.select(ids), held_ids, model_error=f["cv"]["rel_sd"])
     for e in entries:
         e["label"] = labels[e["run_id"]]
     extra: dict[str, Any] = {}
@@ -240,13 +227,13 @@ def _build_report(
         fitted = curves.select(train_ids)
         preds = preds + [predict_target(size_fit, big, name="size-law", fitted=fitted, model_error=err)]
         extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd"))
-    report = rep.assemble(
+    report = assemble(
         f"scalefit demo: {ladder.get('name', 'ladder')}",
         {k: f["fit"] for k, f in fits.items()},
         curves=entries,
         targets=preds,
         calibration={k: f["cv"] for k, f in fits.items()},
-        provenance=rep.provenance(ladder=ladder),
+        provenance=report_provenance(ladder=ladder),
         **extra,
     )
     held = report["heldout"]
@@ -258,20 +245,3 @@ def _build_report(
     for h in held:
         h["label"] = labels[h["run_id"]]
     return report
-
-
-def _verdict(report: Mapping[str, Any], paths: Mapping[str, Path], stage: _Stages, log: Callable) -> int:
-    from scalefit.report.html import fmt
-
-    stage(f"report: {paths['html']} (JSON {paths['json'].name}, Markdown {paths['markdown'].name})")
-    ok = True
-    for h in report["heldout"]:
-        inside = bool(h["within_band"])
-        ok &= inside
-        where = "inside" if inside else ("OUTSIDE" if h["within_band"] is not None else "no band for")
-        log(
-            f"  {h.get('label', h['run_id']):<34} [{h['fit']}] predicted {h['final_pred']:.4f} "
-            f"[{fmt(h['lo'])}, {fmt(h['hi'])}], actual {h['final_obs']:.4f}: {where} band"
-        )
-    log("all held-out finals inside their bands" if ok else "some held-out finals fall outside their bands")
-    return 0 if ok else 1

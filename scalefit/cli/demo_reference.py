@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from scalefit.cli.stages import Stages, verdict
+from scalefit.fitting.api import fit
+from scalefit.predict.evaluate import evaluate
+from scalefit.predict.schedule_choice import best_schedule
+from scalefit.predict.targets import Target, compute_optimal, cross_validate, predict_target
+from scalefit.report.build import assemble, curve_entries, report_provenance, write_report
+from scalefit.store import datasets
+
 __all__ = ["MPL_TRAIN", "run_reference"]
 
 MPL_TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
@@ -24,42 +32,30 @@ def run_reference(
 ) -> int:
     """The fitting half on bundled published data: MPL 400M (fit 3 curves, predict the other 6) and
     Chinchilla on Epoch AI's 240 points. Returns 0 (it reports, it does not gate on the bands)."""
-    from scalefit.cli.demo import _Stages, _verdict
-    from scalefit.fitting import api
-    from scalefit.predict.targets import (
-        Target,
-        best_schedule,
-        compute_optimal,
-        cross_validate,
-        predict_target,
-    )
-    from scalefit.report import build as rep
-    from scalefit.store import datasets
-
-    stage = _Stages(4, log)
+    stage = Stages(4, log)
     curves = datasets.load("mpl-400m")
     held = [r for r in curves.run_ids if r not in MPL_TRAIN]
     stage(f"fitting the {law} law on {', '.join(MPL_TRAIN)} (MPL 400M), and once per left-out run")
-    fit = api.fit(curves.select(MPL_TRAIN), law=law)
-    cv = cross_validate(lambda c: api.fit(c, law=law), curves.select(MPL_TRAIN), [[r] for r in MPL_TRAIN])
+    mpl = fit(curves.select(MPL_TRAIN), law=law)
+    cv = cross_validate(lambda c: fit(c, law=law), curves.select(MPL_TRAIN), [[r] for r in MPL_TRAIN])
     name, err = f"{law} (MPL 400M)", cv["rel_sd"]
-    entries = rep.curve_entries(name, fit, curves, held, model_error=err)
-    scores = api.evaluate(fit.predict(curves.select(held)), curves.select(held))
+    entries = curve_entries(name, mpl, curves, held, model_error=err)
+    scores = evaluate(mpl.predict(curves.select(held)), curves.select(held))
     target = Target("wsd:peak=3e-4,steps=72000,warmup=2160,decay=0.2,final=0.1", run_id="400M wsd 72k")
-    targets = [predict_target(fit, target, name=name, fitted=curves.select(MPL_TRAIN), model_error=err)]
-    family = best_schedule(fit, Target("cosine:peak=3e-4,steps=24000,warmup=2160,final=0.1"), "wsd")
+    targets = [predict_target(mpl, target, name=name, fitted=curves.select(MPL_TRAIN), model_error=err)]
+    family = best_schedule(mpl, Target("cosine:peak=3e-4,steps=24000,warmup=2160,final=0.1"), "wsd")
     stage(f"fitting Chinchilla on Epoch AI's 240 points ({bootstrap} bootstrap resamples)")
     points = datasets.epoch_subset()
-    chin = api.fit(points, law="chinchilla", bootstrap=bootstrap)
+    chin = fit(points, law="chinchilla", bootstrap=bootstrap)
     parity = {
         "title": "Chinchilla (Epoch data): observed vs fitted",
         "observed": points["loss"],
         "predicted": chin.predict(points)["loss_pred"],
     }
     stage("writing the report")
-    report = rep.assemble(
+    report = assemble(
         "scalefit reference demo: MPL 400M and Chinchilla",
-        {name: fit, "chinchilla (Epoch)": chin},
+        {name: mpl, "chinchilla (Epoch)": chin},
         curves=entries,
         targets=targets,
         schedules=family,
@@ -67,7 +63,7 @@ def run_reference(
         compute_optimal=compute_optimal(chin, [1e21, 5.88e23, 1e25]),
         metrics={name: {k: scores.get(k) for k in _METRICS}},
         calibration={name: cv},
-        provenance=rep.provenance(data=["scalefit:mpl-400m", "scalefit:chinchilla-epoch (240 points)"]),
+        provenance=report_provenance(data=["scalefit:mpl-400m", "scalefit:chinchilla-epoch (240 points)"]),
     )
     report["summary"] = [
         f"{name}: held-out PredE {100 * scores['pred_e']:.3f}%, WorstE "
@@ -75,5 +71,5 @@ def run_reference(
         f"Bands include a model error of {100 * err:.2f}% (relative, 1 sd), the RMS final-loss error of "
         "predicting each fitted curve from the other two.",
     ]
-    _verdict(report, rep.write_report(report, out), stage, log)
+    verdict(report, write_report(report, out), stage, log)
     return 0

@@ -1,7 +1,7 @@
 """The ``scalefit`` command: import, sweep, fit, predict, report, demo.
 
-Each verb is a thin shell over the Python API (its handler lives in ``scalefit.cli.verbs``); heavy
-modules are imported inside the verb, so that ``scalefit --help`` is instant. Errors are one line on
+Each verb is a thin shell over the Python API (its handler lives in ``scalefit.cli.verbs``; only the
+verbs that train, ``sweep`` and ``demo``, need the Ray and torch extras). Errors are one line on
 stderr (``scalefit: error: ...``, exit 2); ``--debug`` shows the traceback instead.
 """
 

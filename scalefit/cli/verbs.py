@@ -1,6 +1,6 @@
 """The verbs of the ``scalefit`` command (``scalefit.cli.main``): one handler per verb, taking the parsed
-arguments and returning the exit status. Heavy modules are imported inside each handler, so that
-``scalefit --help`` stays instant.
+arguments and returning the exit status. Only ``sweep`` and ``demo`` import the Ray runner (inside the
+verb: Ray and torch are optional extras), so every other verb runs without them.
 """
 
 from __future__ import annotations
@@ -9,9 +9,32 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from scalefit.cli.demo_reference import run_reference
+from scalefit.cluster.sweep import describe_plan, load_sweep
+from scalefit.errors import ConfigError, DataError, FitWarning
+from scalefit.fitting import api
+from scalefit.predict.schedule_choice import best_schedule
+from scalefit.predict.targets import Target, compute_optimal, load_fit, predict_target
+from scalefit.report.build import (
+    SCHEMA,
+    assemble,
+    curve_entries,
+    heldout_summary,
+    load_report,
+    report_provenance,
+    write_report,
+)
+from scalefit.report.text import parameter_table_text, prediction_text
+from scalefit.store.importers.mpl import import_mpl_csv
+from scalefit.store.importers.schaipp import import_schaipp_json
+from scalefit.store.importers.table import import_table, import_wandb_csv
+from scalefit.store.importers.tensorboard import import_tensorboard
+from scalefit.store.parquet import write_curves
+from scalefit.store.sources import load_data, read_json
 
 __all__ = ["VERBS"]
 
@@ -27,53 +50,39 @@ def _write_json(obj: Any, path: str | None) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from scalefit.store import importers
-    from scalefit.store import parquet as store
-
     names = {"run_id": args.run_id, "step": args.step, "lr": args.lr, "loss": args.loss}
     cols = {k: v for k, v in names.items() if v is not None}
     src, sched = args.source, args.schedule
     if args.format == "table":
-        curves = importers.import_table(src, schedule=sched, **cols)
+        curves = import_table(src, schedule=sched, **cols)
     elif args.format == "wandb":
-        curves = importers.import_wandb_csv(
-            src, schedule=sched, **{k: v for k, v in cols.items() if k != "run_id"}
-        )
+        curves = import_wandb_csv(src, schedule=sched, **{k: v for k, v in cols.items() if k != "run_id"})
     elif args.format == "tensorboard":
-        curves = importers.import_tensorboard(src, run_id=args.run_id, schedule=sched)
+        curves = import_tensorboard(src, run_id=args.run_id, schedule=sched)
     elif args.format == "mpl":
-        curves = importers.import_mpl_csv(src)
+        curves = import_mpl_csv(src)
     else:
-        curves = importers.import_schaipp_json(
-            sorted(Path(src).glob("*.json*")) if Path(src).is_dir() else src
-        )
-    store.write_curves(args.out, curves)
+        curves = import_schaipp_json(sorted(Path(src).glob("*.json*")) if Path(src).is_dir() else src)
+    write_curves(args.out, curves)
     print(f"imported {len(curves)} runs, {len(curves.frame)} rows -> {args.out}")
     return 0
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from scalefit.cluster import sweep
-
-    spec = sweep.load_sweep(args.config)
+    spec = load_sweep(args.config)
     if args.dry_run:
-        print(sweep.describe_plan(spec))
+        print(describe_plan(spec))
         return 0
-    from scalefit.cluster import runner
+    from scalefit.cluster.runner import run_sweep  # optional extra: ray
 
-    summary = runner.run_sweep(spec, args.store, address=args.address)
+    summary = run_sweep(spec, args.store, address=args.address)
     print(summary)
     return 1 if summary.failed else 0
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from scalefit.fitting import api
-    from scalefit.predict.targets import load_data
-
     data = load_data(args.data, loss=args.loss, runs=args.runs)
     fit = api.fit(data, law=args.law, bootstrap=args.bootstrap)
-    from scalefit.report.build import parameter_table_text
-
     print(parameter_table_text(fit))
     _write_json(fit.to_dict(), args.out)
     return 0
@@ -88,8 +97,6 @@ def _run_predict(args: argparse.Namespace) -> int:
         budget=args.budget,
         family=args.family,
     )
-    from scalefit.report.build import prediction_text
-
     print(prediction_text(result), file=sys.stderr if args.out is None else sys.stdout)
     _write_json(result, args.out)
     return 0
@@ -104,26 +111,25 @@ def _predict_from_files(
     budget: float | None = None,
     family: str | None = None,
 ) -> dict[str, Any]:
-    """What ``scalefit predict`` prints: a target prediction per curve fit, the schedule family search,
-    the compute-optimal allocation (chinchilla fits) and the downstream error (downstream fits)."""
-    from scalefit.errors import ConfigError
-    from scalefit.predict.targets import Target, best_schedule, compute_optimal, load_fit, predict_target
-
+    """What ``scalefit predict`` prints: a target prediction per curve-law fit (with the downstream error
+    when a map-law fit is given), the schedule family search, and the compute-optimal allocation of every
+    static-law fit whose law has a compute-optimal frontier."""
     fits = {Path(p).stem: load_fit(p) for p in fit_paths}
-    static = {k: f for k, f in fits.items() if f.law in ("chinchilla", "overtraining")}
-    down = next((f for f in fits.values() if f.law == "downstream"), None)
-    curve_fits = {k: f for k, f in fits.items() if k not in static and f.law != "downstream"}
+    kinds = {name: f.get_law().kind for name, f in fits.items()}
+    curve_fits = {name: f for name, f in fits.items() if kinds[name] == "curve"}
+    down = next((f for name, f in fits.items() if kinds[name] == "map"), None)
+    frontier_fits = [
+        f for name, f in fits.items() if kinds[name] == "static" and hasattr(f.get_law(), "compute_optimal")
+    ]
     out: dict[str, Any] = {"targets": []}
     if schedule is not None:
         target = Target(schedule, n_params, tokens_per_step)
-        for name, fit in curve_fits.items():
-            out["targets"].append(predict_target(fit, target, name=name, downstream=down))
+        for name, f in curve_fits.items():
+            out["targets"].append(predict_target(f, target, name=name, downstream=down))
             if family:
-                out["schedules"] = best_schedule(fit, target, family)
+                out["schedules"] = best_schedule(f, target, family)
     if budget is not None:
-        out["compute_optimal"] = [
-            r for f in static.values() if f.law == "chinchilla" for r in compute_optimal(f, [budget])
-        ]
+        out["compute_optimal"] = [r for f in frontier_fits for r in compute_optimal(f, [budget])]
     if not out["targets"] and "compute_optimal" not in out:
         raise ConfigError(
             "nothing to predict",
@@ -133,10 +139,51 @@ def _predict_from_files(
     return json.loads(json.dumps(out, default=float))
 
 
-def _run_report(args: argparse.Namespace) -> int:
-    from scalefit.report.build import report_from_args
+def _report_from_files(
+    source: str,
+    *,
+    data: str | None = None,
+    heldout: str | None = None,
+    schedule: str | None = None,
+    n_params: float | None = None,
+    loss: str = "train_loss",
+    out: str | Path = "report",
+) -> dict[str, Path]:
+    """What ``scalefit report`` does: re-render a report.json, or report a Fit JSON against ``data``
+    (held out: the runs of ``data`` the fit did not see, or ``heldout``); returns the written paths."""
+    content = read_json(source, "a report.json or a Fit JSON")
+    if isinstance(content, dict) and content.get("schema") == SCHEMA:
+        return write_report(load_report(source), out)
+    if data is None:
+        raise DataError(
+            "a Fit report needs the curves",
+            file=str(source),
+            field="--data",
+            fix="give --data STORE_DIR or a bundled dataset name",
+        )
+    fit = load_fit(source)
+    curves = load_data(data, loss=loss)
+    fitted = set(fit.data_summary.get("run_ids", []))
+    held = heldout.split(",") if heldout else [r for r in curves.run_ids if r not in fitted]
+    name = Path(source).stem
+    entries = curve_entries(name, fit, curves.select(sorted(fitted | set(held))), held)
+    targets = []
+    if schedule is not None:
+        target = Target(schedule, n_params)
+        targets.append(predict_target(fit, target, name=name, fitted=curves.select(sorted(fitted))))
+    report = assemble(
+        f"scalefit report: {name} on {data}",
+        {name: fit},
+        curves=entries,
+        targets=targets,
+        provenance=report_provenance(fit=str(source), data=str(data), loss=loss),
+    )
+    report["summary"] = heldout_summary(report["heldout"])
+    return write_report(report, out)
 
-    paths = report_from_args(
+
+def _run_report(args: argparse.Namespace) -> int:
+    paths = _report_from_files(
         args.source,
         data=args.data,
         heldout=args.heldout,
@@ -151,17 +198,16 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from scalefit.cli import demo
-    from scalefit.errors import FitWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # they are listed in the report's diagnostics
         if args.reference:
-            return demo.run_reference(args.out)
-        return demo.run_demo(args.out, config=args.config, address=args.address)
+            return run_reference(args.out)
+        from scalefit.cli.demo import run_demo  # optional extras: ray and torch
+
+        return run_demo(args.out, config=args.config, address=args.address)
 
 
-VERBS = {
+VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "import": _run_import,
     "sweep": _run_sweep,
     "fit": _run_fit,

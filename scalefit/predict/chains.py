@@ -22,8 +22,12 @@ import numpy as np
 import pandas as pd
 
 from scalefit.errors import FitError, FitWarning
+from scalefit.fitting.design import build_design
+from scalefit.fitting.intervals import percentile_interval
 from scalefit.fitting.result import Fit
 from scalefit.laws.downstream import DownstreamLaw
+from scalefit.laws.loss_to_loss import LossToLossLaw
+from scalefit.store.curves import Curves
 
 __all__ = ["chain_downstream", "translate_values", "translate_fit", "derived", "difference_test"]
 
@@ -46,21 +50,17 @@ def _warn_if_few_groups(fit: Fit, role: str) -> None:
         )
 
 
-def _band(draws: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = 50.0 * (1.0 - ci)
-    lo, hi = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
-    return lo, hi
-
-
-def chain_downstream(loss_fit: Fit, err_fit: Fit, target: Any, *, ci: float = 0.95) -> pd.DataFrame:
+def chain_downstream(
+    loss_fit: Fit, err_fit: Fit, target: Curves | pd.DataFrame, *, ci: float = 0.95
+) -> pd.DataFrame:
     """Predicted loss and downstream error at ``target`` with bands from both fits' bootstrap draws.
 
     Returns the loss law's key columns plus loss_pred, loss_lo, loss_hi, err_pred, err_lo, err_hi.
     """
-    if err_fit.law != DownstreamLaw.name:
+    if not isinstance(err_fit.get_law(), DownstreamLaw):
         raise FitError("the second fit must be a downstream-law fit", field="err_fit", value=err_fit.law)
     law = loss_fit.get_law()
-    design = law.design(target, predict=True)
+    design = build_design(law, target, predict=True)
     loss_pred = np.asarray(law.predict(loss_fit.theta, design), dtype=float)
     err_pred = DownstreamLaw.curve(err_fit.theta, loss_pred)
     loss_boot, err_boot = _draws(loss_fit, "loss_fit"), _draws(err_fit, "err_fit")
@@ -72,9 +72,9 @@ def chain_downstream(loss_fit: Fit, err_fit: Fit, target: Any, *, ci: float = 0.
         err_draws = DownstreamLaw.curve(err_boot[:n], loss_draws)
     out = design.keys.reset_index(drop=True).copy() if design.keys is not None else pd.DataFrame()
     out["loss_pred"] = loss_pred
-    out["loss_lo"], out["loss_hi"] = _band(loss_draws, ci)
+    out["loss_lo"], out["loss_hi"] = percentile_interval(loss_draws, ci)
     out["err_pred"] = err_pred
-    out["err_lo"], out["err_hi"] = _band(err_draws, ci)
+    out["err_lo"], out["err_hi"] = percentile_interval(err_draws, ci)
     return out
 
 
@@ -109,10 +109,10 @@ def translate_fit(fit: Fit, map_fit: Fit) -> Fit:
 
     Bootstrap draws, where both fits have them, are translated pairwise (so the new Fit has bands).
     """
-    if map_fit.law != "loss-to-loss":
+    if not isinstance(map_fit.get_law(), LossToLossLaw):
         raise FitError("the map must be a loss-to-loss fit", field="map_fit", value=map_fit.law)
     names = list(fit.param_names)
-    lse = {"a": "A", "b": "B", "e": "E"} if fit.law == "chinchilla" else {}
+    lse = {p: p.upper() for p in ("a", "b", "e") if p in names}  # Chinchilla form: A, B, E in log space
     natural = [lse.get(p, p) for p in names]
     missing = [p for p in ("E", "A", "B", "alpha", "beta") if p not in natural]
     if missing:
@@ -135,7 +135,7 @@ def translate_fit(fit: Fit, map_fit: Fit) -> Fit:
     )
     warn = (
         []
-        if fit.law == "kaplan"
+        if not lse
         else [
             {
                 "code": "approximate_translation",
@@ -144,9 +144,11 @@ def translate_fit(fit: Fit, map_fit: Fit) -> Fit:
         ]
     )
     boot = table[1:] if n > 1 else None
-    tail = 50.0 * (1.0 - float(fit.options.get("ci", 0.95)))
+    level = float(fit.options.get("ci", 0.95))
     ci = {
-        p: tuple(np.percentile(boot[:, j], [tail, 100 - tail])) if boot is not None else (np.nan, np.nan)
+        p: tuple(float(v) for v in percentile_interval(boot[:, j], level))
+        if boot is not None
+        else (np.nan, np.nan)
         for j, p in enumerate(names)
     }
     return Fit(
@@ -185,7 +187,7 @@ def derived(fit: Fit, fn: Callable[[Mapping[str, Any]], Any], *, ci: float = 0.9
     value = float(fn(dict(fit.values)))
     boot = _draws(fit, "bootstrap")
     draws = np.asarray(fn({p: boot[:, j] for j, p in enumerate(fit.param_names)}), dtype=float)
-    lo, hi = _band(draws, ci)
+    lo, hi = percentile_interval(draws, ci)
     return {"value": value, "ci": (float(lo), float(hi)), "stderr": float(np.nanstd(draws)), "draws": draws}
 
 
@@ -202,7 +204,7 @@ def difference_test(
     n = min(len(da["draws"]), len(db["draws"]))
     diff = da["draws"][:n] - db["draws"][:n]
     diff = diff[np.isfinite(diff)]
-    lo, hi = _band(diff, ci)
+    lo, hi = percentile_interval(diff, ci)
     tail = min(np.mean(diff <= 0), np.mean(diff >= 0))
     p = float(min(1.0, max(2.0 * tail, 1.0 / len(diff))))
     return {

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.interpolate import Akima1DInterpolator
 
 from scalefit.errors import DataError, FitError, FitWarning
+from scalefit.fitting.intervals import percentile_interval
 
 __all__ = [
     "ExponentFit",
@@ -216,8 +217,7 @@ def isoflop_exponent(
     ybar = np.average(y, weights=w)
     r2 = 1.0 - np.sum(w * resid**2) / np.sum(w * (y - ybar) ** 2)
     boot_a, _ = weighted_power_law(log_c, reps, w)
-    tail = 50 * (1 - level)
-    ci = tuple(float(v) for v in np.percentile(boot_a, [tail, 100 - tail]))
+    ci = tuple(float(v) for v in percentile_interval(boot_a, level))
     for note in notes:
         warnings.warn(note, FitWarning, stacklevel=2)
     return ExponentFit(float(a), float(np.exp(b)), float(r2), ci, level, n_boot, method, optima, tuple(notes))

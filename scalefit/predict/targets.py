@@ -1,5 +1,6 @@
 """Predictions for a run not yet trained: its loss curve and final loss with a band, how far outside the
-fitted range it lies, the downstream error, the compute-optimal N and D, and the best schedule in a family.
+fitted range it lies, the downstream error and the compute-optimal N and D; the model error from
+cross-validation that widens a band; reading a Fit JSON.
 
 Every result is a plain JSON-able dictionary (the report embeds them as they are). Conventions: steps are
 0-indexed optimizer updates, the final loss is the loss logged at step ``total_steps - 1``; losses in
@@ -7,12 +8,12 @@ nats per token; compute in FLOPs; N in parameters (the fit's counting convention
 
     target = Target("wsd:peak=3e-4,steps=48000,decay=0.2", n_params=4e8)
     predict_target(fit, target)["final_pred"]
-    best_schedule(fit, target, family="wsd")["best"]
+
+The best schedule of a family for a target: ``scalefit.predict.schedule_choice``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,23 +24,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalefit import schedules
-from scalefit.errors import ConfigError, DataError, ExtrapolationWarning
-from scalefit.predict.schedule_choice import best_schedule, schedule_family
+from scalefit.errors import ConfigError, ExtrapolationWarning
+from scalefit.fitting.intervals import percentile_interval
+from scalefit.fitting.result import Fit
+from scalefit.schedules.base import Schedule
+from scalefit.schedules.parse import from_dict, parse
+from scalefit.store.curves import Curves
+from scalefit.store.sources import read_stamped
 
 __all__ = [
     "Target",
+    "target_curves",
     "predict_target",
     "extrapolation",
-    "schedule_family",
-    "best_schedule",
     "compute_optimal",
     "widen",
     "cross_validate",
-    "load_data",
+    "downstream_error",
     "load_fit",
-    "read_json",
-    "read_stamped",
 ]
 
 SLACK = 1.02  # a target this close to the fitted range (e.g. the last step of a fitted horizon) is inside
@@ -52,7 +54,7 @@ class Target:
     ``meta`` holds further runs-table columns the law may need (e.g. ``n_params_nonembed``).
     """
 
-    schedule: Any
+    schedule: Schedule | str | Mapping[str, Any]
     n_params: float | None = None
     tokens_per_step: float | None = None
     run_id: str = "target"
@@ -61,9 +63,9 @@ class Target:
     def __post_init__(self) -> None:
         sched = self.schedule
         if isinstance(sched, str):
-            sched = schedules.parse(sched)
+            sched = parse(sched)
         elif isinstance(sched, Mapping):
-            sched = schedules.from_dict(dict(sched))
+            sched = from_dict(dict(sched))
         object.__setattr__(self, "schedule", sched)
         for name in ("n_params", "tokens_per_step"):
             value = getattr(self, name)
@@ -95,10 +97,8 @@ class Target:
         return np.unique(np.append(grid[grid < last], last))
 
 
-def target_curves(targets: Sequence[Target], n_points: int = 200) -> Any:
+def target_curves(targets: Sequence[Target], n_points: int = 200) -> Curves:
     """The targets as `Curves` with an unknown (NaN) loss, for `Fit.predict`."""
-    from scalefit.store.curves import Curves
-
     frames, rows = [], []
     for t in targets:
         steps = t.steps(n_points)
@@ -121,7 +121,7 @@ def _ratio_note(label: str, value: float, lo: float, hi: float, unit: str) -> tu
     return 1.0, None
 
 
-def extrapolation(fit: Any, target: Target, fitted: Any = None) -> dict[str, Any]:
+def extrapolation(fit: Fit, target: Target, fitted: Curves | None = None) -> dict[str, Any]:
     """How far the target lies outside what the fit saw (model size, horizon in steps).
 
     Ranges come from ``fit.data_summary`` (``<key>_range``), else from the runs table of ``fitted``
@@ -152,12 +152,12 @@ def extrapolation(fit: Any, target: Target, fitted: Any = None) -> dict[str, Any
 
 
 def predict_target(
-    fit: Any,
+    fit: Fit,
     target: Target,
     *,
     name: str | None = None,
-    fitted: Any = None,
-    downstream: Any = None,
+    fitted: Curves | None = None,
+    downstream: Fit | None = None,
     n_points: int = 200,
     noise: bool = True,
     model_error: float = 0.0,
@@ -202,7 +202,7 @@ def widen(pred: pd.DataFrame, model_error: float, z: float = 1.96) -> pd.DataFra
 
 
 def cross_validate(
-    fit_fn: Callable[[Any], Any], curves: Any, folds: Sequence[Sequence[str]]
+    fit_fn: Callable[[Curves], Fit], curves: Curves, folds: Sequence[Sequence[str]]
 ) -> dict[str, Any]:
     """Model error from held-out folds: refit without each fold (``fit_fn(curves)``) and predict its
     final losses. Returns the relative errors per run and their root mean square ``rel_sd``."""
@@ -217,7 +217,7 @@ def cross_validate(
     return {"folds": [list(f) for f in folds], "errors": errors, "rel_sd": float(np.sqrt(np.mean(rel**2)))}
 
 
-def downstream_error(fit: Any, loss_pred: Mapping[str, Any]) -> dict[str, float]:
+def downstream_error(fit: Fit, loss_pred: Mapping[str, Any]) -> dict[str, float]:
     """Downstream error at the predicted final loss (and at the ends of its band), from a downstream fit."""
     losses = [loss_pred["final_pred"], loss_pred["lo"], loss_pred["hi"]]
     table = pd.DataFrame({"run_id": ["mid", "lo", "hi"], fit.law_config.get("loss", "loss"): losses})
@@ -225,21 +225,26 @@ def downstream_error(fit: Any, loss_pred: Mapping[str, Any]) -> dict[str, float]
     return {"err_pred": float(err[0]), "lo": float(np.nanmin(err)), "hi": float(np.nanmax(err))}
 
 
-def compute_optimal(fit: Any, budgets: Iterable[float]) -> list[dict[str, Any]]:
+def compute_optimal(fit: Fit, budgets: Iterable[float]) -> list[dict[str, Any]]:
     """Compute-optimal N*, D*, D*/N* and the predicted loss with its band per budget (FLOPs, C = 6ND)
-    from a Chinchilla fit; a 95% bootstrap band on N* when the fit carries bootstrap samples."""
-    from scalefit.laws.chinchilla import compute_optimal as frontier
-
+    from a fit whose law has a compute-optimal frontier (``law.compute_optimal``, e.g. Chinchilla); a 95%
+    bootstrap band on N* when the fit carries bootstrap samples."""
+    law = fit.get_law()
     budgets = np.asarray(list(budgets), dtype=float)
-    n_opt, d_opt = (np.atleast_1d(v) for v in frontier(fit.values, budgets))
+    frontier = law.compute_optimal(fit.values, budgets)
+    n_opt, d_opt = frontier["n_opt"].to_numpy(float), frontier["d_opt"].to_numpy(float)
     cfg = fit.law_config
     table = pd.DataFrame(
         {"run_id": [f"C={b:.3g}" for b in budgets], cfg.get("n", "N"): n_opt, cfg.get("d", "D"): d_opt}
     )
     pred = fit.predict(table)
-    out = []
-    for k, budget in enumerate(budgets):
-        row = {
+    n_lo = n_hi = np.full(len(budgets), np.nan)
+    banded = fit.bootstrap is not None and len(fit.bootstrap) > 0
+    if banded:
+        draws = law.compute_optimal(np.asarray(fit.bootstrap), budgets)["n_opt"].to_numpy(float)
+        n_lo, n_hi = percentile_interval(draws.reshape(-1, len(budgets)), 0.95)
+    return [
+        {
             "budget_flops": float(budget),
             "n_opt": float(n_opt[k]),
             "d_opt": float(d_opt[k]),
@@ -247,55 +252,14 @@ def compute_optimal(fit: Any, budgets: Iterable[float]) -> list[dict[str, Any]]:
             "loss_pred": float(pred["loss_pred"].iloc[k]),
             "lo": float(pred["lo"].iloc[k]),
             "hi": float(pred["hi"].iloc[k]),
-            "n_lo": None,
-            "n_hi": None,
+            "n_lo": float(n_lo[k]) if banded else None,
+            "n_hi": float(n_hi[k]) if banded else None,
         }
-        if fit.bootstrap is not None and len(fit.bootstrap):
-            ns = np.atleast_1d(frontier(np.asarray(fit.bootstrap), budget)[0])
-            row["n_lo"], row["n_hi"] = (float(q) for q in np.nanquantile(ns, [0.025, 0.975]))
-        out.append(row)
-    return out
+        for k, budget in enumerate(budgets)
+    ]
 
 
-def load_data(spec: str, *, loss: str = "train_loss", runs: str | Sequence[str] | None = None) -> Any:
-    """Curves (or a table) from a store directory or a bundled dataset name, optionally a subset of runs."""
-    path = Path(spec)
-    if path.is_dir():
-        from scalefit.store.parquet import read_curves
-
-        data = read_curves(path, loss=loss)
-    else:
-        from scalefit.store import datasets
-
-        data = datasets.load(spec)
-    if runs:
-        ids = runs.split(",") if isinstance(runs, str) else list(runs)
-        data = data.select(ids) if hasattr(data, "select") else data[data["run_id"].isin(ids)]
-    return data
-
-
-def read_json(path: str | Path, kind: str) -> Any:
-    """A JSON file's content; a `DataError` naming the file when it is not JSON."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError("not a JSON file", file=str(path), value=str(err)[:80], fix=f"give {kind}") from None
-
-
-def read_stamped(path: str | Path, kind: str, what: str, key: str, expected: str) -> dict[str, Any]:
-    """A JSON object whose ``key`` field is ``expected`` (e.g. format scalefit.Fit/1); a `DataError`
-    naming the file and the field when the file is not JSON or not such an object."""
-    d = read_json(path, kind)
-    if not isinstance(d, dict) or d.get(key) != expected:
-        got = d.get(key) if isinstance(d, dict) else type(d).__name__
-        fix = f"give {kind} ({key} {expected})"
-        raise DataError(f"not a {what}", file=str(path), field=key, value=got, fix=fix)
-    return d
-
-
-def load_fit(path: str | Path) -> Any:
+def load_fit(path: str | Path) -> Fit:
     """A `Fit` from its JSON file (as written by ``scalefit fit`` or ``Fit.to_json``)."""
-    from scalefit.fitting.result import Fit
-
     kind = "a Fit JSON written by `scalefit fit`"
     return Fit.from_dict(read_stamped(path, kind, "scalefit Fit", "format", "scalefit.Fit/1"))

@@ -15,36 +15,33 @@ import datetime as dt
 import json
 import math
 import platform
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
+import scipy
 
-from scalefit.errors import DataError
-from scalefit.report.html import (
-    parameter_table_text,
-    prediction_text,
-    render_html,
-    render_markdown,
-    warning_text,
-)
+from scalefit.fitting.result import Fit
+from scalefit.predict.targets import widen
+from scalefit.provenance import provenance
+from scalefit.report.html import render_html
+from scalefit.report.text import render_markdown, warning_text
+from scalefit.store.curves import Curves
+from scalefit.store.sources import read_stamped
 
 __all__ = [
     "SCHEMA",
     "assemble",
     "curve_entries",
     "heldout_finals",
-    "render_markdown",
+    "heldout_summary",
     "write_report",
     "load_report",
     "fits_from_report",
-    "provenance",
-    "parameter_table_text",
-    "prediction_text",
-    "report_from_args",
+    "report_provenance",
     "jsonable",
 ]
 
@@ -78,8 +75,8 @@ def _thin(n: int, max_points: int) -> np.ndarray:
 
 def curve_entries(
     name: str,
-    fit: Any,
-    curves: Any,
+    fit: Fit,
+    curves: Curves,
     heldout: Iterable[str] = (),
     *,
     max_points: int = 200,
@@ -90,8 +87,6 @@ def curve_entries(
     covers the fit's uncertainty, with ``noise`` the fit's residual scale (where one observed point may
     land), and a relative ``model_error`` (see `scalefit.predict.targets.widen`)."""
     heldout = set(heldout)
-    from scalefit.predict.targets import widen
-
     pred = widen(fit.predict(curves, noise=noise), model_error)
     obs = curves.frame[["run_id", "step", "loss"]]
     merged = obs.merge(pred, on=["run_id", "step"], how="inner")
@@ -138,36 +133,20 @@ def heldout_finals(entries: Sequence[Mapping[str, Any]]) -> list[dict]:
     return out
 
 
-def provenance(**extra: Any) -> dict:
-    """Versions, git SHA of the scalefit checkout (if installed from one), host platform, plus ``extra``."""
-    import matplotlib
-    import scipy
-
-    import scalefit
-
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-            cwd=Path(scalefit.__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = None
+def report_provenance(**extra: Any) -> dict:
+    """The provenance record (`scalefit.provenance.provenance`: scalefit version, git SHA, created) with
+    the versions of the numerical libraries, the host platform, and ``extra``."""
     versions = {
-        "scalefit": scalefit.__version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "scipy": scipy.__version__,
         "matplotlib": matplotlib.__version__,
     }
-    return {"git_sha": sha, "versions": versions, "platform": platform.platform(), **extra}
+    return {**provenance(), "versions": versions, "platform": platform.platform(), **extra}
 
 
-def assemble(title: str, fits: Mapping[str, Any], **sections: Any) -> dict:
+def assemble(title: str, fits: Mapping[str, Fit | Mapping[str, Any]], **sections: Any) -> dict:
     """The report dictionary. ``sections``: curves, targets, schedules, compute_optimal, parity,
     metrics, summary, warnings, provenance (see the HTML renderer for their fields)."""
     curves = sections.pop("curves", [])
@@ -183,7 +162,7 @@ def assemble(title: str, fits: Mapping[str, Any], **sections: Any) -> dict:
         "curves": curves,
         "heldout": heldout_finals(curves),
         "warnings": warnings,
-        "provenance": sections.pop("provenance", None) or provenance(),
+        "provenance": sections.pop("provenance", None) or report_provenance(),
     }
     report.update(sections)
     return jsonable(report)
@@ -208,67 +187,19 @@ def write_report(report: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
 
 def load_report(path: str | Path) -> dict:
     """Read a report JSON, checking its schema."""
-    from scalefit.predict.targets import read_stamped
-
     return read_stamped(path, "a report.json written by scalefit", "scalefit report", "schema", SCHEMA)
 
 
-def fits_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The report's fits as `scalefit.Fit` objects (they predict what the report shows)."""
-    from scalefit.fitting.result import Fit
-
+def fits_from_report(report: Mapping[str, Any]) -> dict[str, Fit]:
+    """The report's fits as `Fit` objects (they predict what the report shows)."""
     return {name: Fit.from_dict(d) for name, d in (report.get("fits") or {}).items()}
 
 
-def _summary_lines(held: Sequence[Mapping[str, Any]]) -> list[str]:
+def heldout_summary(held: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The summary line of a report's held-out checks (none when there are none)."""
     inside = [h for h in held if h.get("within_band")]
     return (
         [f"{len(inside)} of {len(held)} held-out final losses lie inside their predicted band."]
         if held
         else []
     )
-
-
-def report_from_args(
-    source: str,
-    *,
-    data: str | None = None,
-    heldout: str | None = None,
-    schedule: str | None = None,
-    n_params: float | None = None,
-    loss: str = "train_loss",
-    out: str | Path = "report",
-) -> dict[str, Path]:
-    """What ``scalefit report`` does: re-render a report.json, or report a Fit JSON against ``data``."""
-    from scalefit.predict.targets import Target, load_data, load_fit, predict_target, read_json
-
-    content = read_json(source, "a report.json or a Fit JSON")
-    if isinstance(content, dict) and content.get("schema") == SCHEMA:
-        return write_report(load_report(source), out)
-    if data is None:
-        raise DataError(
-            "a Fit report needs the curves",
-            file=str(source),
-            field="--data",
-            fix="give --data STORE_DIR or a bundled dataset name",
-        )
-    fit = load_fit(source)
-    curves = load_data(data, loss=loss)
-    fitted = set(fit.data_summary.get("run_ids", []))
-    held = heldout.split(",") if heldout else [r for r in curves.run_ids if r not in fitted]
-    name = Path(source).stem
-    entries = curve_entries(name, fit, curves.select(sorted(fitted | set(held))), held)
-    targets = []
-    if schedule is not None:
-        targets.append(
-            predict_target(fit, Target(schedule, n_params), name=name, fitted=curves.select(sorted(fitted)))
-        )
-    report = assemble(
-        f"scalefit report: {name} on {data}",
-        {name: fit},
-        curves=entries,
-        targets=targets,
-        provenance=provenance(fit=str(source), data=str(data), loss=loss),
-    )
-    report["summary"] = _summary_lines(report["heldout"])
-    return write_report(report, out)

@@ -1,5 +1,5 @@
 """Render a report dictionary (the JSON twin) as one self-contained HTML page (Markdown and plain text:
-``scalefit.report.text``, re-exported here).
+``scalefit.report.text``).
 
 Everything is inline: CSS in a ``<style>`` block, figures as ``data:image/png;base64`` images. The page
 loads nothing from the network and runs no script.
@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from scalefit.report import plots
-from scalefit.report.text import fmt, parameter_table_text, prediction_text, render_markdown, warning_text
+from scalefit.report.text import fmt
 
-__all__ = ["render_html", "render_markdown", "parameter_table_text", "prediction_text", "fmt", "warning_text"]
+__all__ = ["render_html"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scalefit.fitting.result import Fit
+
 __all__ = ["render_markdown", "parameter_table_text", "prediction_text", "fmt", "warning_text"]
 
 
@@ -71,9 +73,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parameter_table_text(fit: Any) -> str:
+def parameter_table_text(fit: Fit | Mapping[str, Any]) -> str:
     """A plain-text parameter table: value, standard error and 95% CI per parameter."""
-    d = fit.to_dict() if not isinstance(fit, Mapping) else fit
+    d = fit if isinstance(fit, Mapping) else fit.to_dict()
     stderr, ci = d.get("stderr") or {}, d.get("ci") or {}
     lines = [f"law {d.get('law')}", f"{'parameter':<12} {'value':>12} {'stderr':>10}  95% CI"]
     for k, v in d.get("values", {}).items():
@@ -84,7 +86,8 @@ def parameter_table_text(fit: Any) -> str:
 
 
 def prediction_text(result: Mapping[str, Any]) -> str:
-    """A plain-text summary of a `scalefit.predict.targets.predict_target` style result."""
+    """A plain-text summary of what ``scalefit predict`` computes: `scalefit.predict.targets.predict_target`
+    results under ``targets``, a ``schedules`` search and ``compute_optimal`` rows."""
     lines = []
     for t in result.get("targets", []):
         notes = "; ".join((t.get("extrapolation") or {}).get("notes") or []) or "inside the fitted range"

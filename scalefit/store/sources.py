@@ -1,0 +1,56 @@
+"""Input sources: curves from a store directory or a bundled dataset name, and JSON input files checked
+for their format stamp. Every reader fails with a `DataError` naming the file.
+
+    curves = load_data("runs/", loss="eval:python-stdlib", runs="cosine_24000,wsd_24000")
+    table = load_data("chinchilla-epoch")
+    d = read_stamped("fit.json", "a Fit JSON", "scalefit Fit", "format", "scalefit.Fit/1")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scalefit.errors import DataError
+from scalefit.store import datasets
+from scalefit.store.curves import Curves
+from scalefit.store.parquet import read_curves
+
+__all__ = ["load_data", "read_json", "read_stamped"]
+
+
+def load_data(
+    spec: str | Path, *, loss: str = "train_loss", runs: str | Sequence[str] | None = None
+) -> Curves | pd.DataFrame:
+    """Curves (or a table) from a store directory or a bundled dataset name, optionally a subset of runs
+    (``runs``: run ids, or one comma-separated string)."""
+    path = Path(spec)
+    data = read_curves(path, loss=loss) if path.is_dir() else datasets.load(str(spec))
+    if runs:
+        ids = runs.split(",") if isinstance(runs, str) else list(runs)
+        data = data.select(ids) if isinstance(data, Curves) else data[data["run_id"].isin(ids)]
+    return data
+
+
+def read_json(path: str | Path, kind: str) -> Any:
+    """A JSON file's content; a `DataError` naming the file when it is not JSON (``kind``: what to give
+    instead, e.g. "a Fit JSON written by `scalefit fit`")."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError("not a JSON file", file=str(path), value=str(err)[:80], fix=f"give {kind}") from None
+
+
+def read_stamped(path: str | Path, kind: str, what: str, key: str, expected: str) -> dict[str, Any]:
+    """A JSON object whose ``key`` field is ``expected`` (e.g. format scalefit.Fit/1); a `DataError`
+    naming the file and the field when the file is not JSON or not such an object."""
+    d = read_json(path, kind)
+    if not isinstance(d, dict) or d.get(key) != expected:
+        got = d.get(key) if isinstance(d, dict) else type(d).__name__
+        fix = f"give {kind} ({key} {expected})"
+        raise DataError(f"not a {what}", file=str(path), field=key, value=got, fix=fix)
+    return d
