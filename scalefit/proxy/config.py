@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from scalefit import schedules
 from scalefit.conventions import ModelShape
 from scalefit.errors import ConfigError
-
-if TYPE_CHECKING:
-    from scalefit.schedules import Schedule
+from scalefit.schedules import Schedule
 
 __all__ = ["ModelConfig", "DataConfig", "Branch", "RunConfig", "MODEL_PRESETS", "ladder", "preset"]
 __all__ += ["BUILTIN_DATASETS", "FLOP_CONVENTIONS"]
@@ -221,8 +220,6 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        from scalefit import schedules
-
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         fix = f"use fields of RunConfig: {sorted(known)}"

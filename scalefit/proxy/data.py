@@ -17,7 +17,11 @@ are cached once under ``$SCALEFIT_CACHE`` (default ``~/.cache/scalefit``) as fla
 
 Sampling: the batch of step ``s`` is a pure function of ``(seed, s)``: uniformly random windows of
 ``context + 1`` tokens that never cross a file boundary. So a resumed run sees exactly the batches the
-uninterrupted run would have, with no data-loader state to save.
+uninterrupted run would have, with no data-loader state to save. The windows are gathered from the
+memory-mapped tokens in one fancy-indexing op per file (rows of a strided, copy-free window view), and
+``Prefetch`` builds the batch of step ``s + 1`` in a worker thread while step ``s`` trains; being pure in
+the step, the prefetched batches are exactly those of ``get_batch`` (``reference_batch`` keeps the old
+one-window-at-a-time builder, for the tests and the benchmark to compare against).
 """
 
 from __future__ import annotations
@@ -26,22 +30,27 @@ import functools
 import hashlib
 import os
 import sysconfig
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from scalefit.errors import ConfigError, DataError
 from scalefit.proxy.config import BUILTIN_DATASETS, DataConfig
 from scalefit.proxy.texts import shakespeare_dir
 
 __all__ = ["cache_dir", "documents", "split_of", "load_split", "TokenArray", "get_batch", "eval_batch"]
-__all__ += ["ByteTokenizer", "get_tokenizer", "check_context", "write_token_folder"]
+__all__ += ["ByteTokenizer", "get_tokenizer", "check_context", "write_token_folder", "reference_batch"]
+__all__ += ["Prefetch", "window_starts"]
 
 Doc = tuple[str, int, Callable[[], bytes]]  # (document id, size in bytes, reader)
 _EVAL_SEED = 0x5CA1EF17  # eval batches are the same for every run, so eval losses compare across runs
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+Item = TypeVar("Item")  # what a Prefetch yields per step (numpy batches here, device tensors in the trainer)
 
 
 def cache_dir() -> Path:
@@ -178,6 +187,10 @@ class TokenArray:
 
     parts: tuple[np.ndarray, ...]
     name: str
+    # context -> (window views, first global window index of each part); built on first use, never compared
+    _views: dict[int, tuple[tuple[np.ndarray, ...], np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)
@@ -186,15 +199,39 @@ class TokenArray:
         """Number of distinct start positions of a (context + 1)-token window."""
         return sum(max(len(p) - context, 0) for p in self.parts)
 
+    def window_views(self, context: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Per part, a read-only (n_windows, context + 1) strided view of its tokens (row i = tokens
+        i..i+context, no copy), and the global index of each part's first window (ascending)."""
+        if context not in self._views:
+            views, firsts, first = [], [], 0
+            for p in self.parts:
+                n = max(len(p) - context, 0)  # windows starting in this part
+                a = np.asarray(p)  # a plain ndarray over the same (mapped) memory: no copy
+                views.append(as_strided(a, (n, context + 1), (a.strides[0],) * 2, writeable=False))
+                firsts.append(first)
+                first += n
+            self._views[context] = tuple(views), np.asarray(firsts, dtype=np.int64)
+        return self._views[context]
+
+    def gather(self, starts: np.ndarray, context: int) -> np.ndarray:
+        """(len(starts), context + 1) windows at global window indices ``starts``, in the tokens' dtype.
+
+        One fancy-indexing op per part (rows of the strided view): on a single file,
+        ``view[starts]`` is ``tokens[starts[:, None] + np.arange(context + 1)]`` without the index matrix.
+        """
+        views, firsts = self.window_views(context)
+        if len(views) == 1:
+            return views[0][starts]
+        part = np.searchsorted(firsts, starts, side="right") - 1  # (B,) part of each window
+        out = np.empty((len(starts), context + 1), dtype=np.result_type(*views))
+        for i in np.unique(part):
+            rows = part == i
+            out[rows] = views[i][starts[rows] - firsts[i]]
+        return out
+
     def windows(self, starts: np.ndarray, context: int) -> np.ndarray:
         """(len(starts), context + 1) int64 windows at global window indices ``starts``."""
-        counts = np.cumsum([max(len(p) - context, 0) for p in self.parts])
-        out = np.empty((len(starts), context + 1), dtype=np.int64)
-        for row, g in enumerate(starts):
-            i = int(np.searchsorted(counts, g, side="right"))
-            off = int(g - (counts[i - 1] if i else 0))
-            out[row] = self.parts[i][off : off + context + 1]
-        return out
+        return self.gather(np.asarray(starts, dtype=np.int64), context).astype(np.int64)
 
 
 def _cached_split(data: DataConfig, name: str, split: str) -> TokenArray:
@@ -275,13 +312,68 @@ def check_context(arr: TokenArray, context: int, split: str) -> None:
         )
 
 
+def window_starts(arr: TokenArray, batch_size: int, context: int, seed: int, step: int) -> np.ndarray:
+    """(batch_size,) global window indices of step ``step``: the one random draw, pure in (seed, step)."""
+    return np.random.default_rng([seed, step]).integers(0, arr.n_windows(context), size=batch_size)
+
+
 def get_batch(arr: TokenArray, batch_size: int, context: int, seed: int, step: int) -> tuple[np.ndarray, ...]:
     """Inputs and targets (each (batch_size, context) int64) of step ``step``: pure in (seed, step)."""
-    rng = np.random.default_rng([seed, step])
-    w = arr.windows(rng.integers(0, arr.n_windows(context), size=batch_size), context)
+    w = arr.gather(window_starts(arr, batch_size, context, seed, step), context)  # (B, T + 1) tokens
+    return w[:, :-1].astype(np.int64), w[:, 1:].astype(np.int64)  # each cast is one contiguous copy
+
+
+def reference_batch(
+    arr: TokenArray, batch_size: int, context: int, seed: int, step: int
+) -> tuple[np.ndarray, ...]:
+    """``get_batch`` as it was built before: one window at a time in a Python loop. Kept only as the
+    reference the tests and ``benchmarks/train_throughput.py`` compare the vectorized builder against."""
+    starts = window_starts(arr, batch_size, context, seed, step)
+    counts = np.cumsum([max(len(p) - context, 0) for p in arr.parts])
+    w = np.empty((len(starts), context + 1), dtype=np.int64)
+    for row, g in enumerate(starts):
+        i = int(np.searchsorted(counts, g, side="right"))
+        off = int(g - (counts[i - 1] if i else 0))
+        w[row] = arr.parts[i][off : off + context + 1]
     return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
 
 
 def eval_batch(arr: TokenArray, batch_size: int, context: int, index: int) -> tuple[np.ndarray, ...]:
     """Eval batch number ``index``: the same windows for every run and every eval step."""
     return get_batch(arr, batch_size, context, _EVAL_SEED, index)
+
+
+class Prefetch(Generic[Item]):
+    """``make(start), make(start + 1), ...`` in order, one item ahead: while the caller uses item ``s``,
+    a worker thread already builds item ``s + 1`` (numpy's gathers and copies release the GIL).
+
+    ``make`` must be pure in the step (as ``get_batch`` is in (seed, step)): the items are then exactly
+    those of calling ``make`` in a loop, whatever the timing, and a resume at step ``s`` is
+    ``Prefetch(make, s)``. An error in ``make`` is raised by the ``next`` that would have returned its item.
+    Use as a context manager (or call ``close``) to stop the worker.
+    """
+
+    def __init__(self, make: Callable[[int], Item], start: int = 0) -> None:
+        self.make, self.step = make, start
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scalefit-prefetch")
+        self._next: Future[Item] = self._pool.submit(make, start)
+
+    def __iter__(self) -> Iterator[tuple[int, Item]]:
+        return self
+
+    def __next__(self) -> tuple[int, Item]:
+        """(step, item of that step); starts building the next step's item before returning."""
+        item = self._next.result()  # waits only if the worker is behind (the step outran the gather)
+        step, self.step = self.step, self.step + 1
+        self._next = self._pool.submit(self.make, self.step)
+        return step, item
+
+    def close(self) -> None:
+        self._next.cancel()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Prefetch[Item]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

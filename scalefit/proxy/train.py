@@ -12,6 +12,14 @@ wins" rule leaves every step exactly once. Branch: ``config.branch_from`` starts
 checkpoint at step ``s`` (same model, data and batch size; the branch schedule must give the trunk's
 LRs before ``s``), copies the trunk's rows before ``s`` so the branch is a complete curve from step 0,
 and continues with its own schedule. A NaN/inf loss stops the run as 'diverged', keeping its curve.
+
+On a GPU (as in nanoGPT's train.py): the batch of step ``s + 1`` is gathered, pinned and copied
+asynchronously while step ``s`` runs (``device_batches``); a step queues its work without waiting for the
+device, and losses and grad norms are read back in one ``.tolist()`` every ``log_every`` steps. The host
+syncs left: that readback, each eval set's mean, and the checkpoint's state dicts. A non-finite loss is
+seen at the readback; its step, and every row before it, are recorded exactly as with a readback per
+step, and the steps queued after it are discarded. Fused AdamW, bf16 autocast (``dtype="auto"``) and,
+with ``config.compile``, ``torch.compile`` apply on CUDA only; on CPU the loop is the eager fp32 one.
 """
 
 from __future__ import annotations
@@ -31,13 +39,24 @@ import torch
 from scalefit.errors import ConfigError
 from scalefit.proxy import checkpoint as ckpt
 from scalefit.proxy.config import RunConfig
-from scalefit.proxy.data import TokenArray, check_context, eval_batch, get_batch, load_split
+from scalefit.proxy.data import Prefetch, TokenArray, check_context, eval_batch, get_batch, load_split
 from scalefit.proxy.model import GPT, flops_per_token, n_params, n_params_nonembed, peak_flops
 from scalefit.store.parquet import RunWriter
 
-__all__ = ["RunResult", "train", "prepare_data", "resolve_device"]
+__all__ = ["RunResult", "train", "prepare_data", "resolve_device", "device_batches", "default_log_every"]
 
 _FLUSH_SECONDS = 10.0  # rows also reach the store at every eval and checkpoint
+_CUDA_LOG_EVERY = 16  # steps between loss/grad-norm readbacks on CUDA (one host sync per chunk)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A step queued on the device whose loss (() fp32) and grad norm (() fp32) are not yet read back."""
+
+    step: int
+    lr: float
+    loss: torch.Tensor
+    grad_norm: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,28 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("CUDA requested but not available", field="device", value=name, fix="use cpu")
     return torch.device(name)
+
+
+def default_log_every(device: torch.device) -> int:
+    """Steps per loss readback: 1 on CPU (a CPU tensor's ``.item()`` waits for nothing), 16 on CUDA."""
+    return _CUDA_LOG_EVERY if device.type == "cuda" else 1
+
+
+def device_batches(
+    arr: TokenArray, batch_size: int, context: int, seed: int, start: int, device: torch.device
+) -> Prefetch[tuple[torch.Tensor, torch.Tensor]]:
+    """``(step, (x, y))`` for steps ``start, start + 1, ...``: ``get_batch``'s arrays as tensors on
+    ``device``, one batch ahead. On CUDA the worker thread also copies the batch into pinned memory, so
+    ``.to(device, non_blocking=True)`` is an asynchronous copy that overlaps the running step."""
+    pin = device.type == "cuda"
+
+    def make(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = (torch.from_numpy(a) for a in get_batch(arr, batch_size, context, seed, step))  # (B, T) int64
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+
+    return Prefetch(make, start)
 
 
 def prepare_data(config: RunConfig) -> tuple[TokenArray, dict[str, TokenArray]]:
@@ -121,7 +162,9 @@ class _Loop:
         self.bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and self.device.type == "cuda")
         torch.manual_seed(config.seed)
         self.model = GPT(config.model).to(self.device)
-        self.step_model = torch.compile(self.model) if config.compile else self.model
+        # torch.compile on CUDA only (opt-in: config.compile); on CPU the eager model, as before.
+        compiled = config.compile and self.device.type == "cuda"
+        self.step_model = torch.compile(self.model) if compiled else self.model
         self.opt = _optimizer(self.model, config, self.device)
         self.fpt = flops_per_token(config.model, config.flops_convention)
         self.peak = peak_flops(self.device)
@@ -162,7 +205,7 @@ class _Loop:
                     self._loss(*eval_batch(arr, self.cfg.batch_size, self.cfg.model.context, i))
                     for i in range(self.cfg.eval_batches)
                 ]
-                loss = float(torch.stack(losses).mean())
+                loss = float(torch.stack(losses).mean())  # one host sync per eval set: the row needs it
                 self.eval_rows.append({"step": step, "dataset": name, "eval_loss": loss})
         self.model.train()
 
@@ -170,36 +213,60 @@ class _Loop:
         xt, yt = (torch.from_numpy(a).to(self.device, non_blocking=True) for a in (x, y))
         return self.step_model(xt, yt)[1]
 
-    def train_step(self, step: int, t0: float) -> dict[str, Any]:
+    def train_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> _Pending:
+        """Update ``step`` on batch (x, y), with no host sync: loss and grad norm stay on the device."""
         cfg = self.cfg
-        lr = float(cfg.schedule(step))
+        lr = float(cfg.schedule(step))  # a host-side function of the step: no sync
         for group in self.opt.param_groups:
             group["lr"] = lr
         with self.autocast():
-            loss = self._loss(*get_batch(self.train_arr, cfg.batch_size, cfg.model.context, cfg.seed, step))
+            loss = self.step_model(x, y)[1]  # () fp32, nats/token
         loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        loss_v = float(loss.detach())
-        if math.isfinite(loss_v):
-            self.opt.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # () on device, no sync
+        # Updates even on a non-finite loss (no host check here): such a step marks the run diverged at
+        # the next readback, and every later step is then discarded unrecorded, so its update is unused.
+        self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        return _Pending(step, lr, loss.detach(), grad_norm.detach())
+
+    def readback(self, pending: list[_Pending], t0: float) -> tuple[list[dict[str, Any]], bool]:
+        """Rows of the ``pending`` steps (run since ``t0``), appended and passed to ``progress`` in step
+        order up to and including the first non-finite loss; (those rows, whether one diverged).
+
+        Timing: the chunk's mean rate, and wall clocks spread evenly over its steps (on CUDA a step's host
+        time is only when it was queued; the readback is the one point where the device is known done).
+        """
+        cfg, n = self.cfg, len(pending)
+        values = torch.cat(
+            [torch.stack([p.loss for p in pending]), torch.stack([p.grad_norm for p in pending])]
+        )
+        losses_norms = values.float().tolist()  # the one host sync of the chunk: 2n fp32 values
         now = time.perf_counter()
-        tokens = step * cfg.tokens_per_step
-        row = {
-            "step": step,
-            "tokens": tokens,
-            "flops": tokens * self.fpt,
-            "lr": lr,
-            "train_loss": loss_v,
-            "grad_norm": grad_norm,
-            "wall_time": self.wall_offset + now - self.start_time,
-            "tokens_per_s": cfg.tokens_per_step / max(now - t0, 1e-9),
-        }
-        if self.peak:
-            row["mfu"] = row["tokens_per_s"] * self.fpt / self.peak
-        self.rows.append(row)
-        return row
+        rate = n * cfg.tokens_per_step / max(now - t0, 1e-9)
+        rows = []
+        for i, p in enumerate(pending):
+            tokens = p.step * cfg.tokens_per_step
+            row = {
+                "step": p.step,
+                "tokens": tokens,
+                "flops": tokens * self.fpt,
+                "lr": p.lr,
+                "train_loss": losses_norms[i],
+                "grad_norm": losses_norms[n + i],
+                "wall_time": self.wall_offset + t0 + (now - t0) * (i + 1) / n - self.start_time,
+                "tokens_per_s": rate,
+            }
+            if self.peak:
+                row["mfu"] = rate * self.fpt / self.peak
+            self.rows.append(row)
+            rows.append(row)
+            if self.progress is not None:
+                self.progress(row)
+            if not math.isfinite(row["train_loss"]):
+                return rows, True
+            self.done = p.step + 1
+        return rows, False
 
     def flush(self) -> None:
         if self.rows:
@@ -221,27 +288,64 @@ class _Loop:
             config_json=self.cfg.to_json(),
         )
 
-    def run(self, start: int) -> tuple[str, int, float, float]:
-        """Steps ``start..steps-1``; (status, steps done, last finite loss, mean tokens/s)."""
+    def run(self, start: int, log_every: int) -> tuple[str, int, float, float]:
+        """Steps ``start..steps-1``; (status, steps done, last finite loss, mean tokens/s).
+
+        Losses are read back every ``log_every`` steps, and always before an eval, a checkpoint or a
+        timed flush, so the stored rows, the evals and the checkpoints are those of a per-step readback.
+        """
         cfg, last, rates = self.cfg, math.nan, []
-        self.start_time = time.perf_counter()
-        for step in range(start, cfg.steps):
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                self.evaluate(step)
+        pending: list[_Pending] = []  # steps queued since the last readback
+        self.start_time = t0 = time.perf_counter()
+
+        def drain() -> bool:
+            """Read back the pending steps; whether one of them diverged (then the rows are flushed)."""
+            nonlocal last, t0
+            chunk = list(pending)
+            pending.clear()  # cleared first: after an error in ``progress`` the rest is never recorded
+            rows, diverged = self.readback(chunk, t0) if chunk else ([], False)
+            finite = [r for r in rows if math.isfinite(r["train_loss"])]
+            if finite:
+                last = finite[-1]["train_loss"]
+            rates.extend(r["tokens_per_s"] for r in finite)
+            t0 = time.perf_counter()
+            if diverged:
                 self.flush()
-            row = self.train_step(step, time.perf_counter())
-            if self.progress is not None:
-                self.progress(row)
-            if not math.isfinite(row["train_loss"]):
-                self.flush()
-                return "diverged", step, last, float(np.mean(rates or [0.0]))
-            last = row["train_loss"]
-            rates.append(row["tokens_per_s"])
-            done = self.done = step + 1
-            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                self.save(done)
-            elif time.perf_counter() - self.last_flush > _FLUSH_SECONDS:
-                self.flush()
+            return diverged
+
+        def diverged() -> tuple[str, int, float, float]:
+            return "diverged", self.done, last, float(np.mean(rates or [0.0]))
+
+        batches = device_batches(
+            self.train_arr, cfg.batch_size, cfg.model.context, cfg.seed, start, self.device
+        )
+        try:
+            with batches:
+                for step, (x, y) in batches:
+                    if step >= cfg.steps:
+                        break
+                    if cfg.eval_every and step % cfg.eval_every == 0:
+                        if drain():
+                            return diverged()
+                        self.evaluate(step)
+                        self.flush()
+                        t0 = time.perf_counter()  # the eval's time is not training time
+                    pending.append(self.train_step(step, x, y))
+                    done = step + 1
+                    ckpt_now = cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps
+                    flush_now = time.perf_counter() - self.last_flush > _FLUSH_SECONDS
+                    if len(pending) >= log_every or ckpt_now or flush_now or done == cfg.steps:
+                        if drain():
+                            return diverged()
+                    if ckpt_now:
+                        self.save(done)
+                        t0 = time.perf_counter()
+                    elif flush_now:
+                        self.flush()
+        except Exception:
+            if drain():  # a step failed with earlier steps unread: record them as per-step readback would
+                return diverged()
+            raise
         if cfg.eval_every:
             self.evaluate(cfg.steps)
         self.save(cfg.steps)
@@ -249,14 +353,25 @@ class _Loop:
 
 
 def train(
-    config: RunConfig, store_root: str | Path, *, progress: Callable[[dict], None] | None = None
+    config: RunConfig,
+    store_root: str | Path,
+    *,
+    progress: Callable[[dict], None] | None = None,
+    log_every: int | None = None,
 ) -> RunResult:
     """Train (or resume, or branch) the run ``config`` and store its curve under ``store_root``.
 
     Config errors (ConfigError, DataError) raise before any training. Errors during training are
     recorded as status 'failed' with the traceback's last line in the runs table, and returned.
-    ``progress(row)`` is called after every step with the logged row (a dict).
+    ``progress(row)`` is called with every step's logged row (a dict), in step order, when the step's
+    loss is read back: every ``log_every`` steps (default ``default_log_every``: 1 on CPU, 16 on CUDA)
+    and before every eval, checkpoint and timed flush. The stored rows do not depend on ``log_every``
+    (their timing columns are measurements: per readback chunk).
     """
+    if log_every is not None and (
+        isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1
+    ):
+        raise ConfigError("must be a positive integer", field="log_every", value=log_every)
     t_start = time.perf_counter()
     loop = _Loop(config, Path(store_root), progress)
     resumed = loop.restore()
@@ -273,7 +388,8 @@ def train(
         )
     loop.done = resumed or 0
     try:
-        status, done, final, rate = loop.run(resumed or 0)
+        every = default_log_every(loop.device) if log_every is None else log_every
+        status, done, final, rate = loop.run(resumed or 0, every)
     except Exception as exc:  # recorded in the store and returned, so a sweep continues
         loop.flush()
         error = traceback.format_exception_only(exc)[-1].strip()
