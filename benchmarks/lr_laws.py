@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scalefit.fitting.design import build_design  # noqa: E402
-from scalefit.fitting.engine import Objective, fit_law  # noqa: E402
+from scalefit.fitting.engine import fit_law  # noqa: E402
+from scalefit.fitting.objective import Objective  # noqa: E402
 from scalefit.fitting.reference import reference_fit  # noqa: E402
 from scalefit.laws import _kernels as K  # noqa: E402
 from scalefit.laws import get_law  # noqa: E402

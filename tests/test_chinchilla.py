@@ -12,7 +12,8 @@ from scipy.optimize import minimize, minimize_scalar
 
 from scalefit.errors import DataError, FitWarning
 from scalefit.fitting.design import build_design
-from scalefit.fitting.engine import Objective, fit_law
+from scalefit.fitting.engine import fit_law
+from scalefit.fitting.objective import Objective
 from scalefit.laws.chinchilla import (
     HOFFMANN,
     ChinchillaLaw,

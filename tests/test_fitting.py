@@ -14,7 +14,9 @@ from scipy.optimize import approx_fprime, curve_fit
 from scalefit.errors import FitError, FitWarning
 from scalefit.fitting.bootstrap import batched_refit, group_counts
 from scalefit.fitting.design import build_design
-from scalefit.fitting.engine import Objective, fit_law, local_fit
+from scalefit.fitting.engine import fit_law
+from scalefit.fitting.local import local_fit
+from scalefit.fitting.objective import Objective
 from scalefit.laws.base import Design, Param, TableFeatures, TableLaw, numeric_jacobian
 
 TRUE = {"E": 1.8, "A": 6.0, "alpha": 0.5}

@@ -17,8 +17,6 @@ from scalefit.errors import DataError, SchemaError
 from scalefit.provenance import provenance
 from scalefit.store.curves import RUN_LEVEL_COLUMNS, Curves
 from scalefit.store.parquet import (
-    RUNS_SCHEMA,
-    SCHEMA_VERSION,
     RunWriter,
     read_curves,
     record_status,
@@ -28,7 +26,7 @@ from scalefit.store.parquet import (
     run_statuses,
     write_curves,
 )
-from scalefit.store.schema import RUN_COLUMNS
+from scalefit.store.schema import RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION
 
 
 def _rows(steps: range, loss0: float = 5.0) -> list[dict]:

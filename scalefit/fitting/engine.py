@@ -28,13 +28,13 @@ from scalefit.errors import FitWarning
 from scalefit.fitting import diagnostics as diag
 from scalefit.fitting.bootstrap import MapFn, run_bootstrap, summarize
 from scalefit.fitting.design import build_design
-from scalefit.fitting.local import BASIN_RTOL, Multistart, Starts, local_fit, multistart, start_grid
-from scalefit.fitting.objective import OBJECTIVES, Objective
+from scalefit.fitting.local import Multistart, Starts, multistart
+from scalefit.fitting.objective import Objective
 from scalefit.fitting.result import Fit
 from scalefit.laws.base import Design, Law
 from scalefit.store.curves import Curves
 
-__all__ = ["BASIN_RTOL", "ENGINE_OPTIONS", "OBJECTIVES", "Objective", "fit_law", "local_fit", "start_grid"]
+__all__ = ["ENGINE_OPTIONS", "fit_law"]
 
 # The keyword options of fit_law (every other option of sf.fit is a structural option of the law).
 ENGINE_OPTIONS = ("delta", "objective", "starts", "bootstrap", "ci", "seed", "map_fn", "weights", "maxiter")

@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from scalefit.errors import ConfigError
 from scalefit.proxy.config import RunConfig
-from scalefit.store.parquet import rows_before_step
 
 __all__ = ["ckpt_dir", "ckpt_path", "checkpoint_steps", "latest_checkpoint", "save", "load"]
-__all__ += ["rng_state", "set_rng_state", "branch_point", "trunk_rows"]
+__all__ += ["rng_state", "set_rng_state", "branch_point"]
 
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -142,9 +140,3 @@ def branch_point(root: str | os.PathLike, config: RunConfig) -> Path:
             fix="use a schedule equal to the trunk's up to branch_from.step",
         )
     return path
-
-
-def trunk_rows(root: str | os.PathLike, run_id: str, before: int) -> dict[str, pd.DataFrame]:
-    """Stored ``curves`` and ``evals`` rows of ``run_id`` at steps < ``before``: the store's
-    `scalefit.store.parquet.rows_before_step` (one row per step, a later chunk wins)."""
-    return rows_before_step(root, run_id, before)

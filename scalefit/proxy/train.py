@@ -41,7 +41,7 @@ from scalefit.proxy import checkpoint as ckpt
 from scalefit.proxy.config import RunConfig
 from scalefit.proxy.data import Prefetch, TokenArray, check_context, eval_batch, get_batch, load_split
 from scalefit.proxy.model import GPT, flops_per_token, n_params, n_params_nonembed, peak_flops
-from scalefit.store.parquet import RunWriter
+from scalefit.store.parquet import RunWriter, rows_before_step
 
 __all__ = ["RunResult", "train", "prepare_data", "resolve_device", "device_batches", "default_log_every"]
 
@@ -185,7 +185,7 @@ class _Loop:
         if path is None and self.cfg.branch_from is not None:
             path = ckpt.branch_point(self.root, self.cfg)
             b = self.cfg.branch_from
-            for kind, rows in ckpt.trunk_rows(self.root, b.trunk_run_id, b.step).items():
+            for kind, rows in rows_before_step(self.root, b.trunk_run_id, b.step).items():
                 append = self.writer.append if kind == "curves" else self.writer.append_evals
                 append(rows.assign(run_id=self.run_id))
         if path is None:
@@ -402,5 +402,5 @@ def train(
 
 
 def _stored_final_loss(loop: _Loop) -> float:
-    rows = ckpt.trunk_rows(loop.root, loop.run_id, loop.cfg.steps).get("curves")
+    rows = rows_before_step(loop.root, loop.run_id, loop.cfg.steps).get("curves")
     return math.nan if rows is None else float(rows["train_loss"].iloc[-1])

@@ -30,7 +30,7 @@ from scalefit.provenance import provenance
 from scalefit.store.curves import Curves
 from scalefit.store.schema import CURVES_SCHEMA, EVALS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, STATUSES
 
-__all__ = ["SCHEMA_VERSION", "RUNS_SCHEMA", "CURVES_SCHEMA", "EVALS_SCHEMA", "RunWriter"]
+__all__ = ["RunWriter"]
 __all__ += ["write_curves", "read_curves", "run_meta", "run_status", "run_statuses", "record_status"]
 __all__ += ["rows_before_step"]
 
