@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from scalefit.errors import ConfigError, DataError
 
@@ -142,14 +143,14 @@ class ModelShape:
         return cls(**{c: int(row[c]) for c in _SHAPE_COLUMNS}, **extra)
 
 
-def compute(n: Any, d: Any, *, flops_per_token: Any = None) -> np.ndarray:
+def compute(n: ArrayLike, d: ArrayLike, *, flops_per_token: ArrayLike | None = None) -> np.ndarray:
     """Training compute C in FLOPs: ``flops_per_token * D``, or ``6 N D`` when not given."""
     d = np.asarray(d, dtype=float)
     fpt = 6.0 * np.asarray(n, dtype=float) if flops_per_token is None else np.asarray(flops_per_token, float)
     return fpt * d
 
 
-def tokens_for_compute(c: Any, n: Any, *, flops_per_token: Any = None) -> np.ndarray:
+def tokens_for_compute(c: ArrayLike, n: ArrayLike, *, flops_per_token: ArrayLike | None = None) -> np.ndarray:
     """Tokens D that spend compute C on a model of N parameters (``C / (6 N)`` by default)."""
     c = np.asarray(c, dtype=float)
     fpt = 6.0 * np.asarray(n, dtype=float) if flops_per_token is None else np.asarray(flops_per_token, float)

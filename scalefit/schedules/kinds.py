@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def check_shape(shape: str, final: float) -> None:
         )
 
 
-def check_decay(sched: Any) -> None:
+def check_decay(sched: Schedule) -> None:
     """Validate a decay given as ``decay_fraction`` or ``decay_steps`` (not both; neither means a fraction
     of 0.2, set on the frozen schedule) with its ``shape`` and ``final_ratio`` (WSD, WSDS)."""
     check(
