@@ -8,7 +8,6 @@ stderr (``scalefit: error: ...``, exit 2); ``--debug`` shows the traceback inste
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from typing import Any
@@ -122,9 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Fits are many small L-BFGS problems: a multi-threaded BLAS only adds contention (10x slower on a
-    # busy 2-core machine). Set before numpy is first imported; an explicit setting wins.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if args.verb is None:
         parser.print_help()
         return 0

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm
+from threadpoolctl import threadpool_limits
 
 from scalefit.errors import ConfigError
 from scalefit.fitting.local import local_fit
 from scalefit.fitting.objective import Objective
+from scalefit.fitting.progress import progress_bar
 from scalefit.laws.base import Design, Law
 
 __all__ = [
@@ -109,18 +111,20 @@ class RefitTask:
     counts: np.ndarray  # (n_replicates, n_groups)
     gidx: np.ndarray  # group index per point
     maxiter: int
+    threads: int | None = None  # BLAS thread limit in force while the chunk runs (None: leave it alone)
 
 
 def _refit_chunk(task: RefitTask) -> np.ndarray:
     obj, u_hat = task.obj, task.u_hat
     rows = max(1, _BATCH_ELEMS // max(1, obj.design.n_points * len(u_hat)))
     out = []
-    for start in range(0, len(task.counts), rows):
-        W = obj.w * task.counts[start : start + rows, task.gidx]
-        U, ok = batched_refit(obj, u_hat, W)
-        for k in np.flatnonzero(~ok):
-            U[k] = local_fit(obj, U[k], weights=W[k], maxiter=task.maxiter).u
-        out.append(obj.to_natural(U))
+    with threadpool_limits(limits=task.threads, user_api="blas"):  # also in a map_fn's workers
+        for start in range(0, len(task.counts), rows):
+            W = obj.w * task.counts[start : start + rows, task.gidx]
+            U, ok = batched_refit(obj, u_hat, W)
+            for k in np.flatnonzero(~ok):
+                U[k] = local_fit(obj, U[k], weights=W[k], maxiter=task.maxiter).u
+            out.append(obj.to_natural(U))
     return np.concatenate(out, axis=0)
 
 
@@ -133,20 +137,28 @@ def run_bootstrap(
     map_fn: MapFn | None = None,
     maxiter: int = 3000,
     n_chunks: int | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Parameter vectors (natural units) of ``n`` group-bootstrap refits, shape (n, n_params).
 
     ``n_chunks``: how many tasks ``map_fn`` gets (default 16, or 1 without ``map_fn``); each replicate
-    is refitted independently, so the result does not depend on the chunking."""
+    is refitted independently, so the result does not depend on the chunking. ``threads``: the BLAS
+    thread limit each chunk runs under (None: leave it alone). ``progress``: a bar over the chunks as
+    ``map_fn`` returns them (``scalefit.fitting.progress``)."""
     if n < 0:
         raise ConfigError("bootstrap must be >= 0", field="bootstrap", value=n)
     counts, gidx = group_counts(obj.design.groups, n, seed)
     if n_chunks is None:
         n_chunks = 1 if map_fn is None else 16
     pieces = np.array_split(np.arange(n), min(n_chunks, max(1, n)))
-    tasks = [RefitTask(obj, u_hat, counts[idx], gidx, maxiter) for idx in pieces if len(idx)]
+    tasks = [RefitTask(obj, u_hat, counts[idx], gidx, maxiter, threads) for idx in pieces if len(idx)]
     mapper = map if map_fn is None else map_fn
-    results = list(mapper(_refit_chunk, tasks))
+    with progress_bar(progress, desc=f"{obj.law.name}: bootstrap", total=len(tasks), unit="chunk") as bar:
+        results = []
+        for chunk in mapper(_refit_chunk, tasks):
+            results.append(chunk)
+            bar.update()
     return np.concatenate(results, axis=0) if results else np.empty((0, len(u_hat)))
 
 

@@ -6,11 +6,19 @@
     bootstrap   group bootstrap refits and prediction bands, on an Objective
     diagnostics checks, Gauss-Newton covariance and identifiability warnings
     result      Fit, the immutable, JSON round-trippable result
+    progress    progress bars on stderr (tqdm) and the checks of the threads and progress options
     engine      fit_law: profile the law's structural options, multistart, covariance or bootstrap
 
 Objective and optimisation are described in ``scalefit.fitting.objective`` and ``scalefit.fitting.local``.
 Options in ``law.profile()`` are profiled: every combination is fitted (with its own design) and the
 lowest objective kept.
+
+Threads: the whole fit (profile, multistart, covariance, bootstrap) runs with BLAS limited to
+``threads`` threads (default 1, through threadpoolctl; the previous setting is restored afterwards).
+The engine's linear algebra is many operations on small matrices, where one thread is fastest and a
+threaded BLAS only oversubscribes the cores. ``threads=None`` leaves the libraries' setting alone.
+Progress: a bar over the local runs and one over the bootstrap chunks, on stderr
+(``scalefit.fitting.progress``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from scalefit.errors import FitWarning
 from scalefit.fitting import diagnostics as diag
@@ -30,6 +39,7 @@ from scalefit.fitting.bootstrap import MapFn, run_bootstrap, summarize
 from scalefit.fitting.design import build_design
 from scalefit.fitting.local import Multistart, Starts, multistart
 from scalefit.fitting.objective import Objective
+from scalefit.fitting.progress import check_progress, check_threads, progress_bar
 from scalefit.fitting.result import Fit
 from scalefit.laws.base import Design, Law
 from scalefit.store.curves import Curves
@@ -37,7 +47,19 @@ from scalefit.store.curves import Curves
 __all__ = ["ENGINE_OPTIONS", "fit_law"]
 
 # The keyword options of fit_law (every other option of sf.fit is a structural option of the law).
-ENGINE_OPTIONS = ("delta", "objective", "starts", "bootstrap", "ci", "seed", "map_fn", "weights", "maxiter")
+ENGINE_OPTIONS = (
+    "delta",
+    "objective",
+    "starts",
+    "bootstrap",
+    "ci",
+    "seed",
+    "map_fn",
+    "weights",
+    "maxiter",
+    "threads",
+    "progress",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,37 @@ def _profile_combos(law: Law) -> list[dict[str, object]]:
     return [dict(zip(keys, vals, strict=True)) for vals in combos] or [{}]
 
 
+class _RunProgress:
+    """One bar over the local runs of every profiled combination, e.g. "momentum lam=0.999: start 7/24".
+
+    The total is the runs known so far plus, for the combinations still to come, as many as this one."""
+
+    def __init__(self, law: Law, n_combos: int, progress: bool | None) -> None:
+        self._name, self._left = law.name, n_combos
+        self._done_before = 0  # runs of the finished combinations
+        self._starts = 0  # start runs of the current combination
+        self._label = law.name
+        self._bar = progress_bar(progress, desc=law.name, total=None, unit="run")
+
+    def combo(self, combo: dict[str, object]) -> None:
+        """Start the next combination."""
+        self._done_before = self._bar.n
+        self._left -= 1
+        self._label = " ".join([self._name, *(f"{k}={v}" for k, v in combo.items())])
+
+    def on_run(self, stage: str, done: int, total: int) -> None:
+        """``multistart``'s callback: one local run of ``stage`` ("start" or "refine") finished."""
+        if stage == "start":
+            self._starts = total
+        planned = self._starts + (total if stage == "refine" else 0)
+        self._bar.total = self._done_before + planned * (1 + self._left)
+        self._bar.set_description_str(f"{self._label}: {stage} {done}/{total}", refresh=False)
+        self._bar.update()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
 def fit_law(
     law: Law,
     data: Curves | pd.DataFrame | Design,
@@ -69,6 +122,8 @@ def fit_law(
     map_fn: MapFn | None = None,
     weights: Sequence[float] | np.ndarray | None = None,
     maxiter: int = 3000,
+    threads: int | None = 1,
+    progress: bool | None = None,
 ) -> Fit:
     """Fit ``law`` to ``data`` (Curves, a DataFrame, or a ready ``Design``); return a ``Fit``.
 
@@ -77,16 +132,61 @@ def fit_law(
     start vectors. ``bootstrap``: number of group resamples refitted from the best fit, run through
     ``map_fn(fn, items)`` (built-in ``map`` by default; pass a Ray map to parallelise). ``weights``:
     per-point weights multiplying the design's. Options in ``law.profile()`` are profiled: every
-    combination is fitted (with its own design) and the lowest objective kept.
+    combination is fitted (with its own design) and the lowest objective kept. ``threads``: BLAS
+    threads during the fit (default 1; None leaves the libraries' setting alone). ``progress``: None
+    shows bars on stderr only on a terminal and after 2 s, True always, False never.
     """
     diag.check_options(objective, ci, bootstrap)
+    check_threads(threads)
+    check_progress(progress)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _fit(
+            law,
+            data,
+            delta=delta,
+            objective=objective,
+            starts=starts,
+            bootstrap=int(bootstrap),
+            ci=ci,
+            seed=seed,
+            map_fn=map_fn,
+            weights=weights,
+            maxiter=maxiter,
+            threads=threads,
+            progress=progress,
+        )
+
+
+def _fit(
+    law: Law,
+    data: Curves | pd.DataFrame | Design,
+    *,
+    delta: float,
+    objective: str,
+    starts: Starts,
+    bootstrap: int,
+    ci: float,
+    seed: int,
+    map_fn: MapFn | None,
+    weights: Sequence[float] | np.ndarray | None,
+    maxiter: int,
+    threads: int | None,
+    progress: bool | None,
+) -> Fit:
+    """``fit_law`` after its options are checked, under its thread limit."""
     extra = None if weights is None else np.asarray(weights, dtype=float)
     trials = []
-    for combo in _profile_combos(law):
-        law_k = law.replace(**combo) if combo else law
-        obj = Objective(law_k, build_design(law_k, data), kind=objective, delta=delta, weights=extra)
-        diag.check_degenerate(obj)
-        trials.append(_Trial(combo, obj, multistart(obj, starts, seed, maxiter)))
+    combos = _profile_combos(law)
+    runs = _RunProgress(law, len(combos), progress)
+    try:
+        for combo in combos:
+            law_k = law.replace(**combo) if combo else law
+            obj = Objective(law_k, build_design(law_k, data), kind=objective, delta=delta, weights=extra)
+            diag.check_degenerate(obj)
+            runs.combo(combo)
+            trials.append(_Trial(combo, obj, multistart(obj, starts, seed, maxiter, runs.on_run)))
+    finally:
+        runs.close()
     chosen = min(trials, key=lambda t: t.search.objective)
     obj, best = chosen.obj, chosen.search.best
     law_k, names = obj.law, list(obj.names)
@@ -98,11 +198,20 @@ def fit_law(
     cis = diag.wald_ci(obj, theta, cov, ci)
     boot = None
     if bootstrap:
-        boot = run_bootstrap(obj, best.u, int(bootstrap), seed=seed, map_fn=map_fn, maxiter=maxiter)
+        boot = run_bootstrap(
+            obj,
+            best.u,
+            bootstrap,
+            seed=seed,
+            map_fn=map_fn,
+            maxiter=maxiter,
+            threads=threads,
+            progress=progress,
+        )
         cis, stderr, cov = summarize(boot, names, ci)
-        warn_list += diag.few_groups(obj, int(bootstrap))
+        warn_list += diag.few_groups(obj, bootstrap)
     for w in warn_list:
-        warnings.warn(FitWarning(f"{law_k.name}: {w['message']}"), stacklevel=2)
+        warnings.warn(FitWarning(f"{law_k.name}: {w['message']}"), stacklevel=3)
     profiled = bool(law.profile())
     diagnostics = {
         **chosen.search.summary(),
@@ -116,11 +225,12 @@ def fit_law(
         "delta": delta,
         "objective": objective,
         "starts": diag.jsonable(starts),
-        "bootstrap": int(bootstrap),
+        "bootstrap": bootstrap,
         "ci": ci,
         "seed": seed,
         "maxiter": maxiter,
         "weighted": weights is not None,
+        "threads": threads,
     }
     return Fit(
         law=law_k.name,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,7 @@ from scalefit.fitting.objective import Objective
 __all__ = [
     "BASIN_RTOL",
     "MAX_GRID",
+    "OnRun",
     "REFINE",
     "SCREEN_ITERS",
     "LocalRun",
@@ -49,6 +50,8 @@ MAX_GRID = 100_000
 _FLAT_GTOL = 1e-6  # relative projected-gradient size that makes a failed line search a converged run
 
 Starts = int | str | Sequence[Sequence[float]] | np.ndarray | None
+# on_run(stage, done, total) after each local run: stage "start" (the screen, or the only pass) or "refine"
+OnRun = Callable[[str, int, int], None]
 
 
 class Stop(enum.Enum):
@@ -197,25 +200,34 @@ def choose_starts(obj: Objective, grid: np.ndarray, starts: Starts, seed: int) -
     return grid[np.concatenate([order[:n_best], np.sort(rest)])]
 
 
-def _refine(obj: Objective, runs: list[LocalRun], maxiter: int) -> list[LocalRun]:
+def _refine(obj: Objective, runs: list[LocalRun], maxiter: int, on_run: OnRun | None) -> list[LocalRun]:
     """Continue the ``REFINE`` best screened runs that stopped at the iteration limit."""
     order = np.argsort([r.objective for r in runs], kind="stable")
-    stopped = [i for i in order if runs[i].at_iteration_limit]
+    stopped = [i for i in order if runs[i].at_iteration_limit][:REFINE]
     runs = list(runs)
-    for i in stopped[:REFINE]:
+    for k, i in enumerate(stopped):
         runs[i] = local_fit(obj, runs[i].u, maxiter=max(maxiter - SCREEN_ITERS, 1))
+        if on_run is not None:
+            on_run("refine", k + 1, len(stopped))
     return runs
 
 
-def multistart(obj: Objective, starts: Starts, seed: int, maxiter: int) -> Multistart:
-    """Run L-BFGS-B from the chosen starts (screened, then the best refined); best run, basin stats."""
+def multistart(
+    obj: Objective, starts: Starts, seed: int, maxiter: int, on_run: OnRun | None = None
+) -> Multistart:
+    """Run L-BFGS-B from the chosen starts (screened, then the best refined); best run, basin stats.
+    ``on_run(stage, done, total)`` is called after each local run (e.g. to advance a progress bar)."""
     grid = start_grid(obj, seed)
     chosen = choose_starts(obj, grid, starts, seed)
     screen = len(chosen) > REFINE and maxiter > SCREEN_ITERS
-    runs = [local_fit(obj, u0, maxiter=SCREEN_ITERS if screen else maxiter) for u0 in chosen]
+    runs = []
+    for u0 in chosen:
+        runs.append(local_fit(obj, u0, maxiter=SCREEN_ITERS if screen else maxiter))
+        if on_run is not None:
+            on_run("start", len(runs), len(chosen))
     n_open = sum(r.at_iteration_limit for r in runs) if screen else 0
     if screen:
-        runs = _refine(obj, runs, maxiter)
+        runs = _refine(obj, runs, maxiter, on_run)
     funs = np.array([r.objective for r in runs])
     best = int(np.argmin(funs))
     tol = BASIN_RTOL * abs(funs[best]) + 1e-12
