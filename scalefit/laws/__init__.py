@@ -23,20 +23,10 @@ from scalefit.laws import (
 )
 from scalefit.laws.base import REGISTRY, Law, get_law, law_class
 
-__all__ = ["BUILTIN", "REGISTRY", "get_law", "law_class", "register"]
-
-BUILTIN = (
-    chinchilla,
-    cooldown,
-    downstream,
-    kaplan,
-    loss_to_loss,
-    momentum,
-    multipower,
-    multipower_size,
-    optimal_lr,
-    overtraining,
-)
+# The law modules are listed so that importing this package registers every built-in law.
+__all__ = ["REGISTRY", "get_law", "law_class", "register"]
+__all__ += ["chinchilla", "cooldown", "downstream", "kaplan", "loss_to_loss", "momentum", "multipower"]
+__all__ += ["multipower_size", "optimal_lr", "overtraining"]
 
 
 def register(name: str, module: str, cls: str) -> type[Law]:
