@@ -2,9 +2,9 @@
 
 A resample draws as many groups as there are, with replacement; a group drawn k times enters the
 objective with weight k. So every replicate reuses the same design (no copying or slicing of
-law-specific arrays). All replicates of a chunk are refitted at once from the best fit by a vectorized
-Levenberg-Marquardt (Gauss-Newton on the Huber's quadratic zone, ``Law.predict_many``/``jacobian_many``);
-rows it does not converge are finished by L-BFGS-B. Replicates run in chunks
+law-specific arrays). All replicates of a chunk are refitted at once from the best fit by the vectorized
+Levenberg-Marquardt of the multi-start screen (``scalefit.fitting.local.batched_lm``); rows it does not
+converge are finished by L-BFGS-B. Replicates run in chunks
 through a pluggable ``map_fn(fn, items) -> iterable`` (the built-in ``map`` by default; the runner
 provides a Ray map). This module imports neither ray nor torch.
 
@@ -24,7 +24,7 @@ from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 from scalefit.errors import ConfigError
-from scalefit.fitting.local import local_fit
+from scalefit.fitting.local import BATCH_ELEMS, batched_lm, local_fit
 from scalefit.fitting.objective import Objective
 from scalefit.fitting.progress import progress_bar
 from scalefit.laws.base import Design, Law
@@ -32,7 +32,6 @@ from scalefit.laws.base import Design, Law
 __all__ = [
     "MapFn",
     "RefitTask",
-    "batched_refit",
     "group_counts",
     "prediction_band",
     "run_bootstrap",
@@ -41,8 +40,6 @@ __all__ = [
 
 # map_fn(fn, items) -> results in order: the built-in ``map``, or a parallel map (the runner's Ray map)
 MapFn = Callable[[Callable[["RefitTask"], np.ndarray], Sequence["RefitTask"]], Iterable[np.ndarray]]
-
-_BATCH_ELEMS = 20_000_000  # Jacobian elements per vectorized batch (160 MB of float64)
 
 
 def group_counts(groups: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,53 +50,6 @@ def group_counts(groups: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.
     flat = (draws + np.arange(n)[:, None] * n_groups).ravel()
     counts = np.bincount(flat, minlength=n * n_groups).reshape(n, n_groups).astype(float)
     return counts, gidx
-
-
-def _lm_step(obj: Objective, U: np.ndarray, W: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One damped Gauss-Newton (IRLS for the Huber) step for every row; returns (step, gradient)."""
-    theta = obj.to_natural(U)
-    with np.errstate(all="ignore"):
-        pred = obj.law.predict_many(theta, obj.design)
-        jr = obj.residual_jacobian(theta, pred, obj.law.jacobian_many(theta, obj.design))
-        r = obj.residuals(pred)
-        psi, omega = obj.psi(r), obj.curvature(r)
-        jt = jr.transpose(0, 2, 1)
-        grad = np.matmul(jt, (W * psi)[..., None])[..., 0]
-        hess = np.matmul(jt, (W * omega)[..., None] * jr)
-    diag = np.einsum("bpp->bp", hess)
-    damped = hess + (lam[:, None] * diag + 1e-12 * (1 + diag))[..., None] * np.eye(len(obj.params))
-    try:
-        step = -np.linalg.solve(damped, grad[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        step = -grad * 1e-3
-    return np.where(np.isfinite(step), step, 0.0), grad
-
-
-def batched_refit(
-    obj: Objective, u_hat: np.ndarray, W: np.ndarray, *, maxiter: int = 100, rtol: float = 1e-10
-) -> tuple[np.ndarray, np.ndarray]:
-    """Refit every weight row of ``W`` at once by Levenberg-Marquardt from ``u_hat`` (vectorized over
-    rows, projected on the bounds). Returns (internal vectors (B, p), converged mask (B,))."""
-    lo, hi = obj.bound_arrays()
-    U = np.tile(np.asarray(u_hat, dtype=float), (len(W), 1))
-    f = obj.values_many(U, W)
-    lam = np.full(len(W), 1e-3)
-    done = np.zeros(len(W), dtype=bool)
-    for _ in range(maxiter):
-        act = ~done
-        if not act.any():
-            break
-        step, _ = _lm_step(obj, U[act], W[act], lam[act])
-        cand = np.clip(U[act] + step, lo, hi)
-        f_new = obj.values_many(cand, W[act])
-        better = f_new <= f[act]
-        small = (f[act] - f_new <= rtol * np.abs(f[act])) & better
-        small |= np.max(np.abs(cand - U[act]), axis=1) <= 1e-12
-        idx = np.flatnonzero(act)
-        U[idx[better]], f[idx[better]] = cand[better], f_new[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-12), lam[idx] * 4)
-        done[idx] = small | (lam[idx] > 1e12)
-    return U, done
 
 
 @dataclass(frozen=True)
@@ -116,12 +66,15 @@ class RefitTask:
 
 def _refit_chunk(task: RefitTask) -> np.ndarray:
     obj, u_hat = task.obj, task.u_hat
-    rows = max(1, _BATCH_ELEMS // max(1, obj.design.n_points * len(u_hat)))
+    rows = max(1, BATCH_ELEMS // max(1, obj.design.n_points * len(u_hat)))
     out = []
     with threadpool_limits(limits=task.threads, user_api="blas"):  # also in a map_fn's workers
         for start in range(0, len(task.counts), rows):
             W = obj.w * task.counts[start : start + rows, task.gidx]
-            U, ok = batched_refit(obj, u_hat, W)
+            refit = batched_lm(
+                obj, np.tile(u_hat, (len(W), 1)), weights=W, maxiter=100, rtol=1e-10, exact=True
+            )
+            U, ok = refit.U, refit.converged
             for k in np.flatnonzero(~ok):
                 U[k] = local_fit(obj, U[k], weights=W[k], maxiter=task.maxiter).u
             out.append(obj.to_natural(U))

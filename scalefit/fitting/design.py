@@ -3,7 +3,10 @@ this module builds them and hands them to the law.
 
 - Curve laws (``CurveFeatures``): every run of ``Curves`` becomes a ``CurveRun`` (dense LR of updates
   ``0..n-1`` up to the last logged step plus ``shift``, warmup end, logged steps and losses, run meta).
-  Steps with no LR area yet (``S1 = P[s + shift] = 0``) are left out and listed in ``Design.excluded``.
+  The design points of a fit are the steps with an observed loss: a NaN loss (a row logged for its LR
+  only, between evaluations) is not observed and costs nothing, while the LR of every step enters the
+  cumulative sums. Steps with no LR area yet (``S1 = P[s + shift] = 0``) are left out and listed in
+  ``Design.excluded``.
   The design has ``S1`` at every kept step plus the law's own arrays (``CurveLaw.curve_x``), groups by
   run, keys (run_id, step) and ``meta["n_params"]`` per run.
 - Table laws (``TableFeatures``): a DataFrame, or ``Curves`` through its ``final()`` rows
@@ -112,9 +115,13 @@ def _curve_design(law: CurveLaw, data: Curves | pd.DataFrame, predict: bool) -> 
     offset, has_drop = 0, False
     for run in curve_runs(data, law.name, lead=shift):
         P, d = lr_area(run.lr), lr_increments(run.lr, run.warmup)
-        ok = P[run.steps + shift] > 0
-        if not ok.all():
-            excluded.append((run.run_id, f"{int((~ok).sum())} step(s) before any LR area (S1 = 0)"))
+        # a NaN loss was not observed: no design point there (its step's LR still counts in P)
+        observed = np.ones(run.steps.size, dtype=bool) if predict else ~np.isnan(run.loss)
+        area = P[run.steps + shift] > 0
+        if np.any(observed & ~area):
+            n_early = int(np.sum(observed & ~area))
+            excluded.append((run.run_id, f"{n_early} step(s) before any LR area (S1 = 0)"))
+        ok = observed & area
         steps, loss = run.steps[ok], run.loss[ok]
         if steps.size == 0:
             continue

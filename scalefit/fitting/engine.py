@@ -79,31 +79,26 @@ def _profile_combos(law: Law) -> list[dict[str, object]]:
 
 
 class _RunProgress:
-    """One bar over the local runs of every profiled combination, e.g. "momentum lam=0.999: start 7/24".
-
-    The total is the runs known so far plus, for the combinations still to come, as many as this one."""
+    """One bar over the profiled combinations, e.g. "momentum lam=0.999: screen 2/4"; a combination's
+    screen rounds fill the first half of its step, its refined starts the second."""
 
     def __init__(self, law: Law, n_combos: int, progress: bool | None) -> None:
-        self._name, self._left = law.name, n_combos
-        self._done_before = 0  # runs of the finished combinations
-        self._starts = 0  # start runs of the current combination
+        self._name = law.name
+        self._started = 0  # combinations started
         self._label = law.name
-        self._bar = progress_bar(progress, desc=law.name, total=None, unit="run")
+        self._bar = progress_bar(progress, desc=law.name, total=n_combos, unit="combo")
 
     def combo(self, combo: dict[str, object]) -> None:
         """Start the next combination."""
-        self._done_before = self._bar.n
-        self._left -= 1
+        self._bar.update(self._started - self._bar.n)
+        self._started += 1
         self._label = " ".join([self._name, *(f"{k}={v}" for k, v in combo.items())])
 
     def on_run(self, stage: str, done: int, total: int) -> None:
-        """``multistart``'s callback: one local run of ``stage`` ("start" or "refine") finished."""
-        if stage == "start":
-            self._starts = total
-        planned = self._starts + (total if stage == "refine" else 0)
-        self._bar.total = self._done_before + planned * (1 + self._left)
+        """``multistart``'s callback: round ``done`` of the screen, or refined start ``done``."""
+        part = 0.5 * done / max(total, 1) + (0.5 if stage == "refine" else 0.0)
         self._bar.set_description_str(f"{self._label}: {stage} {done}/{total}", refresh=False)
-        self._bar.update()
+        self._bar.update(round(self._started - 1 + part, 3) - self._bar.n)
 
     def close(self) -> None:
         self._bar.close()

@@ -116,9 +116,14 @@ class Objective:
         Shapes broadcast over leading axes: theta (p,), pred (n,), jac (n, p) for one vector, or
         (B, p), (B, n), (B, n, p) for a batch. Excluded points keep their rows (mask with ``valid``).
         """
+        cols = np.where(self.log_mask, np.asarray(theta, dtype=float), 1.0)[..., None, :]  # d theta / d u
         if self.kind == "huber_log":
-            jac = jac * np.where(pred > _TINY, 1.0 / pred, 0.0)[..., None]
-        return np.where(self.log_mask, jac * np.asarray(theta)[..., None, :], jac)
+            with np.errstate(divide="ignore"):
+                rows = np.where(pred > _TINY, 1.0 / pred, 0.0)[..., None]  # d log pred / d pred
+            out = jac * rows
+            out *= cols
+            return out
+        return jac * cols
 
     def rho(self, r: np.ndarray) -> np.ndarray:
         """The loss of each residual (Huber, or the square for lsq)."""
@@ -130,6 +135,14 @@ class Objective:
     def psi(self, r: np.ndarray) -> np.ndarray:
         """d rho / d r."""
         return 2.0 * r if self.kind == "lsq" else np.clip(r, -self.delta, self.delta)
+
+    def irls_weight(self, r: np.ndarray) -> np.ndarray:
+        """The iteratively-reweighted least-squares weight ``psi(r) / r`` of each residual: 1 in the
+        Huber's quadratic zone, ``delta / |r|`` outside it (2 for lsq). ``sum w * irls * r^2 / 2`` majorizes
+        the Huber sum at ``r``, so Gauss-Newton steps on it descend even from far-off starts."""
+        if self.kind == "lsq":
+            return np.full_like(r, 2.0)
+        return self.delta / np.maximum(np.abs(r), self.delta)
 
     def curvature(self, r: np.ndarray) -> np.ndarray:
         """The Gauss-Newton weight of each residual: d psi / d r (1 in the Huber's quadratic zone)."""

@@ -43,6 +43,7 @@ __all__ = [
     "momentum_s2",
     "mpl_drop",
     "mpl_terms",
+    "sorted_terms",
     "stack_terms",
 ]
 
@@ -74,16 +75,36 @@ def momentum_s2(d: np.ndarray, lam: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MPLTerms:
-    """Terms of the MPL drop sum: ``LD[p] = B * sum_{i: point_i = p} w_i * G(C*exp(-gamma*ell_i)*x_i)``."""
+    """Terms of the MPL drop sum: ``LD[p] = B * sum_{i: point_i = p} w_i * G(C*exp(-gamma*ell_i)*x_i)``.
 
-    point: np.ndarray  # int index of the design point
+    Sorted by point (``sorted_terms``), so the per-point sums are one ``np.add.reduceat`` over
+    ``starts`` (the first term of each point that has any; ``has`` lists those points)."""
+
+    point: np.ndarray  # int index of the design point, non-decreasing
     w: np.ndarray  # signed LR decrement (summed over a group)
     x: np.ndarray  # area since the decrement, P[s] - P[k] (> 0)
     ell: np.ndarray  # log LR after the decrement
     n_points: int
+    starts: np.ndarray  # index of the first term of each point in ``has``
+    has: np.ndarray  # the points with at least one term
 
     def __len__(self) -> int:
         return int(self.point.size)
+
+    def sums(self, rows: np.ndarray) -> np.ndarray:
+        """Per-point sums of each row of ``rows`` (k, n_terms) -> (k, n_points), zero where no term."""
+        out = np.zeros((rows.shape[0], self.n_points))
+        if self.has.size:
+            out[:, self.has] = np.add.reduceat(rows, self.starts, axis=1)
+        return out
+
+
+def sorted_terms(point: np.ndarray, w: np.ndarray, x: np.ndarray, ell: np.ndarray, n_points: int) -> MPLTerms:
+    """``MPLTerms`` from unsorted columns: stably sorted by point, with the segment starts."""
+    order = np.argsort(point, kind="stable")
+    point = np.asarray(point, dtype=np.int64)[order]
+    has, starts = np.unique(point, return_index=True)
+    return MPLTerms(point, w[order], x[order], ell[order], int(n_points), starts.astype(np.int64), has)
 
 
 def _log_lr(lr: np.ndarray) -> np.ndarray:
@@ -165,7 +186,7 @@ def mpl_terms(
         if level < n_levels:
             units = _level_units(units, d_p, P_p, ell_p, 2 * size, max_log_spread)
     point, w, x, ell_t = (np.concatenate(a) for a in zip(*parts, strict=True))
-    return MPLTerms(point + offset, w, x, ell_t, steps.size + offset)
+    return sorted_terms(point + offset, w, x, ell_t, steps.size + offset)
 
 
 def mpl_drop(
@@ -173,20 +194,28 @@ def mpl_drop(
 ) -> tuple[np.ndarray, ...]:
     """``sum w*G`` per point and, with ``grad``, its derivatives in C, beta, gamma.
 
-    ``G = 1 - (1 + u)^-beta`` with ``u = C * exp(-gamma*ell) * x``.
+    ``G = 1 - (1 + u)^-beta`` with ``u = C * exp(-gamma*ell) * x``. One pass over the terms: the
+    summands are written into one (k, n_terms) buffer and summed per point by one ``reduceat``.
     """
-    n = terms.n_points
-    u = C * np.exp(-gamma * terms.ell) * terms.x
+    u = np.exp(-gamma * terms.ell)
+    u *= terms.x
+    u *= C
     log1pu = np.log1p(u)
-    q = np.exp(-beta * log1pu)
-    s = np.bincount(terms.point, weights=terms.w * (1.0 - q), minlength=n)
+    q = np.exp(-beta * log1pu)  # (1 + u)^-beta
+    rows = np.empty((4 if grad else 1, len(terms)))
+    np.subtract(1.0, q, out=rows[0])
+    rows[0] *= terms.w  # w * G
+    if grad:
+        wq = terms.w * q
+        np.multiply(wq, log1pu, out=rows[2])  # w * dG/dbeta
+        u /= 1.0 + u
+        np.multiply(wq, u, out=rows[1])
+        rows[1] *= beta  # w * dG/du * u
+        np.multiply(rows[1], terms.ell, out=rows[3])
+    sums = terms.sums(rows)
     if not grad:
-        return (s,)
-    dq = terms.w * beta * q * u / (1.0 + u)  # w * dG/du * u
-    dC = np.bincount(terms.point, weights=dq, minlength=n) / C
-    dbeta = np.bincount(terms.point, weights=terms.w * log1pu * q, minlength=n)
-    dgamma = -np.bincount(terms.point, weights=dq * terms.ell, minlength=n)
-    return s, dC, dbeta, dgamma
+        return (sums[0],)
+    return sums[0], sums[1] / C, sums[2], -sums[3]
 
 
 def stack_terms(parts: Sequence[MPLTerms], n_points: int) -> MPLTerms:
@@ -195,4 +224,4 @@ def stack_terms(parts: Sequence[MPLTerms], n_points: int) -> MPLTerms:
         np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0)
         for f in ("point", "w", "x", "ell")
     ]
-    return MPLTerms(cols[0].astype(np.int64), cols[1], cols[2], cols[3], n_points)
+    return sorted_terms(cols[0].astype(np.int64), cols[1], cols[2], cols[3], n_points)

@@ -277,6 +277,11 @@ class Law(abc.ABC):
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
         return np.stack([self.jacobian(t, design) for t in thetas])
 
+    def predict_and_jacobian_many(self, thetas: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+        """(``predict_many``, ``jacobian_many``) at many vectors, shapes (B, n) and (B, n, p); the batched
+        solvers call this. Override when the two share work (e.g. loop ``predict_and_jacobian``)."""
+        return self.predict_many(thetas, design), self.jacobian_many(thetas, design)
+
     def check_fit(self, design: Design) -> None:  # noqa: B027 (an optional hook: no check by default)
         """Raise ``FitError`` when a design built for fitting cannot identify the law (default: no check
         beyond the engine's own)."""

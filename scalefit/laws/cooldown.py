@@ -169,9 +169,13 @@ class CooldownLaw(CurveLaw):
         return t[:, :1] + t[:, 1:2] * s1 ** -t[:, 2:3] + t[:, 3:4] * u * np.exp(t[:, 4:5] * log_g)
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        _, A, alpha, B, rho = theta
-        s1, u, log_g = design.x["S1"], design.x["u"], design.x["log_g"]
-        pw = s1**-alpha
+        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        t = np.atleast_2d(np.asarray(thetas, dtype=float))
+        A, alpha, B, rho = (t[:, j, None] for j in range(1, 5))  # (B, 1) each
+        s1, u, log_g = design.x["S1"][None, :], design.x["u"][None, :], design.x["log_g"][None, :]
+        pw = s1**-alpha  # (B, n)
         shape = u * np.exp(rho * log_g)
-        cols = [np.ones_like(s1), pw, -A * np.log(s1) * pw, shape, B * shape * log_g]
-        return np.stack(cols, axis=1)
+        cols = [np.ones_like(pw), pw, -A * np.log(s1) * pw, shape, B * shape * log_g]
+        return np.stack(cols, axis=-1)  # (B, n, 5)

@@ -80,7 +80,12 @@ class MomentumLaw(CurveLaw):
         return t[:, :1] + t[:, 1:2] * s1 ** -t[:, 2:3] - t[:, 3:4] * s2
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
-        _, A, alpha, _ = theta
-        s1 = design.x["S1"]
-        pw = s1**-alpha
-        return np.stack([np.ones_like(s1), pw, -A * np.log(s1) * pw, -design.x["S2"]], axis=1)
+        return self.jacobian_many(np.asarray(theta, dtype=float)[None, :], design)[0]
+
+    def jacobian_many(self, thetas: np.ndarray, design: Design) -> np.ndarray:
+        t = np.atleast_2d(np.asarray(thetas, dtype=float))
+        A, alpha = t[:, 1:2], t[:, 2:3]  # (B, 1)
+        s1 = design.x["S1"][None, :]
+        pw = s1**-alpha  # (B, n)
+        s2 = np.broadcast_to(-design.x["S2"][None, :], pw.shape)
+        return np.stack([np.ones_like(pw), pw, -A * np.log(s1) * pw, s2], axis=-1)  # (B, n, 4)

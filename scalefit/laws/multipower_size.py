@@ -129,3 +129,8 @@ class MultiPowerSizeLaw(CurveLaw):
 
     def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
         return self.predict_and_jacobian(theta, design)[1]
+
+    def predict_and_jacobian_many(self, thetas: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+        """Row by row: the drop sum's terms per vector are too many to stack (one pass each)."""
+        pairs = [self.predict_and_jacobian(t, design) for t in np.atleast_2d(thetas)]
+        return np.stack([p for p, _ in pairs]), np.stack([j for _, j in pairs])
