@@ -24,16 +24,19 @@ lower. Lines (``--only`` names):
   of brandfonbrener-sweep (every budget), ``starts="all"``.
 - ``s124m_cooldown_bootstrap200``: ``bootstrap=200`` of cooldown on the 124M workload (the whole call,
   point fit included).
+- ``api_vs_cli_momentum``: the same momentum fit (mpl-400m's training curves) by ``sf.fit`` in a plain
+  ``python -c`` process and by ``scalefit fit``, each a fresh process with no BLAS thread variable in
+  its environment, three of each; medians, their ratio (bar: within 20 %) and both objectives.
 
 Baselines other than the reference path: "a plain per-start SciPy loop": the law's ``Objective`` on
 ``build_design(law, data)`` minimised by ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` (the
 engine's tolerances) from every start the engine uses (``start_grid`` + ``choose_starts``), one after
 another, no screening, best kept; for profiled laws every combination of ``law.profile()`` is looped.
 The bootstrap's baseline adds one L-BFGS-B refit per resample from the best fit (the engine's group
-resample weights). With ``--quick`` the per-start baselines of the slowest laws are skipped, and the
-chinchilla grid and the bootstrap loops are timed on a subset and extrapolated (listed under
-``"quick"``). BLAS is limited to one thread (set here before numpy loads, and by threadpoolctl around
-every timed call, as the engine does): the engine's speed depends on it.
+resample weights). With ``--quick`` the per-start baselines of the slowest laws and the API/CLI line
+are skipped, and the chinchilla grid and the bootstrap loops are timed on a subset and extrapolated
+(listed under ``"quick"``). BLAS is limited to one thread (set here before numpy loads, and by
+threadpoolctl around every timed call, as the engine does): the engine's speed depends on it.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable, Mapping  # noqa: E402
@@ -86,6 +92,9 @@ BARS = {  # seconds, issue #16
     "s124m_cooldown_bootstrap200": 60.0,
 }
 DENSE_BAR = 1.2  # dense-NaN form: within 20 % of the sparse form's time
+API_CLI_BAR = 1.2  # sf.fit in a plain python process and `scalefit fit`: within 20 % of each other
+API_CLI_REPEATS = 3  # processes timed per side (the median is reported)
+API_CLI_RUNS = ",".join(MPL_TRAIN)
 LINES = (
     "mpl400m_multipower",
     "s124m_cooldown",
@@ -97,14 +106,10 @@ LINES = (
     "epoch_chinchilla",
     "brandfonbrener_chinchilla",
     "s124m_cooldown_bootstrap200",
+    "api_vs_cli_momentum",
 )
 QUICK_SKIP_BASELINE = ("s124m_multipower",)  # per-start baselines skipped with --quick
-QUICK_SKIP = (  # lines skipped with --quick (the dense lines take minutes each today)
-    "mpl400m_multipower",
-    "s124m_cooldown_dense",
-    "s124m_momentum_dense",
-    "s124m_multipower_dense",
-)
+QUICK_SKIP = ("api_vs_cli_momentum",)  # lines skipped with --quick (six python processes)
 QUICK_SUBSET = 200  # --quick: chinchilla grid starts / bootstrap resamples timed in the baseline loops
 
 
@@ -302,6 +307,61 @@ def mpl_line() -> dict:
     return row
 
 
+API_SCRIPT = """
+import json, sys
+import scalefit as sf
+curves = sf.datasets.load("mpl-400m").select(sys.argv[1].split(","))
+fit = sf.fit(curves, law="momentum")
+open(sys.argv[2], "w").write(json.dumps(fit.to_dict()))
+"""
+
+
+def _process_seconds(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def api_vs_cli_line() -> dict:
+    """``sf.fit`` in a plain ``python`` process against ``scalefit fit``, the same momentum fit on
+    mpl-400m's training curves, each a fresh process (imports included) with no BLAS thread variable
+    in its environment; the median of ``API_CLI_REPEATS`` each, and their objectives."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+    env["TQDM_DISABLE"] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        api_json, cli_json = os.path.join(tmp, "api.json"), os.path.join(tmp, "cli.json")
+        api_cmd = [sys.executable, "-c", API_SCRIPT, API_CLI_RUNS, api_json]
+        cli = os.path.join(os.path.dirname(sys.executable), "scalefit")  # the console script
+        cli_cmd = [cli, "fit", "mpl-400m", "--law", "momentum"]
+        cli_cmd += ["--runs", API_CLI_RUNS, "--out", cli_json]
+        api_s, cli_s = [], []
+        for _ in range(API_CLI_REPEATS):
+            api_s.append(_process_seconds(api_cmd, env))
+            cli_s.append(_process_seconds(cli_cmd, env))
+        objectives = [json.load(open(f))["diagnostics"]["objective"] for f in (api_json, cli_json)]
+    api_m, cli_m = statistics.median(api_s), statistics.median(cli_s)
+    ratio = max(api_m, cli_m) / min(api_m, cli_m)
+    return {
+        "workload": "mpl-400m training curves, one process per fit",
+        "law": "momentum",
+        "seconds": round(api_m, 3),
+        "baseline": "scalefit fit (CLI)",
+        "baseline_seconds": round(cli_m, 3),
+        "ratio": round(api_m / cli_m, 4),
+        "api_seconds_each": [round(x, 3) for x in api_s],
+        "cli_seconds_each": [round(x, 3) for x in cli_s],
+        "objective": objectives[0],
+        "baseline_objective": objectives[1],
+        "same_optimum": objectives[0] == objectives[1],
+        "bar": f"the slower within {API_CLI_BAR:g} x the faster",
+        "meets_bar": bool(ratio <= API_CLI_BAR),
+    }
+
+
 class Runner:
     """Runs the requested lines, caching the sparse 124M fits the dense lines compare against."""
 
@@ -391,6 +451,8 @@ class Runner:
             row = self.dense(line.split("_")[1])
         elif line == "s124m_cooldown_bootstrap200":
             row = self.bootstrap()
+        elif line == "api_vs_cli_momentum":
+            row = api_vs_cli_line()
         elif line.startswith("s124m_"):
             row = self.s124m(line.split("_")[1], line)
         elif line == "epoch_chinchilla":
@@ -398,7 +460,7 @@ class Runner:
         else:
             law = get_law("chinchilla", loss="val_loss", n="params", d="tokens")
             row = self.table(f"brandfonbrener-sweep {L2L_DATASET}", l2l_points(), law)
-        if "bar_ratio_to_sparse" not in row:
+        if "bar_ratio_to_sparse" not in row and "meets_bar" not in row:
             row = _bar(row, line)
         row["line_wall_s"] = round(time.perf_counter() - t0, 2)
         return row

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from test_overtraining import quiet_fit
 
+from scalefit.errors import FitWarning
 from scalefit.fitting.design import build_design
 from scalefit.laws.base import numeric_jacobian
+from scalefit.laws.chinchilla import ChinchillaLaw
 from scalefit.laws.kaplan import KaplanLaw
 from scalefit.laws.loss_to_loss import LossToLossLaw, pair_runs, shifted_power_lsq
 from scalefit.predict.chains import translate_fit, translate_values
@@ -109,3 +111,29 @@ def test_translate_fit_carries_bootstrap_draws():
     np.testing.assert_allclose(pred.loss_pred, pairs.loss1, rtol=1e-6)
     assert np.all(pred.lo <= pred.loss_pred) and np.all(pred.loss_pred <= pred.hi)
     assert json.loads(json.dumps(moved.to_dict()))["values"]["E"] == pytest.approx(0.85)
+
+
+def test_chinchilla_translation_is_term_by_term_and_warned():
+    """K (L - E)^kappa + E1 of E + A N^-alpha + B D^-beta: each term maps to K (term)^kappa. Exact when one
+    term dominates; the Kaplan rule (A K^(1/(kappa alpha))) would be wrong by orders of magnitude."""
+    values = {"E": 1.7, "A": 400.0, "B": 1e-30, "alpha": 0.34, "beta": 0.28}
+    K, kappa, e1 = 0.63, 1.1, 0.85
+    moved = translate_values(values, K=K, kappa=kappa, E1=e1, form="chinchilla")
+    n = np.geomspace(1e8, 3.3e9, 5)
+    mapped = K * (values["A"] * n ** -values["alpha"]) ** kappa + e1
+    np.testing.assert_allclose(e1 + moved["A"] * n ** -moved["alpha"], mapped, rtol=1e-12)
+    assert moved["A"] == pytest.approx(K * 400.0**kappa)
+    law = ChinchillaLaw()
+    table = pd.DataFrame({"N": np.geomspace(1e7, 1e9, 12), "D": np.geomspace(1e9, 1e11, 12)})
+    design = build_design(law, table, predict=True)
+    theta = np.array([6.0, 7.0, 0.5, 0.34, 0.28])
+    table["loss"] = law.predict(theta, design)
+    source = quiet_fit(law, table)
+    e0 = float(np.exp(source.values["e"]))
+    pairs = pd.DataFrame({"loss0": table["loss"], "loss1": K * (table["loss"] - e0) ** kappa + e1})
+    mapping = quiet_fit(LossToLossLaw(e0=e0, e1=e1), pairs)
+    with pytest.warns(FitWarning, match="term by term"):
+        moved_fit = translate_fit(source, mapping)
+    expect = np.log(mapping.values["K"]) + mapping.values["kappa"] * source.values["a"]
+    assert moved_fit.values["a"] == pytest.approx(expect, rel=1e-12)
+    assert moved_fit.warnings[0]["code"] == "approximate_translation"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.errors import ConfigError, FitError
+from scalefit.errors import ConfigError, FitError, FitWarning
 from scalefit.fitting.design import build_design
+from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
 from scalefit.store.curves import Curves
 
@@ -57,8 +60,6 @@ def test_s1_s2_follow_the_definition_step_by_step():
 
 
 def test_recovers_known_parameters_and_lambda_by_profile():
-    from scalefit.fitting.engine import fit_law
-
     curves, law = make_curves(list(TRUE.values()), SPECS, lam=0.998, noise=3e-4)
     fit = fit_law(get_law("momentum"), curves, starts=4)  # lam=None: profiled over LAMBDA_GRID
     assert fit.law_config["lam"] == 0.998
@@ -92,3 +93,18 @@ def test_rewarming_makes_the_annealing_term_negative():
     # the re-warm cancels the drop's annealing: S2 = 2e-4 * (lam^1000 - lam^~2000) / (1 - lam) at the end
     assert s2[-1] == pytest.approx(2e-4 * (0.99**999 - 0.99**1999) / 0.01, rel=1e-6)
     assert np.min(np.diff(s2[2000:])) < 0  # and the momentum is negative during the re-warm
+
+
+def test_lambda_at_the_edge_of_its_grid_is_flagged():
+    """Curves made with lam = 0.99, the smallest value profiled: the fit keeps it and warns that the best
+    value may lie beyond the grid, as for a parameter at its bound; an inner value is not flagged."""
+    curves, _ = make_curves(list(TRUE.values()), SPECS, lam=0.99, noise=3e-4)
+    with pytest.warns(FitWarning, match="lam = 0.99 is the smallest value of its profiled grid"):
+        fit = fit_law(get_law("momentum"), curves, starts=4)
+    assert fit.law_config["lam"] == 0.99
+    assert any(w["code"] == "profile_edge" and w["param"] == "lam" for w in fit.warnings)
+    inner, _ = make_curves(list(TRUE.values()), SPECS, lam=0.998, noise=3e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        fit = fit_law(get_law("momentum"), inner, starts=4)
+    assert not any(w["code"] == "profile_edge" for w in fit.warnings)

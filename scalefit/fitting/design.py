@@ -19,7 +19,7 @@ too few points, no LR decrease where the law has an LR-drop term) and then by ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,15 +42,29 @@ def _warmup_of(rc: RunCurve, lr: np.ndarray) -> int:
     return int(falls[0]) if falls.size else int(lr.size)
 
 
-def curve_runs(curves: Curves, law_name: str, *, lead: int = 0) -> list[CurveRun]:
+def curve_runs(curves: Curves, law_name: str, *, lead: int = 0, diverged: str = "exclude") -> list[CurveRun]:
     """Every run of ``curves`` with logged steps, as a ``CurveRun`` over all its logged steps: the dense
-    LR before the last one, plus ``lead`` steps after it (``lead=1``: the LR of that step too)."""
+    LR before the last one, plus ``lead`` steps after it (``lead=1``: the LR of that step too).
+
+    Diverged runs (runs-table ``status`` 'diverged': what the trainer records on a NaN/inf training loss,
+    or an infinite logged loss; a NaN cell of an imported log is "not observed", not a divergence):
+    ``diverged="exclude"`` (default) marks every loss of theirs +inf (observed, non-finite), so none of
+    their rows is fitted and the engine's exclusion warning names them (reason "non-finite loss");
+    ``diverged="prefix"`` keeps their finite losses before the first non-finite one (the exploding
+    prefix included) and marks the rest so.
+    """
+    if diverged not in ("exclude", "prefix"):
+        raise ConfigError("unknown diverged-run rule", field="diverged", value=diverged, fix="exclude|prefix")
     out = []
     for run_id in curves.run_ids:
         rc = curves.run(run_id)
         steps, loss = rc.steps.astype(np.int64), rc.loss.astype(float)
         if steps.size == 0:
             continue
+        if rc.meta.get("status") == "diverged":
+            bad = np.flatnonzero(~np.isfinite(loss))
+            cut = 0 if diverged == "exclude" else (int(bad[0]) if bad.size else loss.size)
+            loss = np.where(np.arange(loss.size) < cut, loss, np.inf)  # observed, not fitted
         lr = np.asarray(curves.lr_sequence(run_id, max(int(steps.max()), 1) + int(lead)), dtype=float)
         if np.any(lr < 0) or not np.all(np.isfinite(lr)) or not np.any(lr > 0):
             raise DataError(
@@ -100,7 +114,9 @@ def _check_identifiable(law: Law, runs: Sequence[CurveRun], has_drop: bool, need
         )
 
 
-def _curve_design(law: CurveLaw, data: Curves | pd.DataFrame, predict: bool) -> Design:
+def _curve_design(
+    law: CurveLaw, data: Curves | pd.DataFrame, predict: bool, at: Mapping[str, int] | None = None
+) -> Design:
     if not isinstance(data, Curves):
         raise DataError(
             f"the {law.name} law needs loss curves",
@@ -117,6 +133,8 @@ def _curve_design(law: CurveLaw, data: Curves | pd.DataFrame, predict: bool) -> 
         P, d = lr_area(run.lr), lr_increments(run.lr, run.warmup)
         # a NaN loss was not observed: no design point there (its step's LR still counts in P)
         observed = np.ones(run.steps.size, dtype=bool) if predict else ~np.isnan(run.loss)
+        if at is not None:  # predict at one step of the run only (its other rows give the LR)
+            observed &= run.steps == at.get(run.run_id, -1)
         area = P[run.steps + shift] > 0
         if np.any(observed & ~area):
             n_early = int(np.sum(observed & ~area))
@@ -157,13 +175,21 @@ def _table_design(law: TableLaw, data: Curves | pd.DataFrame, predict: bool) -> 
     return design
 
 
-def build_design(law: Law, data: Curves | pd.DataFrame | Design, *, predict: bool = False) -> Design:
+def build_design(
+    law: Law,
+    data: Curves | pd.DataFrame | Design,
+    *,
+    predict: bool = False,
+    at: Mapping[str, int] | None = None,
+) -> Design:
     """The design of ``law`` on ``data`` (a ready ``Design`` is returned as is); with ``predict=True``
-    the observed loss may be absent."""
+    the observed loss may be absent. ``at`` (curve laws, with ``predict``): run_id -> the one step of
+    that run to predict, the run's other rows only giving its LR (e.g. a run's final loss without the
+    cost of a design point at every logged step)."""
     if isinstance(data, Design):
         return data
     if isinstance(law, CurveLaw):
-        return _curve_design(law, data, predict)
+        return _curve_design(law, data, predict, at)
     if isinstance(law, TableLaw):
         return _table_design(law, data, predict)
     raise ConfigError(

@@ -17,6 +17,7 @@ on one machine, spurious huge ``correlated`` pairs on another.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,28 @@ def excluded_rows(obj: Objective) -> list[dict[str, Any]]:
             {"run_id": str(r), "rows": int(c), "reason": why} for r, c in zip(runs, counts, strict=True)
         )
     out.extend({"run_id": str(r), "rows": None, "reason": str(why)} for r, why in design.excluded)
+    return out
+
+
+def profile_edges(profile: Mapping[str, Sequence[Any]], chosen: Mapping[str, Any]) -> list[WarningRecord]:
+    """A warning per profiled structural option whose chosen value is the first or last of its grid
+    (three values or more): the optimum may lie beyond the grid, like a parameter at its bound."""
+    out: list[WarningRecord] = []
+    for option, grid in profile.items():
+        values = list(grid)
+        if len(values) < 3 or chosen.get(option) not in (values[0], values[-1]):
+            continue
+        side = "smallest" if chosen[option] == values[0] else "largest"
+        out.append(
+            {
+                "code": "profile_edge",
+                "param": option,
+                "message": (
+                    f"{option} = {chosen[option]} is the {side} value of its profiled grid "
+                    f"({values[0]}..{values[-1]}): the best value may lie beyond it"
+                ),
+            }
+        )
     return out
 
 

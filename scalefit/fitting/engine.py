@@ -189,6 +189,7 @@ def _fit(
     cov, scale = diag.gauss_newton(obj, theta)
     excluded = diag.excluded_rows(obj)
     warn_list = diag.identifiability_warnings(obj, theta, cov, best) + diag.exclusion(excluded)
+    warn_list += diag.profile_edges(law.profile(), chosen.combo)
     stderr = {n: math.sqrt(cov[j, j]) if cov is not None else math.nan for j, n in enumerate(names)}
     cis = diag.wald_ci(obj, theta, cov, ci)
     boot = None

@@ -5,8 +5,9 @@
   were bootstrapped independently, so the band carries both sources of error.
 - ``translate_values`` / ``translate_fit``: a per-dataset law moved to a new dataset through a
   loss-to-loss map ``L1 = K (L0 - E0)^kappa + E1`` (Brandfonbrener et al. 2024). Exact for the Kaplan
-  form ``[(A/N)^(alpha/beta) + B/D]^beta + E`` when E0 is the source law's E; for the Chinchilla form it
-  is the same substitution, an approximation (recorded in the Fit's warnings).
+  form ``[(A/N)^(alpha/beta) + B/D]^beta + E`` when E0 is the source law's E; the Chinchilla form is
+  not closed under the map and is translated term by term (``A' = K A^kappa``), an approximation that
+  is warned about (``FitWarning``) and recorded in the Fit's warnings.
 - ``derived``: a CI for any function of the parameters (N* at a budget, tokens per parameter, ...).
 - ``difference_test``: do two fits differ in a parameter or derived quantity? Bootstrap of the
   difference (independent resamples paired by index), two-sided p-value.
@@ -78,20 +79,27 @@ def chain_downstream(
     return out
 
 
-def translate_values(values: Mapping[str, Any], *, K: Any, kappa: Any, E1: Any) -> dict[str, Any]:
+def translate_values(
+    values: Mapping[str, Any], *, K: Any, kappa: Any, E1: Any, form: str = "kaplan"
+) -> dict[str, Any]:
     """A Kaplan- or Chinchilla-form law (E, A, B, alpha, beta) moved through ``K (L - E)^kappa + E1``.
 
-    alpha' = kappa alpha, beta' = kappa beta, A' = A K^(1/(kappa alpha)), B' = B K^(1/(kappa beta)),
-    E' = E1. Works elementwise on arrays (bootstrap draws).
+    Both: alpha' = kappa alpha, beta' = kappa beta, E' = E1.
+    - ``form="kaplan"``, ``L = [(A/N)^(alpha/beta) + B/D]^beta + E``: A' = A K^(1/(kappa alpha)),
+      B' = B K^(1/(kappa beta)); exact (the bracket's power absorbs the map).
+    - ``form="chinchilla"``, ``L = E + A N^-alpha + B D^-beta``: the image term by term,
+      A' = K A^kappa, B' = K B^kappa; exact when one term dominates, else an approximation
+      (``K (x + y)^kappa`` against ``K x^kappa + K y^kappa``).
+    Works elementwise on arrays (bootstrap draws).
     """
+    if form not in ("kaplan", "chinchilla"):
+        raise FitError("unknown law form", field="form", value=form, fix='use "kaplan" or "chinchilla"')
     alpha, beta = values["alpha"], values["beta"]
-    return {
-        "E": E1 + 0.0 * alpha,
-        "A": values["A"] * K ** (1.0 / (kappa * alpha)),
-        "B": values["B"] * K ** (1.0 / (kappa * beta)),
-        "alpha": kappa * alpha,
-        "beta": kappa * beta,
-    }
+    if form == "kaplan":
+        A, B = values["A"] * K ** (1.0 / (kappa * alpha)), values["B"] * K ** (1.0 / (kappa * beta))
+    else:
+        A, B = K * values["A"] ** kappa, K * values["B"] ** kappa
+    return {"E": E1 + 0.0 * alpha, "A": A, "B": B, "alpha": kappa * alpha, "beta": kappa * beta}
 
 
 def _map_values(map_fit: Fit) -> dict[str, np.ndarray]:
@@ -129,20 +137,19 @@ def translate_fit(fit: Fit, map_fit: Fit) -> Fit:
         q: np.exp(own[:n, j]) if p in lse else own[:n, j]
         for j, (p, q) in enumerate(zip(names, natural, strict=True))
     }
-    new = translate_values(src, **{k: v[:n] for k, v in mv.items()})
+    form = "chinchilla" if lse else "kaplan"
+    new = translate_values(src, **{k: v[:n] for k, v in mv.items()}, form=form)
     table = np.stack(
         [np.log(new[q]) if p in lse else new.get(q, src[q]) for p, q in zip(names, natural, strict=True)], 1
     )
-    warn = (
-        []
-        if not lse
-        else [
-            {
-                "code": "approximate_translation",
-                "message": f"a {fit.law} law is only approximately closed under a shifted power law",
-            }
-        ]
-    )
+    warn = []
+    if lse:
+        message = (
+            f"a {fit.law} law is only approximately closed under a shifted power law: translated term by "
+            "term (exact where one term dominates)"
+        )
+        warn.append({"code": "approximate_translation", "message": message})
+        warnings.warn(FitWarning(f"{fit.law}: {message}"), stacklevel=2)
     boot = table[1:] if n > 1 else None
     level = float(fit.options.get("ci", 0.95))
     ci = {
