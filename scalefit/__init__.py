@@ -8,6 +8,8 @@ torch or ray (those are imported only by the trainer and the runner).
     fit = sf.fit(curves, law="momentum")
     pred = fit.predict(other_curves)
     sf.evaluate(pred, other_curves)
+    fc = sf.forecast(curves, sf.target_curves([sf.Target("wsd:peak=1e-3,steps=50000,decay=0.2")]))
+    fc.predict()                                   # every applicable law, scored, combined, banded
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "write_curves": ("scalefit.store.parquet", "write_curves"),
     "fit": ("scalefit.fitting.api", "fit"),
     "evaluate": ("scalefit.predict.evaluate", "evaluate"),
+    "forecast": ("scalefit.predict.forecast", "forecast"),
+    "Forecast": ("scalefit.predict.forecast", "Forecast"),
+    "target_curves": ("scalefit.predict.targets", "target_curves"),
+    "Target": ("scalefit.predict.targets", "Target"),
     "Fit": ("scalefit.fitting.result", "Fit"),
     "get_law": ("scalefit.laws", "get_law"),
     "schedules": ("scalefit.schedules", None),

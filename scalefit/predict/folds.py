@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scalefit.conventions import run_labels
 from scalefit.store.curves import Curves
 
 __all__ = [
@@ -251,13 +252,14 @@ def table_folds(table: pd.DataFrame, compute: np.ndarray) -> list[Fold]:
         fit_rows = levels < level
         held_rows = levels == level
         held = table[held_rows].reset_index(drop=True)
+        truth = held.assign(run_id=run_labels(held))
         out.append(
             Fold(
                 name=f"compute:{k}",
                 kind="compute",
                 train=table[fit_rows].reset_index(drop=True),
                 targets=held,
-                truth=held,
+                truth=truth,
                 distance=float((level - levels[fit_rows].max()) * math.log(10.0)),
             )
         )

@@ -363,13 +363,13 @@ def _per_run(keys: pd.DataFrame, half: np.ndarray) -> np.ndarray:
 
 
 def _fold_errors(
-    folds: Sequence[Fold], members: Sequence[Law]
+    folds: Sequence[Fold], members: Sequence[Law], loss: str
 ) -> tuple[pd.DataFrame, dict[str, dict[str, str]], dict[str, dict[str, np.ndarray]]]:
     """Every member refitted on every fold: the error rows, the failures and the predictions."""
     rows, failures = [], {}
     preds: dict[str, dict[str, np.ndarray]] = {}
     for fold in folds:
-        truth = fold.truth["loss"].to_numpy(float)
+        truth = fold.truth[loss].to_numpy(float)
         preds[fold.name] = {}
         for law in members:
             fit, why, _ = _fit(law, fold.train)
@@ -429,7 +429,8 @@ def forecast(
         compute = (_table_compute(members[0], data), _table_compute(members[0], targets))
         question = table_question(*compute)
         folds = table_folds(data, compute[0])
-    errors, failures, _ = _fold_errors(folds, members)
+    loss = "loss" if curves else str(getattr(members[0], "loss", "loss"))
+    errors, failures, _ = _fold_errors(folds, members, loss)
     scores = _by_fold(errors, members, folds, np.abs)
     weights = _weights(_by_fold(errors, members, folds, np.square), len(folds))
     full: dict[str, pd.DataFrame] = {}

@@ -1,0 +1,171 @@
+"""sf.forecast: folds that mimic the question, weights from fold scores alone, a band that covers at its
+stated level on curves drawn from a known law, an honest answer when the runs cannot tell, JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalefit.errors import ConfigError, DataError
+from scalefit.fitting.design import build_design
+from scalefit.laws import get_law
+from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
+from scalefit.predict.forecast import MIN_ERRORS, UNIDENTIFIED, Forecast, forecast
+from scalefit.store import datasets
+from scalefit.store.curves import Curves
+
+TRUE = np.array([2.8, 0.7, 0.5, 0.4])  # momentum L0, A, alpha, C
+LAM = 0.998
+PEAK = 3e-4
+TRAIN = {
+    "constant": f"constant:peak={PEAK},steps=6000,warmup=300",
+    "cosine": f"cosine:peak={PEAK},steps=6000,warmup=300,final=0.1",
+    "wsd-0.3": f"wsd:peak={PEAK},steps=6000,warmup=300,decay=0.3",
+}
+TEST = {
+    "wsd-0.1": f"wsd:peak={PEAK},steps=6000,warmup=300,decay=0.1",
+    "wsd-0.6": f"wsd:peak={PEAK},steps=6000,warmup=300,decay=0.6",
+}
+
+
+def draw(specs: dict[str, str], noise: float, seed: int) -> Curves:
+    """Curves of the momentum law at TRUE, evaluated every 100 steps up to each run's last update, with
+    log-normal noise."""
+    frames = []
+    for run_id, spec in specs.items():
+        total = int(spec.split("steps=")[1].split(",")[0])
+        steps = np.append(np.arange(100, total - 1, 100), total - 1)
+        frames.append(pd.DataFrame({"run_id": run_id, "step": steps, "lr": np.nan, "loss": 1.0, "schedule": spec}))
+    curves = Curves.from_frame(pd.concat(frames, ignore_index=True))
+    law = get_law("momentum", lam=LAM)
+    loss = law.predict(TRUE, build_design(law, curves, predict=True))
+    loss = loss * np.exp(noise * np.random.default_rng(seed).standard_normal(loss.size))
+    return Curves.from_frame(curves.to_frame().assign(loss=loss))
+
+
+def hidden(curves: Curves) -> Curves:
+    """The same runs with the loss unknown: what a forecast is asked about."""
+    return Curves.from_frame(curves.to_frame().assign(loss=np.nan))
+
+
+def finals(fc: Forecast) -> pd.DataFrame:
+    table = fc.predict()
+    return table.loc[table.groupby("run_id")["step"].idxmax()].set_index("run_id")
+
+
+def test_band_covers_at_its_level_on_curves_of_a_known_law():
+    """30 draws x 2 held-out schedules: the share of true finals inside the 90 % band is within 10
+    points of 90 % (the band is calibrated from the folds, not from the targets)."""
+    inside = []
+    for seed in range(30):
+        train, test = draw(TRAIN, 3e-3, seed), draw(TEST, 3e-3, 1000 + seed)
+        fc = forecast(train, hidden(test), laws=[get_law("momentum", lam=LAM)], level=0.9)
+        got = finals(fc)
+        truth = test.final().set_index("run_id")["loss"]
+        inside += [bool(got.at[r, "lo"] <= truth[r] <= got.at[r, "hi"]) for r in TEST]
+    assert 0.8 <= np.mean(inside) <= 1.0
+    assert fc.question == "schedule" and {f["kind"] for f in fc.folds} == {"loo", "trunc"}
+    assert fc.level == 0.9 and fc.predict().attrs["band"]["ci"] == 0.9
+
+
+class NoAnnealLaw(CurveLaw, register=False):
+    """L = L0 + A * S1^-alpha: blind to the schedule's decay, so it cannot explain a cooldown."""
+
+    name: ClassVar[str] = "no-anneal"
+    kind: ClassVar[str] = "curve"
+
+    def parameters(self) -> tuple[Param, ...]:
+        return (
+            Param("L0", 0.0, 20.0, log=True, grid=(1.5, 2.5, 3.5)),
+            Param("A", 0.0, 100.0, log=True, grid=(0.3, 1.0, 3.0)),
+            Param("alpha", 0.0, 3.0, log=True, grid=(0.2, 0.5, 1.0)),
+        )
+
+    def curve_x(self, runs: Sequence[CurveRun]) -> dict[str, np.ndarray]:
+        return {}
+
+    def predict(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        L0, A, alpha = theta
+        return L0 + A * design.x["S1"] ** -alpha
+
+    def jacobian(self, theta: np.ndarray, design: Design) -> np.ndarray:
+        _, A, alpha = theta
+        s1 = design.x["S1"]
+        pw = s1**-alpha
+        return np.stack([np.ones_like(s1), pw, -A * np.log(s1) * pw], axis=1)
+
+
+def test_a_law_that_cannot_explain_the_runs_gets_a_small_weight():
+    train, test = draw(TRAIN, 1e-3, 1), draw(TEST, 1e-3, 2)
+    fc = forecast(train, hidden(test), laws=[get_law("momentum", lam=LAM), NoAnnealLaw()])
+    assert fc.weights["no-anneal"] < 0.05 and fc.weights["momentum"] > 0.95
+    assert sum(fc.weights.values()) == pytest.approx(1.0)
+    scores = fc.scores
+    assert (scores.loc["no-anneal"] > scores.loc["momentum"]).sum() >= len(fc.folds) - 1
+    truth = test.final().set_index("run_id")["loss"]
+    assert np.abs(finals(fc)["loss_pred"] - truth).max() < 0.01
+
+
+def test_a_single_run_is_not_identified_and_says_so_with_a_wide_band():
+    train = draw({"cosine": TRAIN["cosine"]}, 1e-3, 3)
+    fc = forecast(train, hidden(draw(TEST, 1e-3, 4)), laws=[get_law("momentum", lam=LAM)])
+    assert not fc.identified and fc.band["n_errors"] < MIN_ERRORS
+    assert any("cannot identify" in n for n in fc.notes)
+    got = finals(fc)
+    assert np.all(got["hi"] / got["loss_pred"] >= 1 + UNIDENTIFIED - 1e-12)
+    assert np.all(got["lo"] / got["loss_pred"] <= 1 / (1 + UNIDENTIFIED) + 1e-12)
+
+
+def test_horizon_question_holds_out_the_longest_runs():
+    specs = {
+        "cos-2k": f"cosine:peak={PEAK},steps=2000,warmup=300,final=0.1",
+        "cos-3k": f"cosine:peak={PEAK},steps=3000,warmup=300,final=0.1",
+        "cos-6k": TRAIN["cosine"],
+    }
+    train = draw(specs, 1e-3, 5)
+    target = draw({"cos-12k": f"cosine:peak={PEAK},steps=12000,warmup=300,final=0.1"}, 0.0, 6)
+    fc = forecast(train, hidden(target), laws=[get_law("momentum", lam=LAM)])
+    assert fc.question == "horizon"
+    kinds = [f["kind"] for f in fc.folds]
+    assert kinds[0] == "horizon" and set(kinds[1:]) == {"trunc"}
+    assert fc.folds[0]["distance"] == pytest.approx(np.log(5999 / 2999))
+    assert fc.band["distance_target"] == pytest.approx(np.log(11999 / 5999))
+    truth = float(target.final()["loss"].iloc[0])
+    got = finals(fc).loc["cos-12k"]
+    assert got["lo"] <= truth <= got["hi"] and abs(got["loss_pred"] - truth) < 0.01
+
+
+def test_json_round_trip_and_bad_input():
+    train, test = draw(TRAIN, 1e-3, 7), draw(TEST, 1e-3, 8)
+    fc = forecast(train, hidden(test), laws=["momentum"])
+    back = Forecast.from_json(fc.to_json())
+    pd.testing.assert_frame_equal(back.predict(), fc.predict(), check_dtype=False)
+    assert back.weights == fc.weights and back.level == fc.level and back.question == fc.question
+    pd.testing.assert_frame_equal(back.scores, fc.scores, check_dtype=False, check_names=False)
+    with pytest.raises(ConfigError, match="level"):
+        forecast(train, hidden(test), level=1.5)
+    with pytest.raises(DataError, match="both be Curves"):
+        forecast(train, test.final())
+    with pytest.raises(DataError, match="not a scalefit Forecast"):
+        Forecast.from_dict({"format": "other"})
+
+
+def test_static_forecast_leaves_the_largest_compute_out():
+    epoch = datasets.load("chinchilla-epoch")
+    epoch = epoch[epoch["epoch_fit"]].reset_index(drop=True)
+    c = 6 * epoch["N"] * epoch["D"]
+    small, large = epoch[c < c.quantile(0.9)].reset_index(drop=True), epoch[c >= c.quantile(0.9)]
+    fc = forecast(small, large.drop(columns=["loss"]).reset_index(drop=True), laws=["chinchilla"])
+    assert fc.question == "compute" and all(f["kind"] == "compute" for f in fc.folds) and len(fc.folds) == 3
+    got = fc.predict()
+    assert (
+        len(got) == len(large)
+        and np.all(got["lo"] < got["loss_pred"])
+        and np.all(got["loss_pred"] < got["hi"])
+    )
+    rel = np.abs(got["loss_pred"].to_numpy() / large["loss"].to_numpy() - 1)
+    assert rel.mean() < 0.03
