@@ -90,7 +90,7 @@ def test_engine_options_pass_through_the_api_and_misspellings_stay_errors():
 def test_progress_true_writes_bars_to_stderr(capsys):
     quiet(PowerLaw(), synthetic(), starts=2, bootstrap=4, progress=True)
     captured = capsys.readouterr()
-    assert "test-power: start 2/2" in captured.err
+    assert "test-power: screen 1/1" in captured.err and "test-power: refine 2/2" in captured.err
     assert "test-power: bootstrap" in captured.err
     assert captured.out == ""
 
@@ -109,4 +109,4 @@ def test_progress_names_the_profiled_combination(capsys):
 
     quiet(Profiled(), synthetic(), starts=2, progress=True)
     err = capsys.readouterr().err
-    assert "test-power shift=0.0: start 1/2" in err and "test-power shift=1.0: start 2/2" in err
+    assert "test-power shift=0.0: screen 1/1" in err and "test-power shift=1.0: refine 2/2" in err

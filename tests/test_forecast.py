@@ -131,7 +131,7 @@ def test_horizon_question_holds_out_the_longest_runs():
     fc = forecast(train, hidden(target), laws=[get_law("momentum", lam=LAM)])
     assert fc.question == "horizon"
     kinds = [f["kind"] for f in fc.folds]
-    assert kinds[0] == "horizon" and set(kinds[1:]) == {"trunc"}
+    assert kinds[0] == "horizon" and set(kinds[1:]) == {"loo", "trunc"}
     assert fc.folds[0]["distance"] == pytest.approx(np.log(5999 / 2999))
     assert fc.band["distance_target"] == pytest.approx(np.log(11999 / 5999))
     truth = float(target.final()["loss"].iloc[0])

@@ -16,8 +16,8 @@ Folds of curves (``curve_folds``), each a training set and held-out truths (the 
   kept (as a trunk is observed while its branches are not), their finals predicted;
 - ``size``: the runs of the largest model held out, their finals predicted (three sizes or more).
 
-Which folds score a forecast: those of its question when there are any (``horizon`` and ``size``),
-with the ``trunc`` folds added; for a schedule question ``loo`` and ``trunc``. Folds of tables
+Which folds score a forecast: those of its question when there are any (``horizon``, ``size``), then
+``loo`` and ``trunc`` (targets mix questions: another schedule of a longer horizon is both). Folds of tables
 (``table_folds``): ``compute:<k>``: every point below the k-th largest compute level fitted and the
 points at that level predicted, for the ``TABLE_FOLDS`` largest levels (levels: log10 compute rounded to
 ``LEVEL_DECADES``). Each fold records its extrapolation ``distance``: log of the held-out horizon, size
@@ -221,12 +221,8 @@ def _size(train: Curves) -> list[Fold]:
 
 def curve_folds(train: Curves, question: str) -> list[Fold]:
     """The folds that score a curve forecast of ``question`` (module doc)."""
-    trunc = _trunc(train)
-    if question == "horizon":
-        return _horizon(train) + trunc
-    if question == "size":
-        return _size(train) + trunc
-    return _loo(train) + trunc
+    special = _horizon(train) if question == "horizon" else _size(train) if question == "size" else []
+    return special + _loo(train) + _trunc(train)
 
 
 def _levels(compute: np.ndarray) -> np.ndarray:
