@@ -3,12 +3,21 @@ fit -> predict -> report chain on bundled published data."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
+import shutil
 import subprocess
+import warnings
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from scalefit import schedules
 from scalefit.cli.main import EXAMPLES, build_parser, main
+from scalefit.schedules.base import ALIASES
 
 VERBS = ["import", "sweep", "fit", "predict", "report", "demo"]
 
@@ -47,7 +56,7 @@ def test_console_script_errors_are_one_line(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["report", "{missing}"], "No such file or directory"),
+        (["report", "{missing}"], "not found: "),
         (["predict", "{notjson}"], "not a JSON file"),
         (["report", "{notjson}"], "not a JSON file"),
         (["fit", "no-such-dataset"], "no-such-dataset"),
@@ -99,6 +108,142 @@ def test_import_mpl_csvs_into_a_store(tmp_path, capsys) -> None:
 
     src = data_path("lr-curves/mpl-multipowerlaw/csv_100")
     assert main(["import", str(src), "--format", "mpl", "--out", str(tmp_path / "store")]) == 0
-    assert capsys.readouterr().out.startswith("imported 9 runs, ")
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 10 and out[-1].startswith("imported 9 runs, ")
+    assert any(
+        line.startswith("cosine_24000: steps ") and "LR from the given schedule cosine:" in line
+        for line in out
+    )
     curves = read_curves(tmp_path / "store")
     assert len(curves) == 9 and "cosine_24000" in curves.run_ids
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+FIXTURES = Path(__file__).parent / "fixtures" / "wandb-exports"
+
+
+def _readme_block(title: str) -> list[list[str]]:
+    """The commands of the first ```bash block after the README heading ``title``, as argv lists."""
+    text = README.read_text(encoding="utf-8").split(title, 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("scalefit ")]
+
+
+def _write_hf_history(path: Path) -> None:
+    sched = schedules.parse("linear:peak=0.001,steps=400,warmup=40")
+    rows = []
+    for g in range(10, 401, 10):
+        s1 = float(np.sum(sched.lrs(g - 1)))
+        rows.append(
+            {
+                "train/loss": repr(2.5 + 0.3 * max(s1, 1e-3) ** -0.4),
+                "train/learning_rate": repr(float(sched(g))),
+                "train/global_step": g,
+            }
+        )
+        if g % 100 == 0:
+            rows.append({"eval/loss": repr(2.6 + 0.3 * max(s1, 1e-3) ** -0.4), "train/global_step": g})
+    df = pd.DataFrame(rows)
+    df.insert(0, "_step", range(len(df)))
+    df.to_csv(path, index=False)
+
+
+def _write_lightning_history(path: Path) -> None:
+    sched = schedules.parse("cosine:peak=0.001,steps=400,warmup=40,final=0.1")
+    rows = []
+    for s in range(9, 400, 10):
+        s1 = float(np.sum(sched.lrs(s)))
+        rows.append({"lr-AdamW": repr(float(sched(s))), "trainer/global_step": s})
+        rows.append({"train_loss": repr(2.5 + 0.3 * max(s1, 1e-3) ** -0.4), "trainer/global_step": s})
+    df = pd.DataFrame(rows)
+    df.insert(0, "_step", range(len(df)))
+    df.to_csv(path, index=False)
+
+
+def _write_tb_logs(folder: Path) -> None:
+    summary_writer = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
+    sched = schedules.parse("wsd:peak=0.001,steps=400,warmup=40,decay=0.3")
+    with summary_writer(str(folder / "wsd-run")) as w:
+        for s in range(9, 400, 10):
+            w.add_scalar("lr-AdamW", float(sched(s)), s)
+            w.add_scalar("train_loss", 2.5 + 0.3 * max(float(np.sum(sched.lrs(s))), 1e-3) ** -0.4, s)
+
+
+def test_readme_bring_your_own_runs_works_as_written(tmp_path, monkeypatch, capsys) -> None:
+    commands = _readme_block("### Bring your own W&B / TensorBoard runs")
+    assert [c[0] for c in commands] == ["import", "import", "import", "fit", "predict"]
+    shutil.copytree(FIXTURES, tmp_path / "tests" / "fixtures" / "wandb-exports")
+    _write_hf_history(tmp_path / "hf_run.csv")
+    _write_lightning_history(tmp_path / "lightning_run.csv")
+    _write_tb_logs(tmp_path / "tb_logs")
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for argv in commands:
+            assert main(argv) == 0, argv
+    out = capsys.readouterr().out
+    assert (
+        "OLMo-7B-run-038: steps 551000..556000, 6 rows (0 with a loss)" in out and "imported 36 runs" in out
+    )
+    assert "hf_run: steps 9..400" in out and "'train/global_step' (1-based" in out
+    assert "schedule recognised: linear:peak=0.001,steps=400,warmup=40" in out
+    assert "lightning_run: steps 9..399" in out and "wsd-run: steps 9..399" in out
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert sorted(fit["data_summary"]["run_ids"]) == ["hf_run", "lightning_run", "wsd-run"]
+
+
+def test_import_errors_name_cli_flags_and_missing_paths_say_not_found(tmp_path, capsys) -> None:
+    _write_hf_history(tmp_path / "hf.csv")
+    store = str(tmp_path / "store")
+    assert (
+        main(["import", str(tmp_path / "hf.csv"), "--format", "wandb", "--loss", "nope", "--out", store]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "Fix: name it with --loss (have" in err and "loss=" not in err
+    _write_tb_logs(tmp_path / "tb")
+    argv = ["import", str(tmp_path / "tb"), "--format", "tensorboard", "--lr-tag", "lr-SGD", "--out", store]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no LR tag 'lr-SGD'" in err and "Fix: name it with --lr-tag (have ['lr-AdamW'" in err
+    assert "lr_tag=" not in err
+    argv = ["import", str(tmp_path / "hf.csv"), "--format", "wandb", "--step-base", "hf", "--step", "_step"]
+    assert main([*argv, "--out", store]) == 2
+    assert "Fix: read the steps as logged with --step-base 0" in capsys.readouterr().err
+    for argv in (
+        ["import", str(tmp_path / "missing.csv"), "--format", "wandb", "--out", store],
+        ["import", str(tmp_path / "missing.csv"), "--out", store],
+        ["import", str(tmp_path / "no-logs"), "--format", "tensorboard", "--out", store],
+        ["fit", str(tmp_path / "no-store/")],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "not found" in err and err.count("\n") == 1, argv
+
+
+def test_import_flags_eval_lr_none_and_several_files(tmp_path, capsys) -> None:
+    _write_hf_history(tmp_path / "a.csv")
+    _write_hf_history(tmp_path / "b.csv")
+    store = tmp_path / "store"
+    argv = ["import", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--format", "wandb"]
+    assert main([*argv, "--eval", "eval/loss=val", "--out", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("evals: val (4 rows)") == 2 and "imported 2 runs" in out
+    from scalefit.store.parquet import read_curves
+
+    assert read_curves(store, loss="eval:val").run("a").steps.tolist() == [100, 200, 300, 400]
+    table = tmp_path / "t.csv"
+    table.write_text("step,loss\n0,5.0\n10,4.0\n")
+    assert main(["import", str(table), "--name", "t", "--lr", "none", "--out", str(store)]) == 0
+    assert "t: steps 0..10, 2 rows (2 with a loss); LR not logged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", ["import", "predict"])
+def test_help_has_the_schedule_grammar_with_every_kind_and_key(verb, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    text = capsys.readouterr().out
+    for kind, cls in schedules.KINDS.items():
+        assert f"  {kind}: " in text, kind
+        short = {v: k for k, v in ALIASES.items()}
+        for f in dataclasses.fields(cls):
+            assert short.get(f.name, f.name) in text, (kind, f.name)

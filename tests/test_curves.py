@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scalefit.errors import DataError
-from scalefit.store.curves import Curves
+from scalefit.store.curves import Curves, concat_curves, rebuild_lr
 
 
 def _frame() -> pd.DataFrame:
@@ -35,8 +35,14 @@ def test_sorted_dedup_keeps_last_and_moves_run_columns() -> None:
     assert len(c) == 2 and [r.run_id for r in c] == ["a", "b"]
 
 
-def test_nan_and_inf_are_kept_and_mark_divergence() -> None:
+def test_nan_is_not_observed_and_inf_marks_divergence() -> None:
     df = _frame()
+    df.loc[3, "loss"] = np.nan  # run a, step 1 (first copy; the later duplicate wins anyway)
+    df.loc[4, "loss"] = np.nan  # run a, step 2: not observed
+    nan_only = Curves.from_frame(df)
+    np.testing.assert_array_equal(nan_only.run("a").finite, [True, True, False])
+    assert nan_only.runs.loc["a", "status"] == "ok"
+    assert nan_only.final().set_index("run_id").loc["a", "step"] == 1
     df.loc[6, "loss"] = np.inf
     c = Curves.from_frame(df)
     b = c.run("b")
@@ -76,10 +82,31 @@ def test_lr_sequence_from_dense_logged_lr() -> None:
     c = Curves.from_frame(df)
     np.testing.assert_array_equal(c.lr_sequence("r"), [0.0, 1.0, 2.0, 3.0])
     np.testing.assert_array_equal(c.lr_sequence("r", 2), [0.0, 1.0])
-    sparse = Curves.from_frame(df.iloc[::2])
-    with pytest.raises(DataError, match="give the schedule") as err:
-        sparse.lr_sequence("r")
-    assert err.value.run_id == "r" and err.value.column == "lr"
+    sparse = Curves.from_frame(df.iloc[::2])  # LR logged at steps 0 and 2: rebuilt between them
+    np.testing.assert_array_equal(sparse.lr_sequence("r"), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(sparse.lr_sequence("r", 5), [0.0, 1.0, 2.0, 3.0, 4.0])
+    nolr = Curves.from_frame(df.assign(lr=np.nan))
+    with pytest.raises(DataError, match="no LR logged and no schedule") as err:
+        nolr.lr_sequence("r")
+    assert err.value.run_id == "r" and err.value.column == "lr" and "--schedule" in err.value.fix
+
+
+def test_rebuild_lr_between_points_and_at_the_ends() -> None:
+    got = rebuild_lr(np.array([10, 20, 40]), np.array([1.0, 2.0, 1.0]), 50)
+    np.testing.assert_allclose(got[[0, 5, 10, 15, 20, 30, 40]], [0.0, 0.5, 1.0, 1.5, 2.0, 1.5, 1.0])
+    np.testing.assert_allclose(got[45], 0.75) and np.testing.assert_allclose(got[49], 0.55)
+    assert (rebuild_lr(np.array([0, 10]), np.array([1.0, 0.5]), 40) >= 0).all()  # clipped at 0
+    np.testing.assert_array_equal(rebuild_lr(np.array([5]), np.array([2.0]), 3), [2.0, 2.0, 2.0])
+
+
+def test_sparse_lr_with_nan_loss_rows_keeps_every_step() -> None:
+    steps = np.arange(0, 100)
+    df = pd.DataFrame(
+        {"run_id": "r", "step": steps, "lr": 1e-3, "loss": np.where(steps % 10 == 9, 3.0, np.nan)}
+    )
+    c = Curves.from_frame(df)
+    assert len(c.frame) == 100 and c.runs.loc["r", "status"] == "ok"
+    np.testing.assert_array_equal(c.final()["step"], [99])
 
 
 def test_lr_from_schedule_fills_missing_and_gives_sequence() -> None:
@@ -111,3 +138,13 @@ def test_runs_table_must_match_rows() -> None:
     assert err.value.run_id == "c"
     c = Curves.from_frame(_frame(), runs=pd.DataFrame({"run_id": ["a", "b"], "seed": [0, 1]}))
     assert c.select(seed=1).run_ids == ["b"]
+
+
+def test_concat_curves_keeps_every_run_and_refuses_a_repeated_id() -> None:
+    a = Curves.from_frame(_frame()[lambda d: d["run_id"] == "a"], source="one.csv")
+    b = Curves.from_frame(_frame()[lambda d: d["run_id"] == "b"], source="two.csv")
+    both = concat_curves([a, b])
+    assert both.run_ids == ["a", "b"] and len(both.frame) == len(a.frame) + len(b.frame)
+    with pytest.raises(DataError, match="same run id") as err:
+        concat_curves([a, both])
+    assert err.value.run_id == "a" and "one.csv" in err.value.fix

@@ -47,9 +47,14 @@ def test_import_table_without_lr_uses_schedule(tmp_path: Path) -> None:
     c = import_table(path, run_id=None, lr=None, schedule=SCHED)
     assert c.run_ids == ["run-a"]
     np.testing.assert_allclose(c.run("run-a").lr, schedules.parse(SCHED)([0, 500, 999]))
-    with pytest.raises(DataError, match="no LR column") as err:
+    with pytest.raises(DataError, match="no LR column and no schedule") as err:
         import_table(path, run_id=None, lr=None)
     assert err.value.file == str(path) and err.value.column == "lr"
+    bare = import_table(path, run_id=None, lr="none")  # asked for: runs without any LR
+    assert np.isnan(bare.run("run-a").lr).all() and "LR not logged" in bare.runs["import_summary"].iloc[0]
+    with pytest.raises(DataError, match="no LR logged and no schedule") as err:
+        bare.lr_sequence("run-a")
+    assert err.value.file == str(path) and err.value.column == "lr" and "--lr" in err.value.fix
 
 
 def test_import_wandb_history_csv(tmp_path: Path) -> None:
@@ -61,8 +66,9 @@ def test_import_wandb_history_csv(tmp_path: Path) -> None:
     )
     c = import_wandb_csv(csv, eval_columns={"val/loss": "val"})
     assert c.run_ids == ["a", "b"]
-    np.testing.assert_array_equal(c.run("a").steps, [0, 1, 3])  # step 2 logged only val/loss
-    assert c.runs.loc["a", "status"] == "diverged" and c.runs.loc["b", "status"] == "ok"
+    np.testing.assert_array_equal(c.run("a").steps, [0, 1, 3])  # step 2 logged only val/loss: an eval row
+    assert np.isnan(c.run("a").loss[2])  # a logged nan is not observed, not a divergence
+    assert c.runs.loc["a", "status"] == "ok" and c.runs.loc["b", "status"] == "ok"
     assert c.evals[["run_id", "step", "eval_loss"]].values.tolist() == [["a", 2, 3.9], ["b", 1, 5.1]]
 
 
@@ -72,6 +78,18 @@ def test_import_wandb_one_file_per_run(tmp_path: Path) -> None:
     c = import_wandb_csv(sorted(tmp_path.glob("*.csv")))
     assert c.run_ids == ["alpha", "beta"]
     assert c.final().set_index("run_id")["loss"].to_dict() == {"alpha": 2.0, "beta": 3.0}
+
+
+def test_import_table_rows_and_steps_match_the_file(tmp_path: Path) -> None:
+    sched = schedules.parse(SCHED)
+    steps = np.arange(0, 1000, 10)
+    df = pd.DataFrame({"run_id": "r", "step": steps, "lr": sched(steps), "loss": 3 + 1 / (1 + steps)})
+    df.loc[7, "loss"] = np.nan  # an eval-only row: kept, not observed
+    df.to_csv(tmp_path / "t.csv", index=False)
+    c = import_table(tmp_path / "t.csv")
+    run = c.run("r")
+    assert len(run.steps) == len(df) and np.array_equal(run.steps, steps)
+    assert c.runs.loc["r", "schedule"] == str(sched) and c.runs.loc["r", "status"] == "ok"
 
 
 def test_import_tensorboard_event_file(tmp_path: Path) -> None:

@@ -8,16 +8,21 @@ stderr (``scalefit: error: ...``, exit 2); ``--debug`` shows the traceback inste
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import traceback
 from typing import Any
 
 from scalefit.cli.verbs import VERBS
 from scalefit.errors import ScalefitError
+from scalefit.schedules import KINDS
+from scalefit.schedules.base import ALIASES
 
 EXAMPLES: dict[str, str] = {
-    "import": "scalefit import runs.csv --format table --run-id name --step iter --lr lr --loss loss "
-    "--out store/\n  scalefit import csv_400/ --format mpl --out store/",
+    "import": "scalefit import 'exports/*.csv' --format wandb --eval eval/loss=val --out store/\n"
+    "  scalefit import tb_logs/ --format tensorboard --loss-tag train_loss --lr-tag lr-AdamW --out store/\n"
+    "  scalefit import runs.csv --format table --run-id name --step iter --lr lr --loss loss --out store/\n"
+    "  scalefit import csv_400/ --format mpl --out store/",
     "sweep": "scalefit sweep jobs/configs/smoke.yaml --store runs/ --dry-run",
     "fit": "scalefit fit runs/ --law momentum --runs cosine_24000,constant_24000 --out fit.json\n"
     "  scalefit fit chinchilla-epoch --law chinchilla --bootstrap 200 --out chin.json",
@@ -30,24 +35,89 @@ EXAMPLES: dict[str, str] = {
 }
 
 
-def _sub(subs: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+def schedule_grammar() -> str:
+    """The schedule string grammar, with every kind and its keys (from the schedule classes)."""
+    short = {name: key for key, name in ALIASES.items()}
+    lines = [
+        "schedule strings: KIND:KEY=VALUE,...  (steps are 0-indexed optimizer updates; LR of update s)",
+        "  common keys: peak (peak LR, required), steps (total steps, required), warmup (linear warmup",
+        "  steps, 0), warmup_start (ratio of peak at step 0, 0.0), warmup_shape (linear|cosine)",
+    ]
+    common = {"peak_lr", "total_steps", "warmup_steps", "warmup_start", "warmup_shape"}
+    for kind, cls in sorted(KINDS.items()):
+        keys = []
+        for f in dataclasses.fields(cls):
+            if f.name in common:
+                continue
+            key = short.get(f.name, f.name)
+            default = "required" if f.default is dataclasses.MISSING else f.default
+            keys.append(f"{key} ({'/'.join(map(str, default)) if isinstance(default, tuple) else default})")
+        lines.append(f"  {kind}: {', '.join(keys) if keys else 'no other keys'}")
+    lines += [
+        "  wsd/wsd-s shape: linear|cosine|1-sqrt|exp; decay is a fraction of steps (0.2 when neither",
+        "  decay nor decay_steps is given), decay_steps a length in steps; final is a ratio of peak;",
+        "  cosine decay_steps defaults to steps - warmup; inverse-sqrt timescale to max(warmup, 1);",
+        "  two-stage switch_step is a step and second_ratio a ratio of peak; logged values use /",
+        "  multistep milestones are fractions (or steps if >= 1) joined by /, e.g. milestones=0.8/0.9",
+        "  e.g. wsd:peak=1e-3,steps=50000,warmup=500,decay=0.2,shape=1-sqrt",
+        "       cosine:peak=3e-4,steps=24000,warmup=2160,final=0.1",
+    ]
+    return "\n".join(lines)
+
+
+def _sub(subs: Any, name: str, help_text: str, extra: str = "") -> argparse.ArgumentParser:
     return subs.add_parser(
         name,
         help=help_text,
         description=help_text,
-        epilog=f"example:\n  {EXAMPLES[name]}",
+        epilog=f"example:\n  {EXAMPLES[name]}" + (f"\n\n{extra}" if extra else ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
+IMPORT_NOTES = """steps: the optimizer step is the first of train/global_step, trainer/global_step,
+  global_step, train/step, step, Step, iter, iteration; W&B's _step row counter only when none
+  of them exists (then the summary says so).
+  Hugging Face Trainer steps (W&B train/global_step; TensorBoard with train/learning_rate or
+  train/epoch) are 1-based: the loss logged at g is of update g-1 (step g-1), the LR logged at g is
+  the next update's (step g), an eval at g is at step g (--step-base 0 reads steps as logged).
+missing values: an empty cell or NaN is not observed (never a divergence); +-inf is a divergence.
+LR: logged every N steps is fine: the schedule family is recognised when it matches every logged
+  point exactly, else the dense LR is rebuilt piecewise-linearly (max deviation in the summary);
+  --schedule is needed only when no LR was logged (or to check the logged one).
+W&B panel exports (a chart's Export CSV) are read by --format wandb: one run per '<run> - <metric>'
+  column, each metric an eval dataset named by the metric (--loss METRIC makes it the train loss);
+  __MIN/__MAX columns are W&B's range band and never imported as values."""
+
+
 def _add_import(subs: Any) -> None:
-    p = _sub(subs, "import", "Import existing training logs into a scalefit Parquet store.")
-    p.add_argument("source", help="file or directory to import")
+    p = _sub(
+        subs,
+        "import",
+        "Import existing training logs into a scalefit Parquet store (one summary line per run).",
+        IMPORT_NOTES + "\n\n" + schedule_grammar(),
+    )
+    p.add_argument("source", nargs="+", help="files, folders or glob patterns to import (several allowed)")
     p.add_argument("--format", default="table", choices=["table", "wandb", "tensorboard", "mpl", "schaipp"])
     p.add_argument("--out", required=True, help="store directory to write")
-    for col in ("run-id", "step", "lr", "loss"):
-        p.add_argument(f"--{col}", default=None, help=f"column holding the {col} (table/wandb)")
-    p.add_argument("--schedule", default=None, help="schedule string when the log has no LR column")
+    p.add_argument("--run-id", default=None, help="column holding the run id (table/wandb)")
+    p.add_argument("--name", default=None, help="run name of a one-run file (default: the file name)")
+    p.add_argument("--step", default=None, help="column holding the optimizer step (table/wandb)")
+    p.add_argument("--lr", default=None, help="LR column (table/wandb) or tag (tensorboard), or 'none'")
+    p.add_argument("--loss", default=None, help="train-loss column (table/wandb) or tag (tensorboard)")
+    p.add_argument("--loss-tag", default=None, help="TensorBoard tag of the train loss (e.g. train_loss)")
+    p.add_argument("--lr-tag", default=None, help="TensorBoard tag of the LR (e.g. lr-AdamW), or 'none'")
+    p.add_argument(
+        "--eval",
+        action="append",
+        default=None,
+        metavar="COLUMN[=DATASET]",
+        help="eval column (wandb) or tag (tensorboard) to import, repeatable (default: eval/val loss names)",
+    )
+    p.add_argument(
+        "--step-base", default="auto", choices=["auto", "0", "hf"], help="how steps count (wandb/tensorboard)"
+    )
+    p.add_argument("--schedule", default=None, help="schedule string (grammar below) when no LR was logged")
 
 
 def _add_sweep(subs: Any) -> None:
@@ -73,7 +143,12 @@ def _add_fit(subs: Any) -> None:
 
 
 def _add_predict(subs: Any) -> None:
-    p = _sub(subs, "predict", "Predict a target run (curve, final loss, band) from one or more fits.")
+    p = _sub(
+        subs,
+        "predict",
+        "Predict a target run (curve, final loss, band) from one or more fits.",
+        schedule_grammar(),
+    )
     p.add_argument("fits", nargs="+", help="Fit JSON files (curve law, chinchilla, downstream)")
     p.add_argument("--schedule", default=None, help="target schedule string (sets steps and peak LR)")
     p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
@@ -142,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(err: BaseException) -> str:
     text = str(err) if not isinstance(err, OSError) else f"{err.strerror}: {err.filename}"
+    if isinstance(err, FileNotFoundError):
+        text = f"not found: {err.filename} ({err.strerror})"
     return " ".join(text.split())
 
 
-__all__ = ["EXAMPLES", "build_parser", "main"]
+__all__ = ["EXAMPLES", "build_parser", "main", "schedule_grammar"]

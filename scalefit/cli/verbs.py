@@ -6,7 +6,9 @@ verb: Ray and torch are optional extras), so every other verb runs without them.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,7 +17,7 @@ from typing import Any
 
 from scalefit.cli.demo_reference import run_reference
 from scalefit.cluster.sweep import describe_plan, load_sweep
-from scalefit.errors import ConfigError, DataError, FitWarning
+from scalefit.errors import ConfigError, DataError, FitWarning, ScalefitError
 from scalefit.fitting import api
 from scalefit.predict.schedule_choice import best_schedule
 from scalefit.predict.targets import Target, compute_optimal, load_fit, predict_target
@@ -29,10 +31,13 @@ from scalefit.report.build import (
     write_report,
 )
 from scalefit.report.text import parameter_table_text, prediction_text
+from scalefit.store.curves import Curves, concat_curves
+from scalefit.store.importers._common import expand_paths, lr_summary, run_summary
 from scalefit.store.importers.mpl import import_mpl_csv
 from scalefit.store.importers.schaipp import import_schaipp_json
-from scalefit.store.importers.table import import_table, import_wandb_csv
+from scalefit.store.importers.table import import_table
 from scalefit.store.importers.tensorboard import import_tensorboard
+from scalefit.store.importers.wandb import import_wandb_csv
 from scalefit.store.parquet import write_curves
 from scalefit.store.sources import load_data, read_json
 
@@ -49,21 +54,131 @@ def _write_json(obj: Any, path: str | None) -> None:
     print(f"wrote {path}")
 
 
-def _run_import(args: argparse.Namespace) -> int:
+# The importers' Python arguments and the `scalefit import` flags that set them: an error's fix that
+# names an argument is shown with the flag instead.
+IMPORT_FLAGS = {
+    "loss_tag=": "--loss-tag",
+    "lr_tag=": "--lr-tag",
+    "eval_columns=": "--eval",
+    "eval_tags=": "--eval",
+    "step_base=": "--step-base",
+    "run_id=": "--run-id",
+    "schedule=": "--schedule",
+    "loss=": "--loss",
+    "step=": "--step",
+    "lr=": "--lr",
+    "name=": "--name",
+}
+
+
+def cli_fix(err: ScalefitError, flags: dict[str, str] = IMPORT_FLAGS) -> ScalefitError:
+    """The same error with the Python arguments in its fix named as CLI flags (``loss=`` -> ``--loss``)."""
+    fix = err.fix
+    if not fix:
+        return err
+    for arg, flag in flags.items():
+        fix = re.sub(rf"(?<![\w-]){re.escape(arg)} ?", f"{flag} ", fix)
+    fix = fix.replace(" )", ")").replace(" ,", ",").strip()
+    if fix == err.fix:
+        return err
+    return type(err)(
+        err.message,
+        file=err.file,
+        run_id=err.run_id,
+        column=err.column,
+        field=err.field,
+        value=err.value,
+        fix=fix,
+    )
+
+
+def _evals(items: Sequence[str] | None) -> dict[str, str] | None:
+    """``--eval COLUMN[=DATASET]`` items as {column: dataset}."""
+    if not items:
+        return None
+    return {col: (name or col) for col, _, name in (item.partition("=") for item in items)}
+
+
+def _import_curves(args: argparse.Namespace) -> Curves:
+    src, sched, fmt = list(args.source), args.schedule, args.format
+    if fmt not in ("wandb", "tensorboard") and (args.eval or args.step_base != "auto"):
+        raise ConfigError(
+            "--eval and --step-base apply to --format wandb and tensorboard",
+            field="--format",
+            value=fmt,
+            fix="use --format wandb or --format tensorboard, or drop the flag",
+        )
+    if fmt != "tensorboard" and (args.loss_tag or args.lr_tag):
+        raise ConfigError(
+            "--loss-tag and --lr-tag name TensorBoard tags",
+            field="--format",
+            value=fmt,
+            fix="use --format tensorboard, or name columns with --loss and --lr",
+        )
+    if fmt == "wandb":
+        return import_wandb_csv(
+            src,
+            step=args.step,
+            loss=args.loss,
+            lr=args.lr,
+            run_id=args.run_id,
+            name=args.name,
+            schedule=sched,
+            eval_columns=_evals(args.eval),
+            step_base=args.step_base,
+        )
+    if fmt == "tensorboard":
+        if args.step or args.run_id:
+            raise ConfigError(
+                "--step and --run-id name table columns",
+                field="--step" if args.step else "--run-id",
+                fix="TensorBoard steps are the event steps; name a single run with --name",
+            )
+        folders = [p for item in src for p in (sorted(glob.glob(item)) if glob.has_magic(item) else [item])]
+        if not folders:
+            raise DataError("not found: the pattern matches nothing", file=src[0], fix="give log folders")
+        parts = [
+            import_tensorboard(
+                path,
+                run_id=args.name,
+                loss_tag=args.loss_tag or args.loss,
+                lr_tag=args.lr_tag or args.lr,
+                schedule=sched,
+                eval_tags=_evals(args.eval),
+                step_base=args.step_base,
+            )
+            for path in folders
+        ]
+        return concat_curves(parts)
+    if fmt == "mpl":
+        return concat_curves([import_mpl_csv(path) for path in src])
+    if fmt == "schaipp":
+        files = [
+            f for path in src for f in (sorted(Path(path).glob("*.json*")) if Path(path).is_dir() else [path])
+        ]
+        return import_schaipp_json(files)
     names = {"run_id": args.run_id, "step": args.step, "lr": args.lr, "loss": args.loss}
     cols = {k: v for k, v in names.items() if v is not None}
-    src, sched = args.source, args.schedule
-    if args.format == "table":
-        curves = import_table(src, schedule=sched, **cols)
-    elif args.format == "wandb":
-        curves = import_wandb_csv(src, schedule=sched, **{k: v for k, v in cols.items() if k != "run_id"})
-    elif args.format == "tensorboard":
-        curves = import_tensorboard(src, run_id=args.run_id, schedule=sched)
-    elif args.format == "mpl":
-        curves = import_mpl_csv(src)
-    else:
-        curves = import_schaipp_json(sorted(Path(src).glob("*.json*")) if Path(src).is_dir() else src)
+    if args.name:
+        cols.update(run_id=None, name=args.name)
+    files = expand_paths(src, "log table")
+    return concat_curves([import_table(path, schedule=sched, **cols) for path in files])
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    try:
+        curves = _import_curves(args)
+    except ScalefitError as err:
+        raise cli_fix(err) from err
     write_curves(args.out, curves)
+    runs = curves.runs
+    for run in curves:
+        line = runs.loc[run.run_id, "import_summary"] if "import_summary" in runs.columns else None
+        if not isinstance(line, str):
+            rows = curves.frame[curves.frame["run_id"] == run.run_id]
+            how = lr_summary(rows, run.schedule, run.schedule is not None)
+            line = run_summary(run.run_id, rows, run.evals, how)
+        print(line)
     print(f"imported {len(curves)} runs, {len(curves.frame)} rows -> {args.out}")
     return 0
 

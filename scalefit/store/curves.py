@@ -3,7 +3,15 @@
 Conventions: ``step`` counts 0-indexed optimizer updates; ``lr`` is the learning rate the optimizer
 used for the update at that step; ``loss`` is the loss logged at that step (nats per token). Rows are
 sorted by (run_id, step); a duplicated step keeps the row that came last (a resumed run's last attempt).
-NaN/inf losses are kept and flagged ``finite=False``; such a run gets ``status='diverged'``.
+
+Missing values: a NaN ``loss`` means *not observed* at that step (a row that logged only the LR, or an
+eval step), never a divergence; a NaN ``lr`` means the LR was not logged there. Such rows are kept and
+flagged ``finite=False`` (no observed finite loss). A run is ``diverged`` when its runs table says so (what
+the trainer recorded) or an observed loss is infinite (+-inf); nothing else marks a divergence.
+
+The dense LR of a run (``lr_sequence``) comes from its schedule when one is known, else from the logged LR:
+exact where every step is logged, else rebuilt piecewise-linearly between the logged LR points
+(``rebuild_lr``: linear between neighbours, extended linearly at both ends, never below 0).
 
     curves = Curves.from_frame(df, runs=runs_table)
     curves.final()                      # last finite row of each run + its runs-table columns
@@ -12,7 +20,7 @@ NaN/inf losses are kept and flagged ``finite=False``; such a run gets ``status='
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +31,7 @@ from scalefit.errors import DataError, ScheduleError
 from scalefit.schedules import Schedule, parse
 from scalefit.store.schema import CURVE_COLUMNS, EVAL_COLUMNS, RUN_COLUMNS
 
-__all__ = ["Curves", "RunCurve", "RUN_LEVEL_COLUMNS", "STEP_COLUMNS"]
+__all__ = ["Curves", "RunCurve", "RUN_LEVEL_COLUMNS", "STEP_COLUMNS", "rebuild_lr", "concat_curves"]
 
 REQUIRED = ("run_id", "step", "lr", "loss")
 # The store's tables name the loss ``train_loss``; here it is ``loss`` (a curve may be an eval loss).
@@ -88,20 +96,17 @@ def _clean_steps(df: pd.DataFrame, source: str | None) -> pd.DataFrame:
 
 
 def _fill_lr(df: pd.DataFrame, scheds: Mapping[str, Schedule | None], source: str | None) -> pd.DataFrame:
-    """Fill missing LR from the run's schedule; a missing LR without a schedule, or a negative one, raises."""
+    """Fill LRs that were not logged from the run's schedule (where known); a negative or infinite LR raises.
+
+    Without a schedule a missing LR stays NaN (not logged): `Curves.lr_sequence` rebuilds it.
+    """
     lr = df["lr"].to_numpy(copy=True)
     for run_id in pd.unique(df.loc[np.isnan(lr), "run_id"]):
-        mask = (df["run_id"] == run_id).to_numpy() & np.isnan(lr)
         if scheds.get(run_id) is None:
-            raise DataError(
-                "missing learning rate",
-                file=source,
-                run_id=run_id,
-                column="lr",
-                fix="log the LR at every row or give the run's schedule",
-            )
+            continue
+        mask = (df["run_id"] == run_id).to_numpy() & np.isnan(lr)
         lr[mask] = scheds[run_id](df.loc[mask, "step"].to_numpy())
-    bad = ~np.isfinite(lr) | (lr < 0)
+    bad = np.isinf(lr) | (lr < 0)
     if bad.any():
         row = df.loc[bad].iloc[0]
         raise DataError(
@@ -113,6 +118,24 @@ def _fill_lr(df: pd.DataFrame, scheds: Mapping[str, Schedule | None], source: st
             fix="fix the LR or the schedule",
         )
     return df.assign(lr=lr)
+
+
+def rebuild_lr(steps: np.ndarray, lr: np.ndarray, n: int) -> np.ndarray:
+    """The LR at steps ``0..n-1`` from LR values logged at ``steps`` (sorted, unique, finite values).
+
+    Linear between logged neighbours; before the first and after the last logged step the line through
+    the two nearest points is continued (a warmup from 0 or a decay to 0 extends exactly), clipped at 0.
+    One logged point gives a constant LR.
+    """
+    steps, lr = np.asarray(steps, dtype=float), np.asarray(lr, dtype=float)
+    grid = np.arange(int(n), dtype=float)
+    out = np.interp(grid, steps, lr)
+    if steps.size >= 2:
+        for side, (a, b) in (("lo", (0, 1)), ("hi", (-2, -1))):
+            sel = grid < steps[0] if side == "lo" else grid > steps[-1]
+            slope = (lr[b] - lr[a]) / (steps[b] - steps[a])
+            out[sel] = lr[a] + slope * (grid[sel] - steps[a])
+    return np.maximum(out, 0.0)
 
 
 def _parse_schedules(
@@ -255,7 +278,7 @@ class Curves:
         frame = _fill_lr(frame, scheds, source)
         status = table["status"] if "status" in table.columns else pd.Series("ok", index=table.index)
         status = status.fillna("ok").astype(str)
-        diverged = ~frame.groupby("run_id")["finite"].all()
+        diverged = frame.assign(inf=np.isinf(frame["loss"].to_numpy())).groupby("run_id")["inf"].any()
         fixable = diverged & status.isin(["ok", "running"])
         table["status"] = status.where(~fixable.reindex(table.index, fill_value=False), "diverged")
         return cls(frame, table, _clean_evals(evals, run_ids, source), source, scheds)
@@ -343,21 +366,51 @@ class Curves:
         )
 
     def lr_sequence(self, run_id: str, n: int | None = None) -> np.ndarray:
-        """Dense LR at steps 0..n-1: from the run's schedule, else from an LR logged at every step."""
+        """Dense LR at steps 0..n-1 (default: up to the last logged step): from the run's schedule, else from
+        the logged LR, exact where every step is logged, else rebuilt between the logged points
+        (`rebuild_lr`). A run with no LR logged and no schedule raises `DataError`."""
         rc = self.run(run_id)
         if rc.schedule is not None:
             return np.asarray(rc.schedule.lrs(n), dtype=float)
-        n = len(rc.steps) if n is None else int(n)
-        if n <= len(rc.steps) and np.array_equal(rc.steps[:n], np.arange(n)):
-            return rc.lr[:n].copy()
-        raise DataError(
-            f"no schedule and the LR is not logged at every step 0..{n - 1}",
-            file=self.source,
-            run_id=run_id,
-            column="lr",
-            fix="give the schedule",
-        )
+        known = np.isfinite(rc.lr)
+        steps, lr = rc.steps[known], rc.lr[known]
+        if steps.size == 0:
+            raise DataError(
+                "no LR logged and no schedule",
+                file=self.source,
+                run_id=run_id,
+                column="lr",
+                fix="import the run with its LR (--lr COLUMN or --lr-tag TAG) or its schedule (--schedule)",
+            )
+        n = int(rc.steps.max()) + 1 if n is None else int(n)
+        if n <= steps.size and np.array_equal(steps[:n], np.arange(n)):
+            return lr[:n].copy()
+        return rebuild_lr(steps, lr, n)
 
     def to_frame(self) -> pd.DataFrame:
         """Per-step rows with the runs-table columns repeated on each row (round-trips via from_frame)."""
         return self._frame.merge(self._runs, left_on="run_id", right_index=True, how="left")
+
+
+def concat_curves(parts: Sequence[Curves]) -> Curves:
+    """One `Curves` from several (e.g. one import per file); a run id in two of them raises `DataError`
+    (nothing is overwritten)."""
+    if len(parts) == 1:
+        return parts[0]
+    seen: dict[str, str | None] = {}
+    for c in parts:
+        for rid in c.run_ids:
+            if rid in seen:
+                raise DataError(
+                    "the same run id in two inputs",
+                    file=c.source,
+                    run_id=rid,
+                    fix=f"import them separately or rename one (also in {seen[rid]})",
+                )
+            seen[rid] = c.source
+    evals = [c.evals for c in parts if c.evals is not None]
+    return Curves.from_frame(
+        pd.concat([c.frame for c in parts], ignore_index=True),
+        runs=pd.concat([c.runs for c in parts]).reset_index(),
+        evals=pd.concat(evals, ignore_index=True) if evals else None,
+    )

@@ -29,7 +29,22 @@ def load_data(
     """Curves (or a table) from a store directory or a bundled dataset name, optionally a subset of runs
     (``runs``: run ids, or one comma-separated string)."""
     path = Path(spec)
-    data = read_curves(path, loss=loss) if path.is_dir() else datasets.load(str(spec))
+    if path.is_dir():
+        data = read_curves(path, loss=loss)
+    elif str(spec) in datasets.list_datasets():
+        data = datasets.load(str(spec))
+    elif path.exists():
+        raise DataError(
+            "not a store folder",
+            file=str(spec),
+            fix="give the folder written by scalefit import (or sweep), or a bundled dataset name",
+        )
+    else:
+        raise DataError(
+            "not found: no such store folder or bundled dataset",
+            file=str(spec),
+            fix=f"give a store folder (written by scalefit import) or one of {datasets.list_datasets()}",
+        )
     if runs:
         ids = runs.split(",") if isinstance(runs, str) else list(runs)
         data = data.select(ids) if isinstance(data, Curves) else data[data["run_id"].isin(ids)]

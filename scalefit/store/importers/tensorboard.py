@@ -7,20 +7,27 @@ read, so the rest of the store works without it; when it is missing, a `DataErro
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from scalefit.errors import DataError
 from scalefit.store.curves import Curves
-from scalefit.store.importers._common import ScheduleSpec, attach_schedule, first_present, resolve_schedule
+from scalefit.store.importers._common import (
+    HF_NOTE,
+    LOSS_CANDIDATES,
+    RunLog,
+    ScheduleSpec,
+    assemble,
+    check_step_base,
+    eval_loss_names,
+    first_present,
+    lr_candidate,
+)
 
 __all__ = ["import_tensorboard"]
-
-TB_LOSS = ("train/loss", "loss", "train_loss", "Loss/train", "train/lm_loss")
-TB_LR = ("lr", "train/lr", "learning_rate", "train/learning_rate", "optimizer/lr")
 
 
 def _accumulator(path: Path) -> Any:
@@ -60,13 +67,21 @@ def _run_dirs(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise DataError(
-            "path not found", file=str(path), fix="give a TensorBoard log directory or event file"
-        )
+        raise DataError("not found", file=str(path), fix="give a TensorBoard log directory or event file")
     dirs = sorted({p.parent for p in path.rglob("events.out.tfevents.*")})
     if not dirs:
         raise DataError("no TensorBoard event files", file=str(path), fix="point at the run's log directory")
     return dirs
+
+
+def _hf_tags(tags: list[str]) -> bool:
+    """Tags the Hugging Face Trainer writes (its TensorBoard callback prefixes train metrics ``train/``)."""
+    return "train/learning_rate" in tags or "train/epoch" in tags
+
+
+def _observed(acc: Any, tag: str, shift: int) -> pd.DataFrame:
+    sc = _scalars(acc, tag)
+    return pd.DataFrame({"step": sc["step"] + shift, "value": sc["value"].astype(float)})
 
 
 def import_tensorboard(
@@ -76,54 +91,84 @@ def import_tensorboard(
     loss_tag: str | None = None,
     lr_tag: str | None = None,
     schedule: ScheduleSpec = None,
-    eval_tags: dict[str, str] | None = None,
+    eval_tags: Mapping[str, str] | Sequence[str] | None = None,
+    step_base: str = "auto",
     lr_rtol: float = 1e-6,
 ) -> Curves:
     """Curves from a TensorBoard log directory (each folder with event files is one run) or one file.
 
     Run ids are the folder names relative to ``path`` (``run_id`` overrides a single run's). Tags default
-    to ``train/loss``/``loss`` and ``lr``/``train/lr``; without an LR tag, ``schedule`` gives the LR (and is
-    checked against a logged LR when both exist). ``eval_tags`` maps a tag to an eval dataset name.
-    TensorBoard stores float32, so a logged LR is compared with ``lr_rtol`` (default 1e-6).
+    to the usual train-loss tags (``train/loss`` of Hugging Face, ``train_loss`` of Lightning, ``loss``, ...)
+    and LR tags (``train/learning_rate``, ``lr``, Lightning's ``lr-<Optimizer>``); ``lr_tag="none"``: no
+    LR. ``eval_tags``: tags to import as evals, a list or a {tag: dataset} mapping (default: the tags whose
+    name says eval/val loss, each its own dataset). ``step_base``: ``auto`` (Hugging Face logs, told by
+    their ``train/learning_rate`` or ``train/epoch`` tag, get the rule in `_common`), ``0`` or ``hf``.
+    With a ``schedule`` a logged LR is checked against it; TensorBoard stores float32, so to ``lr_rtol``
+    (default 1e-6). Every run gets an ``import_summary``.
     """
+    check_step_base(step_base)
     root = Path(path)
     dirs = _run_dirs(root)
-    frames, evals, runs = [], [], []
+    logs = []
     for d in dirs:
         acc = _accumulator(d)
-        tags = acc.Tags().get("scalars", [])
+        tags = sorted(acc.Tags().get("scalars", []))
         rid = (
             run_id if run_id and len(dirs) == 1 else (d.relative_to(root).as_posix() if d != root else d.name)
         )
         file = str(d)
-        loss = _scalars(acc, loss_tag or first_present(tags, TB_LOSS, "loss", file))
-        df = pd.DataFrame({"run_id": rid, "step": loss["step"], "loss": loss["value"].astype(float)})
-        lr_name = lr_tag or next((t for t in TB_LR if t in tags), None)
-        if lr_name is not None:
-            lr = _scalars(acc, lr_name).set_index("step")["value"]
-            df["lr"] = df["step"].map(lr).astype(float)
-        else:
-            df["lr"] = np.nan
-        sched = resolve_schedule(schedule, rid, file)
-        if sched is None and df["lr"].isna().any():
+        for given, what, flag in ((loss_tag, "loss", "loss_tag="), (lr_tag, "LR", "lr_tag=")):
+            if given is not None and given.lower() != "none" and given not in tags:
+                raise DataError(
+                    f"no {what} tag {given!r}",
+                    file=file,
+                    run_id=rid,
+                    column=given,
+                    fix=f"name it with {flag} (have {tags})",
+                )
+        loss_name = loss_tag or first_present(tags, LOSS_CANDIDATES, "loss", file)
+        lr_name = None if lr_tag is not None and lr_tag.lower() == "none" else (lr_tag or lr_candidate(tags))
+        hf = step_base == "hf" or (step_base == "auto" and _hf_tags(tags))
+        evals = _tag_map(eval_tags, tags, {loss_name, lr_name}, file, rid)
+        ev = [
+            _observed(acc, tag, 0).rename(columns={"value": "eval_loss"}).assign(dataset=dataset)
+            for tag, dataset in evals.items()
+        ]
+        notes = ["step from the event steps" + (f" ({HF_NOTE})" if hf else "")]
+        notes += [f"loss from tag {loss_name!r}", f"LR from tag {lr_name!r}" if lr_name else "no LR tag"]
+        logs.append(
+            RunLog(
+                run_id=rid,
+                file=file,
+                loss=_observed(acc, loss_name, -1 if hf else 0),
+                lr=_observed(acc, lr_name, 0) if lr_name else pd.DataFrame(columns=["step", "value"]),
+                evals=pd.concat(ev, ignore_index=True)
+                if ev
+                else pd.DataFrame(columns=["step", "eval_loss", "dataset"]),
+                notes=notes,
+                ignored=[t for t in tags if t not in {loss_name, lr_name, *evals}],
+            )
+        )
+    return assemble(logs, schedule, lr_rtol=lr_rtol, source=str(root))
+
+
+def _tag_map(
+    eval_tags: Mapping[str, str] | Sequence[str] | None,
+    tags: list[str],
+    exclude: set[str | None],
+    file: str,
+    rid: str,
+) -> dict[str, str]:
+    if eval_tags is None:
+        return {t: t for t in eval_loss_names(tags, exclude={t for t in exclude if t})}
+    wanted = dict(eval_tags) if isinstance(eval_tags, Mapping) else {t: t for t in eval_tags}
+    for tag in wanted:
+        if tag not in tags:
             raise DataError(
-                "no LR at some logged steps and no schedule",
+                f"no eval tag {tag!r}",
                 file=file,
                 run_id=rid,
-                column="lr",
-                fix="log the LR (lr_tag=) or give schedule=",
+                column=tag,
+                fix=f"name one of {tags} with eval_tags=",
             )
-        df, text = attach_schedule(df, sched, rtol=lr_rtol, file=file, run_id=rid)
-        frames.append(df)
-        runs.append({"run_id": rid, "schedule": text})
-        for tag, dataset in (eval_tags or {}).items():
-            ev = _scalars(acc, first_present(tags, (tag,), "eval", file))
-            evals.append(
-                pd.DataFrame(
-                    {"run_id": rid, "step": ev["step"], "dataset": dataset, "eval_loss": ev["value"]}
-                )
-            )
-    ev_df = pd.concat(evals, ignore_index=True) if evals else None
-    return Curves.from_frame(
-        pd.concat(frames, ignore_index=True), runs=pd.DataFrame(runs), evals=ev_df, source=str(root)
-    )
+    return {str(k): str(v) for k, v in wanted.items()}
