@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from scalefit.errors import DataError, ScalefitError, ScheduleError, SchemaError
+import scalefit as sf
+from scalefit.errors import ConfigError, DataError, FitWarning, ScalefitError, ScheduleError, SchemaError
+from scalefit.fitting.design import curve_runs
+from scalefit.report.text import render_markdown
 from scalefit.store.curves import Curves
 from scalefit.store.datasets import data_path, load
 from scalefit.store.importers import (
@@ -21,7 +27,7 @@ from scalefit.store.importers import (
     import_tensorboard,
     import_wandb_csv,
 )
-from scalefit.store.parquet import RunWriter, read_curves
+from scalefit.store.parquet import RunWriter, read_curves, rows_before_step, write_curves
 
 GOOD = "run_id,step,lr,loss\na,0,0.001,5.0\na,1,0.001,4.0\n"
 BRANCH = "ann124-0.2_slimpajama_llama_norm_nlayers12_nhead12_lr0.001_sched_wsd_warmup300_decay_linear_0.2"
@@ -264,3 +270,167 @@ def test_curves_level_errors() -> None:
     with pytest.raises(DataError) as err:
         load("mpl-25m").lr_sequence("nope")
     assert err.value.run_id == "nope"
+
+
+def test_markdown_summary_escapes_what_it_prints() -> None:
+    evil = "a|b <img src=x onerror=alert(1)> *bold* [link](http://x) `code`\n# heading"
+    report = {
+        "title": "t <script>",
+        "heldout": [
+            {
+                "run_id": evil,
+                "final_pred": 2.5,
+                "lo": 2.4,
+                "hi": 2.6,
+                "final_obs": 2.5,
+                "rel_err_pct": 0.1,
+                "within_band": True,
+            }
+        ],
+        "targets": [{"run_id": evil, "fit": "m|x", "final_pred": 3.0}],
+        "warnings": ["rows excluded from 1 run(s): a_b|c"],
+    }
+    text = render_markdown(report)
+    row = next(line for line in text.splitlines() if line.startswith("| a"))
+    assert row.count("|") - row.count("\\|") == 7  # the id's pipe does not open a column
+    assert "<img" not in text and "<script" not in text and "&lt;img" in text
+    assert "\\*bold\\*" in text and "\\[link\\]" in text and "\\`code\\`" in text
+    assert "\n# heading" not in text and "a\\_b\\|c" in text
+
+
+def _diverged_curves() -> Curves:
+    rows = []
+    for i, peak in enumerate([1e-3, 2e-3, 3e-3]):
+        lr = peak * 0.5 * (1 + np.cos(np.pi * np.arange(1000) / 1000))
+        area = np.cumsum(lr)  # the law's S1 at step s + 1
+        for s in range(0, 1000, 10):
+            rows.append({"run_id": f"ok{i}", "step": s, "lr": lr[s], "loss": 2.0 + 0.5 * area[s] ** -0.4})
+    for i in range(2):
+        for s in range(0, 400, 10):  # an exploding finite prefix, then the trainer's inf
+            rows.append({"run_id": f"boom{i}", "step": s, "lr": 1e-2, "loss": 2.3 + 10 ** (s / 40)})
+        rows.append({"run_id": f"boom{i}", "step": 400, "lr": 1e-2, "loss": np.inf})
+    runs = pd.DataFrame({"run_id": ["boom0", "boom1"], "status": ["diverged", "diverged"]})
+    return Curves.from_frame(pd.DataFrame(rows), runs=runs)
+
+
+def test_diverged_runs_are_left_out_of_a_fit_with_a_warning_naming_them() -> None:
+    curves = _diverged_curves()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sf.fit(curves, law="momentum", starts=2)
+    excluded = [str(w.message) for w in caught if "excluded" in str(w.message)]
+    assert excluded and "boom0" in excluded[0] and "boom1" in excluded[0]
+    assert all(issubclass(w.category, FitWarning) for w in caught if "excluded" in str(w.message))
+    dropped = {
+        e["run_id"]: e["rows"] for e in fit.diagnostics["excluded"] if e["reason"] == "non-finite loss"
+    }
+    assert dropped == {"boom0": 40, "boom1": 40}  # every row after step 0 (S1 = 0), prefix included
+    clean = sf.fit(curves.select(run_ids=["ok0", "ok1", "ok2"]), law="momentum", starts=2)
+    assert fit.values["L0"] == pytest.approx(clean.values["L0"], rel=1e-4)
+    assert fit.values["L0"] == pytest.approx(2.0, rel=0.02)  # not pulled by the exploding prefixes
+
+
+def test_the_finite_prefix_of_a_diverged_run_is_kept_on_request() -> None:
+    runs = {r.run_id: r for r in curve_runs(_diverged_curves(), "momentum", diverged="prefix")}
+    assert np.isfinite(runs["boom0"].loss).sum() == 40 and np.isfinite(runs["ok0"].loss).all()
+    default = {r.run_id: r for r in curve_runs(_diverged_curves(), "momentum")}
+    assert not np.isfinite(default["boom0"].loss).any() and default["boom0"].steps.size == 41
+    with pytest.raises(ConfigError):
+        curve_runs(_diverged_curves(), "momentum", diverged="keep-all")
+
+
+def _bad_store(table: dict, name: str = "curves-000000.parquet", meta: dict | None = None):
+    def run(tmp: Path) -> tuple[Path, object]:
+        RunWriter(tmp, "x").append([{"step": 0, "lr": 1e-3, "train_loss": 3.0}])
+        path = tmp / "x" / name
+        arrow = pa.table(table)
+        pq.write_table(arrow.replace_schema_metadata(meta) if meta else arrow, path)
+        return path, lambda: read_curves(tmp)
+
+    return run
+
+
+def _writer_call(rows: list[dict], evals: bool = False):
+    def run(tmp: Path) -> tuple[Path, object]:
+        w = RunWriter(tmp, "x")
+        kind = "evals" if evals else "curves"
+        return tmp / "x" / f"{kind}-000000.parquet", lambda: (w.append_evals if evals else w.append)(rows)
+
+    return run
+
+
+STORE_CASES = {
+    "chunk with text steps": (
+        _bad_store({"run_id": ["x"], "step": ["a"], "lr": [1.0], "train_loss": [2.0]}),
+        "step",
+    ),
+    "chunk with a negative loss": (
+        _bad_store({"run_id": ["x"], "step": [1], "lr": [1e-3], "train_loss": [-2.0]}),
+        "train_loss",
+    ),
+    "chunk without steps": (_bad_store({"run_id": ["x"], "lr": [1.0]}), "step"),
+    "chunk of no run": (
+        _bad_store({"run_id": [None], "step": [1], "lr": [1e-3], "train_loss": [2.0]}),
+        "run_id",
+    ),
+    "unknown status in run.parquet": (
+        _bad_store({"run_id": ["x"], "status": ["weird"]}, "run.parquet"),
+        "status",
+    ),
+    "run.parquet without run_id": (_bad_store({"foo": [1]}, "run.parquet"), "run_id"),
+    "schema version not a number": (
+        _bad_store(
+            {"run_id": ["x"], "step": [1], "lr": [1e-3], "train_loss": [2.0]},
+            meta={b"scalefit.schema_version": b"abc"},
+        ),
+        None,
+    ),
+    "chunk with text LRs": (
+        _bad_store({"run_id": ["x"], "step": [1], "lr": ["a"], "train_loss": [2.0]}),
+        "lr",
+    ),
+    "chunk with a null step": (
+        _bad_store(
+            {"run_id": ["x"], "step": pa.array([None], pa.int64()), "lr": [1e-3], "train_loss": [2.0]}
+        ),
+        "step",
+    ),
+    "chunk mixing two runs": (
+        _bad_store({"run_id": ["x", "y"], "step": [1, 2], "lr": [1e-3] * 2, "train_loss": [2.0] * 2}),
+        "run_id",
+    ),
+    "null step written": (_writer_call([{"step": None, "lr": 1e-3, "train_loss": 3.0}]), "step"),
+    "negative step written": (_writer_call([{"step": -5, "lr": 1e-3, "train_loss": 3.0}]), "step"),
+    "negative lr written": (_writer_call([{"step": 1, "lr": -1e-3, "train_loss": 3.0}]), "lr"),
+    "step beyond int64": (_writer_call([{"step": 1e300, "lr": 1e-3, "train_loss": 3.0}]), "step"),
+    "eval row without dataset": (
+        _writer_call([{"step": 0, "dataset": None, "eval_loss": 3.0}], True),
+        "dataset",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(STORE_CASES))
+def test_malformed_store_inputs_are_named_errors(tmp_path: Path, name: str) -> None:
+    case, column = STORE_CASES[name]
+    path, call = case(tmp_path)
+    with pytest.raises(DataError) as err:
+        call()
+    assert err.value.file == str(path), str(err.value)
+    if column is not None:
+        assert err.value.column == column, str(err.value)
+
+
+def test_store_api_type_errors_are_named(tmp_path: Path) -> None:
+    RunWriter(tmp_path, "a").append([{"step": 0, "lr": 1e-3, "train_loss": 3.0}])
+    with pytest.raises(DataError, match="needs Curves"):
+        write_curves(tmp_path, pd.DataFrame({"run_id": ["a"]}))
+    with pytest.raises(DataError) as err:
+        rows_before_step(tmp_path, "a", "5")
+    assert err.value.column == "step"
+    with pytest.raises(DataError) as err:
+        read_curves(tmp_path, loss=5)
+    assert err.value.column == "loss"
+    with pytest.raises(DataError) as err:
+        RunWriter(tmp_path, None)
+    assert err.value.column == "run_id"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import scalefit as sf
-from scalefit.errors import ConfigError, FitWarning
+from scalefit.errors import ConfigError, FitWarning, SchemaError
 from scalefit.fitting.design import build_design
 from scalefit.fitting.result import Fit
 from scalefit.laws.chinchilla import ChinchillaLaw
@@ -120,3 +120,55 @@ def test_summary_and_provenance(fits):
     assert fit.data_summary["n_points"] == 60 and fit.data_summary["n_groups"] == 60
     text = fit.summary()
     assert "alpha" in text and f"{fit.values['alpha']:.6g}" in text
+
+
+def _tampered(fit: Fit, edit) -> str:
+    d = json.loads(fit.to_json())
+    edit(d)
+    return json.dumps(d)
+
+
+def _set(path: str, value):
+    def edit(d):
+        *head, last = path.split(".")
+        for key in head:
+            d = d[key]
+        d[last] = value
+
+    return edit
+
+
+TAMPERED = {
+    "alpha negative": (_set("values.alpha", -5.0), "values.alpha"),
+    "value above its bound": (_set("values.alpha", 1e9), "values.alpha"),
+    "value not finite": (_set("values.e", "NaN"), "values.e"),
+    "value a string": (_set("values.a", "6"), "values.a"),
+    "unknown law": (_set("law", "chinchila"), "law_config"),
+    "law option misspelt": (_set("law_config", {"los": "final"}), "law_config"),
+    "parameter renamed": (lambda d: d["values"].update(alfa=d["values"].pop("alpha")), "values"),
+    "parameter names reordered": (lambda d: d["param_names"].reverse(), "param_names"),
+    "bounds widened": (_set("bounds.alpha", [-10, 10]), "bounds.alpha"),
+    "negative stderr": (_set("stderr.a", -1.0), "stderr.a"),
+    "ci reversed": (_set("ci.a", [2.0, 1.0]), "ci.a"),
+    "covariance wrong shape": (_set("covariance", [[1.0]]), "covariance"),
+    "bootstrap wrong width": (_set("bootstrap", [[1.0, 2.0]]), "bootstrap"),
+    "field missing": (lambda d: d.pop("values"), "values"),
+    "unknown field": (_set("extra", 1), "extra"),
+    "wrong format": (_set("format", "scalefit.Fit/9"), "format"),
+    "values not an object": (_set("values", [1, 2]), "values"),
+    "band level out of range": (_set("options.ci", 3), "options.ci"),
+}
+
+
+@pytest.mark.parametrize("name", list(TAMPERED))
+def test_a_tampered_fit_json_is_a_named_error(fits, name):
+    edit, field = TAMPERED[name]
+    with pytest.raises(SchemaError) as err:
+        Fit.from_json(_tampered(fits[1], edit))
+    assert err.value.field == field and err.value.fix, str(err.value)
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1, 2]", "null", '"fit"'])
+def test_a_fit_json_that_is_not_a_fit_object_is_a_named_error(text):
+    with pytest.raises(SchemaError):
+        Fit.from_json(text)

@@ -6,10 +6,13 @@ scan), so each test spends its time in Ray and the store, not in data preparatio
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -139,6 +142,7 @@ def test_killed_actors_restart_and_every_run_resumes_with_each_step_once(ray_clu
     _assert_every_step_once(curves, steps)
     raw = pd.concat(pd.read_parquet(p) for p in tmp_path.glob("*/curves-*.parquet"))
     assert raw.groupby("run_id")["step"].nunique().eq(steps).all()  # no gap was left by a kill
+    assert not raw.duplicated(["run_id", "step"]).any()  # and no step stored twice, even in raw files
 
 
 def test_ray_map_keeps_order_with_bounded_in_flight(ray_cluster) -> None:
@@ -146,3 +150,95 @@ def test_ray_map_keeps_order_with_bounded_in_flight(ray_cluster) -> None:
     offset = 10
     assert ray_map(lambda x: (x + offset) ** 2, [1, 2, 3]) == [121, 144, 169]
     assert ray_map(abs, []) == []
+
+
+def test_a_damaged_run_is_a_named_error_and_the_other_runs_train(ray_cluster, tokens, tmp_path) -> None:
+    spec = _spec("damaged", [{"schedule": "constant", "seed": [0, 1, 2]}], 20, tokens)
+    garbage, corrupt, fresh = spec.expand()
+    (tmp_path / garbage.run_id).mkdir(parents=True)
+    (tmp_path / garbage.run_id / "run.parquet").write_bytes(b"not a parquet file")
+    first = run_sweep(_spec("damaged", [{"schedule": "constant", "seed": 1}], 20, tokens), tmp_path)
+    assert first.ok == 1
+    chunk = sorted((tmp_path / corrupt.run_id).glob("curves-*.parquet"))[0]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a finished run with a flipped byte must not be skipped as ok
+    chunk.write_bytes(bytes(data))
+    lines: list[str] = []
+    summary = run_sweep(spec, tmp_path, log=lines.append)
+    assert (summary.ok, summary.failed, summary.skipped) == (1, 2, 0)
+    errors = {r["run_id"]: r["error"] for r in summary.results if r["status"] == "failed"}
+    assert "run.parquet" in errors[garbage.run_id] and "unreadable" in errors[garbage.run_id]
+    assert chunk.name in errors[corrupt.run_id]
+    assert any(garbage.run_id in line and "not trained" in line for line in lines)
+    assert sf.read_curves(tmp_path / fresh.run_id).run_ids == [fresh.run_id]
+
+
+def test_two_concurrent_sweeps_on_one_store_store_every_step_once(ray_cluster, tokens, tmp_path) -> None:
+    spec = _spec("twice", [{"schedule": ["constant", "cosine"]}], 40, tokens)
+    summaries = []
+    threads = [threading.Thread(target=lambda: summaries.append(run_sweep(spec, tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(summaries) == 2 and all(s.failed == 0 for s in summaries)
+    raw = pd.concat(pd.read_parquet(p) for p in tmp_path.glob("*/curves-*.parquet"))
+    assert not raw.duplicated(["run_id", "step"]).any()  # every (run, step) once, no lost row
+    assert raw.groupby("run_id")["step"].nunique().eq(40).all() and raw["run_id"].nunique() == 2
+    curves = sf.read_curves(tmp_path)  # every file intact, as each run's manifest says
+    _assert_every_step_once(curves, 40)
+    assert set(curves.runs["status"]) == {"ok"}
+    again = run_sweep(spec, tmp_path)
+    assert (again.skipped, again.results) == (2, ())
+
+
+_DRIVER = """
+import json, os, signal, sys
+from pathlib import Path
+from scalefit.cluster.runner import run_sweep
+from scalefit.cluster.sweep import parse_sweep
+spec, root = parse_sweep(json.loads(sys.argv[1])), Path(sys.argv[2])
+
+def log(line):  # called at each progress line: die once a run has passed its second checkpoint
+    if any(len(list(p.glob("step-*.pt"))) >= 2 for p in root.glob("*/_ckpt")):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+run_sweep(spec, root, address=sys.argv[3], log=log, progress_interval=0.2)
+"""
+
+
+def _raw_rows(root: Path) -> pd.DataFrame:
+    return pd.concat(pd.read_parquet(p) for p in root.glob("*/curves-*.parquet"))
+
+
+def test_a_killed_driver_resumes_with_every_row_once_equal_to_an_uninterrupted_sweep(
+    ray_cluster, tokens, tmp_path
+) -> None:
+    raw_spec = {
+        "sweep": "driver",
+        "runs": [{"model": [TINY], "steps": 120, "peak_lr": 0.01, "dataset": tokens, "schedule": "cosine"}],
+        "train": {"batch_size": 4, "warmup": 2, "eval_every": 20, "checkpoint_every": 20, "device": "cpu"},
+        "resources": {"num_cpus": 1},
+    }
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps(raw_spec), str(killed), ray_cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ray_cluster.env(),
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (run_id,) = [c.run_id for c in parse_sweep(raw_spec).expand()]
+    assert sf.read_curves(killed).runs.loc[run_id, "status"] == "running"  # interrupted mid-run
+    summary = run_sweep(parse_sweep(raw_spec), killed)
+    assert summary.ok == 1 and summary.results[0]["resumed_from"] >= 40
+    run_sweep(parse_sweep(raw_spec), clean)
+    raw = _raw_rows(killed)
+    assert not raw.duplicated(["run_id", "step"]).any() and sorted(raw["step"]) == list(range(120))
+    a, b = (sf.read_curves(r).frame for r in (killed, clean))
+    cols = ["step", "lr", "loss", "grad_norm"]
+    np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=0, atol=1e-6)
+    ea, eb = (sf.read_curves(r, loss=f"eval:{tokens}").frame for r in (killed, clean))
+    assert ea["step"].tolist() == list(range(0, 121, 20))
+    np.testing.assert_allclose(ea["loss"], eb["loss"], rtol=0, atol=1e-6)

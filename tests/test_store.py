@@ -40,7 +40,7 @@ def test_writer_chunks_resume_and_status(tmp_path: Path) -> None:
     resumed.append(_rows(range(5, 12), loss0=4.0))  # resumed from step 5: these rows win
     resumed.append_evals([{"step": 10, "dataset": "val", "eval_loss": 3.9}])
     resumed.set_status("ok")
-    names = sorted(p.name for p in (tmp_path / "r1").iterdir())
+    names = sorted(p.name for p in (tmp_path / "r1").iterdir() if not p.name.startswith("_"))  # + lease lock
     assert names == ["curves-000000.parquet", "curves-000001.parquet", "evals-000000.parquet", "run.parquet"]
     c = read_curves(tmp_path)
     run = c.run("r1")

@@ -7,10 +7,13 @@ The driver feeds idle actors from a queue with ``ray.wait``, so at most one run 
 
 Fault tolerance: an actor whose process dies is restarted (``max_restarts``) and its run retried
 (``max_task_retries``); the trainer resumes from its last checkpoint. Runs already ``ok`` or ``diverged``
-in the store are skipped, so submitting a sweep again trains only what is missing. A run that fails for
-its own reasons is recorded ``failed`` with its error and the sweep goes on. Branch runs start once their
-trunk is ``ok``. Progress lines (runs done/running/failed, tokens/s) go to stdout: the console, and the
-job logs under ``ray job submit``.
+in the store are skipped (after their files are verified), so submitting a sweep again trains only what
+is missing; a run whose stored files are damaged is reported failed with the error naming the file, and
+the other runs train. Two submissions of one sweep do not write a run at once: the trainer holds the
+run's lease (`scalefit.store.lease`), so the second waits and then finds the run finished. A run that
+fails for its own reasons is recorded ``failed`` with its error and the sweep goes on. Branch runs start
+once their trunk is ``ok``. Progress lines (runs done/running/failed, tokens/s) go to stdout: the
+console, and the job logs under ``ray job submit``.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from typing import Any, TypeVar
 import ray
 
 from scalefit.cluster.sweep import SweepSpec, load_sweep
-from scalefit.errors import ConfigError
+from scalefit.errors import ConfigError, DataError
 from scalefit.proxy.config import RunConfig
-from scalefit.store.parquet import record_status, run_statuses
+from scalefit.store.parquet import record_status, run_status, verify_run
 
 __all__ = ["run_sweep", "ray_map", "connect", "SweepSummary", "NAMESPACE"]
 
@@ -126,6 +129,24 @@ def _config_meta(cfg: RunConfig) -> dict[str, Any]:
 def record_failure(root: str | os.PathLike, cfg: RunConfig, error: str) -> None:
     """Mark ``cfg``'s run ``failed`` with ``error`` in the store, keeping the runs-table row it has."""
     record_status(root, cfg.run_id, "failed", error, defaults=_config_meta(cfg))
+
+
+def _stored_statuses(root: Path, configs: list[RunConfig]) -> tuple[dict[str, str], dict[str, str]]:
+    """``({run_id: status}, {run_id: error})``: the stored status of each run, and the runs whose files
+    are damaged (an unreadable run.parquet; a finished run whose chunks fail `verify_run`). A damaged run
+    is neither trained (that could hide the damage) nor skipped as finished: it is reported failed."""
+    statuses, damaged = {}, {}
+    for cfg in configs:
+        try:
+            status = run_status(root, cfg.run_id)
+            if status in FINISHED:
+                verify_run(root, cfg.run_id)
+        except DataError as err:
+            damaged[cfg.run_id] = str(err)
+            continue
+        if status is not None:
+            statuses[cfg.run_id] = status
+    return statuses, damaged
 
 
 def connect(address: str | None = None) -> None:
@@ -286,10 +307,16 @@ def run_sweep(
     log = log or (lambda line: print(line, flush=True))
     root, t0 = Path(store_root).resolve(), time.monotonic()
     configs = spec.expand()
-    statuses = run_statuses(root, [c.run_id for c in configs])
-    todo = [c for c in configs if statuses.get(c.run_id) not in FINISHED]
-    progress = _Progress(spec.name, len(configs), len(configs) - len(todo), log, progress_interval)
+    statuses, damaged = _stored_statuses(root, configs)
+    todo = [c for c in configs if statuses.get(c.run_id) not in FINISHED and c.run_id not in damaged]
+    skipped = len(configs) - len(todo) - len(damaged)
+    progress = _Progress(spec.name, len(configs), skipped, log, progress_interval)
     results: list[dict[str, Any]] = []
+    for cfg in configs:
+        if cfg.run_id in damaged:  # a named error for this run; the others train
+            log(f"[{spec.name}] run {cfg.run_id} not trained: {damaged[cfg.run_id]}")
+            progress.counts["failed"] += 1
+            results.append(_failed(cfg, damaged[cfg.run_id]))
     if todo:
         root.mkdir(parents=True, exist_ok=True)
         embedded = address is None and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized()
@@ -301,7 +328,7 @@ def run_sweep(
         )
         scheduler = _Scheduler(spec, todo, root, statuses, progress)
         try:
-            results = scheduler.run(n_actors)
+            results += scheduler.run(n_actors)
         finally:
             scheduler.shutdown()
     progress.line(0, 0.0, " | finished")

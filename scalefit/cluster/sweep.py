@@ -21,8 +21,9 @@ import pandas as pd
 import yaml
 
 from scalefit import schedules
-from scalefit.errors import ConfigError, ScalefitError
+from scalefit.errors import ConfigError, DataError, ScalefitError
 from scalefit.proxy.config import MODEL_PRESETS, Branch, DataConfig, ModelConfig, RunConfig, preset
+from scalefit.store.run_ids import check_run_id
 
 __all__ = ["SweepSpec", "Family", "Train", "Resources", "load_sweep", "parse_sweep", "plan", "describe_plan"]
 
@@ -38,6 +39,13 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP, list("-+.01234567
 def _need(ok: bool, message: str, key: str, value: Any = None, fix: str | None = None) -> None:
     if not ok:
         raise ConfigError(message, field=key, value=value, fix=fix)
+
+
+def _check_id(run_id: str, key: str) -> None:
+    try:
+        check_run_id(run_id)
+    except DataError as err:
+        raise ConfigError(err.message, field=key, value=run_id, fix=err.fix) from err
 
 
 def _listify(value: Any) -> list[Any]:
@@ -129,6 +137,9 @@ class SweepSpec:
 
     def expand(self) -> list[RunConfig]:
         unique = {cfg.run_id: cfg for grid in self.grids for cfg in _expand_grid(self, grid)}
+        for cfg in unique.values():  # the store's run-id rule (run ids themselves are hashes)
+            if cfg.branch_from is not None:
+                _check_id(cfg.branch_from.trunk_run_id, "branch_from.trunk_run_id")
         return sorted(unique.values(), key=lambda cfg: cfg.branch_from is not None)
 
 

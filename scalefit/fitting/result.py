@@ -19,7 +19,7 @@ import lmfit
 import numpy as np
 import pandas as pd
 
-from scalefit.errors import ConfigError
+from scalefit.errors import ConfigError, SchemaError
 from scalefit.fitting.bootstrap import prediction_band
 from scalefit.fitting.design import build_design
 from scalefit.laws import get_law
@@ -29,6 +29,10 @@ from scalefit.store.curves import Curves
 __all__ = ["Fit", "freeze", "thaw"]
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_FORMAT = "scalefit.Fit/1"
+_FIX = "refit, or restore the file Fit.to_json wrote"
+_MAPPINGS = ("law_config", "values", "stderr", "ci", "bounds", "diagnostics", "data_summary")
+_MAPPINGS += ("provenance", "options")
 
 
 def freeze(obj: Any) -> Any:
@@ -69,6 +73,94 @@ def _decode(obj: Any) -> Any:
     if isinstance(obj, str) and obj in _NONFINITE:
         return _NONFINITE[obj]
     return obj
+
+
+def _bad(message: str, key: str, value: Any = None) -> SchemaError:
+    return SchemaError(f"invalid Fit: {message}", field=key, value=value, fix=_FIX)
+
+
+def _number(value: Any, key: str, *, finite: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad("not a number", key, value)
+    if finite and not math.isfinite(value):
+        raise _bad("not a finite number", key, value)
+    return float(value)
+
+
+def _matrix(value: Any, key: str, shape: tuple[int | None, int]) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise _bad("not a numeric matrix", key, type(value).__name__) from exc
+    rows, cols = shape
+    if arr.ndim != 2 or arr.shape[1] != cols or (rows is not None and arr.shape[0] != rows):
+        raise _bad(f"matrix of shape {arr.shape}, want ({rows or 'k'}, {cols})", key, arr.shape)
+    if np.isinf(arr).any():
+        raise _bad("infinite entries", key)
+    return arr
+
+
+def _validated(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` (Fit fields from JSON) checked against the registered law: law and options, parameter
+    names, bounds (the law's own), finite values inside them, stderr >= 0, ordered CIs, matrix shapes.
+    A value outside the law's bounds (``alpha = -5``) would predict nonsense: it is refused here."""
+    for key in _MAPPINGS:
+        if not isinstance(d[key], Mapping):
+            raise _bad("not a JSON object", key, type(d[key]).__name__)
+    if not isinstance(d["law"], str):
+        raise _bad("not a law name", "law", d["law"])
+    try:
+        law = get_law(d["law"], **d["law_config"])
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise _bad(f"law cannot be built ({exc})", "law_config", d["law_config"]) from exc
+    params = law.parameters()
+    want = [p.name for p in params]
+    names = d["param_names"]
+    if not isinstance(names, list | tuple) or list(names) != want:
+        raise _bad(f"parameter names differ from the law's {want}", "param_names", names)
+    d["param_names"] = tuple(names)
+    for key in ("values", "stderr", "ci", "bounds"):
+        if set(d[key]) != set(want):
+            raise _bad(f"keys differ from the parameters {want}", key, sorted(d[key]))
+    bounds, ci = {}, {}
+    for p in params:
+        pair = d["bounds"][p.name]
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise _bad("not a (lower, upper) pair", f"bounds.{p.name}", pair)
+        lo, hi = (_number(v, f"bounds.{p.name}") for v in pair)
+        if (lo, hi) != (p.lower, p.upper):
+            raise _bad(f"bounds differ from the law's ({p.lower}, {p.upper})", f"bounds.{p.name}", pair)
+        bounds[p.name] = (lo, hi)
+        value = _number(d["values"][p.name], f"values.{p.name}", finite=True)
+        if not lo <= value <= hi or (p.log and value <= 0):
+            raise _bad(f"outside the law's bounds [{lo}, {hi}]", f"values.{p.name}", value)
+        err = _number(d["stderr"][p.name], f"stderr.{p.name}")
+        if err < 0:
+            raise _bad("negative standard error", f"stderr.{p.name}", err)
+        pair = d["ci"][p.name]
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise _bad("not a (lo, hi) pair", f"ci.{p.name}", pair)
+        c_lo, c_hi = (_number(v, f"ci.{p.name}") for v in pair)
+        if c_lo > c_hi:
+            raise _bad("lower end above the upper end", f"ci.{p.name}", pair)
+        ci[p.name] = (c_lo, c_hi)
+    d["bounds"], d["ci"] = bounds, ci
+    n = len(want)
+    d["covariance"] = _matrix(d["covariance"], "covariance", (n, n))
+    d["bootstrap"] = _matrix(d["bootstrap"], "bootstrap", (None, n))
+    _number(d["diagnostics"].get("objective"), "diagnostics.objective")
+    if not isinstance(d["diagnostics"].get("warnings", []), list | tuple):
+        raise _bad("not a list", "diagnostics.warnings", d["diagnostics"].get("warnings"))
+    level = d["options"].get("ci", 0.95)
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise _bad("not a level in (0, 1)", "options.ci", level)
+    scale = d["diagnostics"].get("residual_scale", 0.0)
+    if _number(scale, "diagnostics.residual_scale") < 0:
+        raise _bad("negative", "diagnostics.residual_scale", scale)
+    d["_law"] = law
+    return d
 
 
 def _array(value: Any) -> np.ndarray | None:
@@ -177,28 +269,37 @@ class Fit:
     # -- serialisation -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: thaw(getattr(self, f.name)) for f in fields(self) if f.name != "_law"}
-        out["format"] = "scalefit.Fit/1"
+        out["format"] = _FORMAT
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Fit:
+        """The Fit of ``to_dict``'s output, validated (`_validated`): a tampered or truncated dict is a
+        `SchemaError` naming the field."""
+        if not isinstance(d, Mapping):
+            raise SchemaError("a Fit must be a JSON object", value=type(d).__name__, fix=_FIX)
         d = _decode(dict(d))
-        d.pop("format", None)
-        d["param_names"] = tuple(d["param_names"])
-        d["ci"] = {k: tuple(v) for k, v in d["ci"].items()}
-        d["bounds"] = {k: tuple(v) for k, v in d["bounds"].items()}
+        fmt = d.pop("format", _FORMAT)
+        if fmt != _FORMAT:
+            raise SchemaError("not a scalefit Fit", field="format", value=fmt, fix=f"give format {_FORMAT}")
         names = {f.name for f in fields(cls)} - {"_law"}
-        missing = names - set(d)
-        if missing:
-            raise ConfigError("Fit dict lacks fields", field=",".join(sorted(missing)), fix="use Fit.to_dict")
-        return cls(**{k: d[k] for k in names})
+        missing, extra = names - set(d), set(d) - names
+        if missing or extra:
+            which = sorted(missing) or sorted(extra)
+            what = "lacks fields" if missing else "has unknown fields"
+            raise SchemaError(f"Fit {what}", field=",".join(which), fix=_FIX)
+        return cls(**_validated({k: d[k] for k in names}))
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> Fit:
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"a Fit must be JSON ({exc})", fix=_FIX) from exc
+        return cls.from_dict(d)
 
     def summary(self) -> str:
         """One line per parameter: value, stderr and CI."""

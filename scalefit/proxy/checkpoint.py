@@ -1,49 +1,66 @@
 """Training checkpoints: model, optimizer, RNG states, position, written atomically.
 
-Layout: ``<store_root>/<run_id>/ckpt/step-<step:08d>.pt``, where ``step`` is the number of optimizer
-updates done (so training resumes at update ``step``). Every checkpoint is kept: a constant-LR trunk's
+Layout: ``<store_root>/<run folder>/_ckpt/step-<step:08d>.pt`` (the run folder of
+``scalefit.store.parquet.run_dir``; ``_``: Parquet dataset readers skip the folder, so the store's tables
+read as a plain dataset), where ``step`` is the number of optimizer updates done (so training resumes
+at update ``step``). Every checkpoint is kept: a constant-LR trunk's
 checkpoints are the branch points of its cooldown branches. The data position needs no state beyond the
 step, because batches are a pure function of (seed, step) (see scalefit.proxy.data).
 
 Files are ``torch.save`` of plain dicts of tensors and Python scalars (no pickled objects), loaded with
-``weights_only=True``; they are written to ``*.tmp`` and moved into place with ``os.replace``, so a kill
-mid-write never leaves a truncated checkpoint under the final name.
+``weights_only=True``; they are written to a unique ``.*.tmp`` name and moved into place with
+``os.replace``, so a kill mid-write never leaves a truncated checkpoint under the final name. Each
+checkpoint has a ``step-<step:08d>.pt.sha256`` file written before it: `load` verifies it, so a damaged
+file (truncated, a flipped byte) is found. `load_latest` falls back from a damaged newest checkpoint to
+the previous intact one, with a warning naming the damaged file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import random
 import re
+import uuid
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from scalefit.errors import ConfigError
+from scalefit.errors import ConfigError, DataError
 from scalefit.proxy.config import RunConfig
+from scalefit.store.parquet import run_dir
 
-__all__ = ["ckpt_dir", "ckpt_path", "checkpoint_steps", "latest_checkpoint", "save", "load"]
+__all__ = ["ckpt_dir", "ckpt_path", "checkpoint_steps", "latest_checkpoint", "save", "load", "load_latest"]
 __all__ += ["rng_state", "set_rng_state", "branch_point"]
 
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
+_LEGACY = "ckpt"  # where checkpoints were before they moved to _ckpt (read, never written)
 
 
 def ckpt_dir(root: str | os.PathLike, run_id: str) -> Path:
-    return Path(root) / run_id / "ckpt"
+    return run_dir(root, run_id) / "_ckpt"
 
 
 def ckpt_path(root: str | os.PathLike, run_id: str, step: int) -> Path:
-    return ckpt_dir(root, run_id) / f"step-{step:08d}.pt"
+    """Where the checkpoint at ``step`` is (or is written): ``_ckpt/``, or the ``ckpt/`` folder of a
+    store written before the checkpoints moved out of the Parquet tree, if it is there only."""
+    path = ckpt_dir(root, run_id) / f"step-{step:08d}.pt"
+    legacy = run_dir(root, run_id) / _LEGACY / path.name
+    return legacy if not path.exists() and legacy.exists() else path
 
 
 def checkpoint_steps(root: str | os.PathLike, run_id: str) -> list[int]:
     """Steps with a complete checkpoint, ascending."""
-    folder = ckpt_dir(root, run_id)
-    if not folder.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    found = set()
+    for folder in (ckpt_dir(root, run_id), run_dir(root, run_id) / _LEGACY):
+        if folder.is_dir():
+            found.update(int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    return sorted(found)
 
 
 def latest_checkpoint(root: str | os.PathLike, run_id: str) -> Path | None:
@@ -95,14 +112,75 @@ def save(
         "rng": rng_state(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    tmp, digest = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp"), _digest_path(path)
+    digest_tmp = digest.with_name(f".{digest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        torch.save(payload, tmp)
+        digest_tmp.write_text(_sha256(tmp))
+        os.replace(digest_tmp, digest)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        digest_tmp.unlink(missing_ok=True)
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint dict (``step, wall_time, config_json, model, optimizer, rng``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint dict (``step, wall_time, config_json, model, optimizer, rng``); a damaged or
+    unreadable file is a `DataError` naming it."""
+    digest = _digest_path(path)
+    try:
+        if digest.exists() and digest.read_text().strip() != _sha256(path):
+            raise DataError(
+                "damaged checkpoint (its SHA-256 differs from the one written with it)",
+                file=str(path),
+                fix="delete it: training resumes from the previous checkpoint",
+            )
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"unreadable checkpoint ({exc})", file=str(path), fix="delete it") from exc
+    if not isinstance(state, dict) or not {"step", "model", "optimizer", "rng"} <= set(state):
+        raise DataError("checkpoint lacks its fields", file=str(path), fix="delete it")
+    return state
+
+
+def load_latest(
+    root: str | os.PathLike, run_id: str, map_location: torch.device | str = "cpu"
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest intact checkpoint of ``run_id`` and its dict (None: the run has none).
+
+    A damaged newer checkpoint is skipped with a warning naming it; if every checkpoint is damaged,
+    `DataError` naming the newest.
+    """
+    steps, first_error = checkpoint_steps(root, run_id), None
+    for step in reversed(steps):
+        path = ckpt_path(root, run_id, step)
+        try:
+            return path, load(path, map_location)
+        except DataError as err:
+            first_error = first_error or err
+            warnings.warn(f"{err}; trying the previous checkpoint", UserWarning, stacklevel=2)
+    if first_error is not None:
+        raise DataError(
+            f"no intact checkpoint among {len(steps)}: {first_error.message}",
+            file=first_error.file,
+            run_id=run_id,
+            fix="delete the run's _ckpt folder to train it from step 0",
+        )
+    return None
 
 
 def branch_point(root: str | os.PathLike, config: RunConfig) -> Path:

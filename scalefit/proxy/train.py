@@ -6,9 +6,12 @@ At step ``s`` it logs the loss of the batch of step ``s`` computed before update
 scalefit.schedules), with ``tokens`` and ``flops`` cumulative before the update. Evals run on the model
 before update ``s`` for ``s % eval_every == 0``, and once more on the final model at ``s = steps``.
 
-Resume: a run whose ``<root>/<run_id>/ckpt`` holds checkpoints restarts from the newest; rows written
-after it are recomputed bit-identically (batches are pure in (seed, step)) and the store's "later chunk
-wins" rule leaves every step exactly once. Branch: ``config.branch_from`` starts from the trunk's
+Resume: a run whose ``_ckpt`` folder holds checkpoints restarts from the newest intact one (a damaged
+newest checkpoint falls back to the previous one, with a warning). The rows an earlier attempt stored
+at and after the resume step (curves and evals, the resume step's eval included) are removed first
+(``RunWriter.truncate``) and recomputed bit-identically (batches are pure in (seed, step)), so the
+stored files hold every step exactly once, also for a plain DuckDB query; a fresh start (no checkpoint)
+removes an earlier attempt's rows the same way. Branch: ``config.branch_from`` starts from the trunk's
 checkpoint at step ``s`` (same model, data and batch size; the branch schedule must give the trunk's
 LRs before ``s``), copies the trunk's rows before ``s`` so the branch is a complete curve from step 0,
 and continues with its own schedule. A NaN/inf loss stops the run as 'diverged', keeping its curve.
@@ -181,16 +184,20 @@ class _Loop:
 
     def restore(self) -> int | None:
         """Load the newest own checkpoint, else the branch point; the step to start from (None: fresh)."""
-        path = ckpt.latest_checkpoint(self.root, self.run_id)
-        if path is None and self.cfg.branch_from is not None:
+        found = ckpt.load_latest(self.root, self.run_id, self.device)  # skips a damaged newest one
+        start = 0 if found is None else int(found[1]["step"])
+        if start < self.cfg.steps:  # rows an earlier attempt stored from the start step on are redone
+            self.writer.truncate(start)
+        if found is None and self.cfg.branch_from is not None:
             path = ckpt.branch_point(self.root, self.cfg)
             b = self.cfg.branch_from
             for kind, rows in rows_before_step(self.root, b.trunk_run_id, b.step).items():
                 append = self.writer.append if kind == "curves" else self.writer.append_evals
                 append(rows.assign(run_id=self.run_id))
-        if path is None:
+            found = path, ckpt.load(path, self.device)
+        if found is None:
             return None
-        state = ckpt.load(path, self.device)
+        state = found[1]
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
@@ -374,7 +381,11 @@ def train(
         raise ConfigError("must be a positive integer", field="log_every", value=log_every)
     t_start = time.perf_counter()
     loop = _Loop(config, Path(store_root), progress)
-    resumed = loop.restore()
+    try:
+        resumed = loop.restore()
+    except BaseException:  # e.g. no intact checkpoint: the run's lease is not kept while the error travels
+        loop.writer.close()
+        raise
     if resumed is not None and resumed >= config.steps:
         loop.writer.set_status("ok")
         return RunResult(

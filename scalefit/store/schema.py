@@ -1,8 +1,9 @@
 """The store's tables, schema version 1: the one definition of their columns and types.
 
-``RUNS_SCHEMA`` is the runs table (one row per run, ``<root>/<run_id>/run.parquet``), ``CURVES_SCHEMA``
-the per-step rows, ``EVALS_SCHEMA`` the eval rows in long form. `scalefit.store.parquet` writes and reads
-them; `scalefit.store.curves` takes its run-level columns from here.
+``RUNS_SCHEMA`` is the runs table (one row per run, ``<root>/<folder>/run.parquet``, the folder of
+``scalefit.store.run_ids.folder_name``), ``CURVES_SCHEMA`` the per-step rows, ``EVALS_SCHEMA`` the eval
+rows in long form. `scalefit.store.parquet` writes and reads them; `scalefit.store.curves` takes its
+run-level columns from here.
 """
 
 from __future__ import annotations
