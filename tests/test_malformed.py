@@ -315,16 +315,12 @@ def _diverged_curves() -> Curves:
 
 def test_diverged_runs_are_left_out_of_a_fit_with_a_warning_naming_them() -> None:
     curves = _diverged_curves()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.warns(FitWarning, match=r"2 diverged run\(s\) left out of the fit: boom0, boom1"):
         fit = sf.fit(curves, law="momentum", starts=2)
-    excluded = [str(w.message) for w in caught if "excluded" in str(w.message)]
-    assert excluded and "boom0" in excluded[0] and "boom1" in excluded[0]
-    assert all(issubclass(w.category, FitWarning) for w in caught if "excluded" in str(w.message))
-    dropped = {
-        e["run_id"]: e["rows"] for e in fit.diagnostics["excluded"] if e["reason"] == "non-finite loss"
-    }
-    assert dropped == {"boom0": 40, "boom1": 40}  # every row after step 0 (S1 = 0), prefix included
+    assert {"diverged"} <= {w["code"] for w in fit.warnings}
+    gone = {e["run_id"] for e in fit.diagnostics["excluded"] if e["reason"].startswith("diverged")}
+    assert gone == {"boom0", "boom1"} and fit.options["diverged"] == "exclude"
+    assert fit.data_summary["n_points"] == 297  # the healthy runs' rows after step 0 (S1 = 0) only
     clean = sf.fit(curves.select(run_ids=["ok0", "ok1", "ok2"]), law="momentum", starts=2)
     assert fit.values["L0"] == pytest.approx(clean.values["L0"], rel=1e-4)
     assert fit.values["L0"] == pytest.approx(2.0, rel=0.02)  # not pulled by the exploding prefixes
@@ -333,9 +329,12 @@ def test_diverged_runs_are_left_out_of_a_fit_with_a_warning_naming_them() -> Non
 def test_the_finite_prefix_of_a_diverged_run_is_kept_on_request() -> None:
     runs = {r.run_id: r for r in curve_runs(_diverged_curves(), "momentum", diverged="prefix")}
     assert np.isfinite(runs["boom0"].loss).sum() == 40 and np.isfinite(runs["ok0"].loss).all()
-    default = {r.run_id: r for r in curve_runs(_diverged_curves(), "momentum")}
-    assert not np.isfinite(default["boom0"].loss).any() and default["boom0"].steps.size == 41
-    with pytest.raises(ConfigError):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        kept = sf.fit(_diverged_curves(), law="momentum", starts=2, diverged="prefix")
+    assert kept.options["diverged"] == "prefix"
+    assert not any(e["reason"].startswith("diverged") for e in kept.diagnostics["excluded"])
+    with pytest.raises(ConfigError, match="diverged"):
         curve_runs(_diverged_curves(), "momentum", diverged="keep-all")
 
 

@@ -30,7 +30,7 @@ from scalefit.laws._kernels import lr_area, lr_increments
 from scalefit.laws.base import CurveFeatures, CurveLaw, CurveRun, Design, Law, TableLaw
 from scalefit.store.curves import Curves, RunCurve
 
-__all__ = ["build_design", "curve_runs"]
+__all__ = ["DIVERGED", "build_design", "curve_runs"]
 
 
 def _warmup_of(rc: RunCurve, lr: np.ndarray) -> int:
@@ -114,8 +114,15 @@ def _check_identifiable(law: Law, runs: Sequence[CurveRun], has_drop: bool, need
         )
 
 
+DIVERGED = "diverged (status 'diverged'): left out of the fit (diverged='prefix' keeps its finite prefix)"
+
+
 def _curve_design(
-    law: CurveLaw, data: Curves | pd.DataFrame, predict: bool, at: Mapping[str, int] | None = None
+    law: CurveLaw,
+    data: Curves | pd.DataFrame,
+    predict: bool,
+    at: Mapping[str, int] | None = None,
+    diverged: str = "exclude",
 ) -> Design:
     if not isinstance(data, Curves):
         raise DataError(
@@ -129,7 +136,10 @@ def _curve_design(
     s1_parts: list[np.ndarray] = []
     excluded: list[tuple[str, str]] = []
     offset, has_drop = 0, False
-    for run in curve_runs(data, law.name, lead=shift):
+    for run in curve_runs(data, law.name, lead=shift, diverged=diverged):
+        if not predict and diverged == "exclude" and run.meta.get("status") == "diverged":
+            excluded.append((run.run_id, DIVERGED))
+            continue
         P, d = lr_area(run.lr), lr_increments(run.lr, run.warmup)
         # a NaN loss was not observed: no design point there (its step's LR still counts in P)
         observed = np.ones(run.steps.size, dtype=bool) if predict else ~np.isnan(run.loss)
@@ -181,15 +191,18 @@ def build_design(
     *,
     predict: bool = False,
     at: Mapping[str, int] | None = None,
+    diverged: str = "exclude",
 ) -> Design:
     """The design of ``law`` on ``data`` (a ready ``Design`` is returned as is); with ``predict=True``
     the observed loss may be absent. ``at`` (curve laws, with ``predict``): run_id -> the one step of
     that run to predict, the run's other rows only giving its LR (e.g. a run's final loss without the
-    cost of a design point at every logged step)."""
+    cost of a design point at every logged step). ``diverged`` (curve laws): "exclude" (default) leaves
+    runs whose status is 'diverged' out of a fit, listed in ``Design.excluded``; "prefix" fits their
+    finite losses before the first non-finite one (``curve_runs``)."""
     if isinstance(data, Design):
         return data
     if isinstance(law, CurveLaw):
-        return _curve_design(law, data, predict, at)
+        return _curve_design(law, data, predict, at, diverged)
     if isinstance(law, TableLaw):
         return _table_design(law, data, predict)
     raise ConfigError(

@@ -123,17 +123,18 @@ def profile_edges(profile: Mapping[str, Sequence[Any]], chosen: Mapping[str, Any
 
 def exclusion(excluded: list[dict[str, Any]]) -> list[WarningRecord]:
     """One warning listing the runs with excluded rows (none if nothing was excluded)."""
-    if not excluded:
-        return []
-    runs = sorted({e["run_id"] for e in excluded})
-    more = " ..." if len(runs) > 5 else ""
-    return [
-        {
-            "code": "excluded",
-            "runs": runs,
-            "message": f"rows excluded from {len(runs)} run(s): {', '.join(runs[:5])}{more}",
-        }
-    ]
+    out: list[WarningRecord] = []
+    gone = sorted({e["run_id"] for e in excluded if str(e["reason"]).startswith("diverged")})
+    if gone:
+        more = " ..." if len(gone) > 5 else ""
+        message = f"{len(gone)} diverged run(s) left out of the fit: {', '.join(gone[:5])}{more}"
+        out.append({"code": "diverged", "runs": gone, "message": message + " (diverged='prefix' keeps them)"})
+    runs = sorted({e["run_id"] for e in excluded if e["run_id"] not in gone})
+    if runs:
+        more = " ..." if len(runs) > 5 else ""
+        message = f"rows excluded from {len(runs)} run(s): {', '.join(runs[:5])}{more}"
+        out.append({"code": "excluded", "runs": runs, "message": message})
+    return out
 
 
 def few_groups(obj: Objective, n_resamples: int, minimum: int = 5) -> list[WarningRecord]:

@@ -59,6 +59,7 @@ ENGINE_OPTIONS = (
     "maxiter",
     "threads",
     "progress",
+    "diverged",
 )
 
 
@@ -119,6 +120,7 @@ def fit_law(
     maxiter: int = 3000,
     threads: int | None = 1,
     progress: bool | None = None,
+    diverged: str = "exclude",
 ) -> Fit:
     """Fit ``law`` to ``data`` (Curves, a DataFrame, or a ready ``Design``); return a ``Fit``.
 
@@ -129,7 +131,9 @@ def fit_law(
     per-point weights multiplying the design's. Options in ``law.profile()`` are profiled: every
     combination is fitted (with its own design) and the lowest objective kept. ``threads``: BLAS
     threads during the fit (default 1; None leaves the libraries' setting alone). ``progress``: None
-    shows bars on stderr only on a terminal and after 2 s, True always, False never.
+    shows bars on stderr only on a terminal and after 2 s, True always, False never. ``diverged``:
+    "exclude" (default) leaves runs whose status is 'diverged' out, with a ``FitWarning`` naming them;
+    "prefix" fits their finite losses up to the divergence.
     """
     diag.check_options(objective, ci, bootstrap)
     check_threads(threads)
@@ -149,6 +153,7 @@ def fit_law(
             maxiter=maxiter,
             threads=threads,
             progress=progress,
+            diverged=diverged,
         )
 
 
@@ -167,6 +172,7 @@ def _fit(
     maxiter: int,
     threads: int | None,
     progress: bool | None,
+    diverged: str,
 ) -> Fit:
     """``fit_law`` after its options are checked, under its thread limit."""
     extra = None if weights is None else np.asarray(weights, dtype=float)
@@ -176,7 +182,8 @@ def _fit(
     try:
         for combo in combos:
             law_k = law.replace(**combo) if combo else law
-            obj = Objective(law_k, build_design(law_k, data), kind=objective, delta=delta, weights=extra)
+            design = build_design(law_k, data, diverged=diverged)
+            obj = Objective(law_k, design, kind=objective, delta=delta, weights=extra)
             diag.check_degenerate(obj)
             runs.combo(combo)
             trials.append(_Trial(combo, obj, multistart(obj, starts, seed, maxiter, runs.on_run)))
@@ -227,6 +234,7 @@ def _fit(
         "maxiter": maxiter,
         "weighted": weights is not None,
         "threads": threads,
+        "diverged": diverged,
     }
     return Fit(
         law=law_k.name,
