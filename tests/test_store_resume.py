@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import duckdb
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_train import KILLED_CHILD
 
 from scalefit import schedules
 from scalefit.errors import DataError
@@ -27,17 +27,6 @@ from scalefit.proxy.train import train
 from scalefit.store.parquet import read_curves, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-_CHILD = textwrap.dedent("""
-    import os, signal, sys, torch
-    torch.set_num_threads(1)
-    from scalefit.proxy.config import RunConfig
-    from scalefit.proxy.train import train
-    kill_at = int(sys.argv[3])
-    def progress(row):
-        if row["step"] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-    print(train(RunConfig.from_json(sys.argv[1]), sys.argv[2], progress=progress).status)
-""")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +58,7 @@ def _config(tokens: str) -> RunConfig:
 
 
 def _run_child(cfg: RunConfig, root: Path, kill_at: int) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-c", _CHILD, cfg.to_json(), str(root), str(kill_at)]
+    argv = [sys.executable, "-c", KILLED_CHILD, cfg.to_json(), str(root), str(kill_at)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
 
 

@@ -99,7 +99,7 @@ def test_branch_continues_the_trunk_and_equals_a_run_from_scratch(sweep):
     np.testing.assert_allclose(s["loss"], b["loss"], rtol=0, atol=1e-6)
 
 
-_CHILD = textwrap.dedent("""
+KILLED_CHILD = textwrap.dedent("""
     import os, signal, sys, torch
     torch.set_num_threads(1)
     from scalefit.proxy.config import RunConfig
@@ -120,7 +120,7 @@ def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path):
         checkpoint_every=20,
     )
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    argv = [sys.executable, "-c", _CHILD, cfg.to_json(), str(killed)]
+    argv = [sys.executable, "-c", KILLED_CHILD, cfg.to_json(), str(killed)]
     first = subprocess.run([*argv, "55"], capture_output=True, text=True, timeout=120)
     assert first.returncode == -9
     assert checkpoint_steps(killed, cfg.run_id) == [20, 40]

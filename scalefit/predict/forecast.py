@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,7 +301,9 @@ def _target_distance(
     return 0.0
 
 
-def _by_fold(errors: pd.DataFrame, members: Sequence[Law], folds: Sequence[Fold], fn: Any) -> pd.DataFrame:
+def _by_fold(
+    errors: pd.DataFrame, members: Sequence[Law], folds: Sequence[Fold], fn: Callable[[pd.Series], pd.Series]
+) -> pd.DataFrame:
     """member x fold: the mean of ``fn(err)`` over the fold's held-out rows (NaN where none)."""
     index, columns = [law.name for law in members], [f.name for f in folds]
     if errors.empty:
