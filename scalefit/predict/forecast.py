@@ -341,7 +341,8 @@ def _align(full: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, np
     """The union of the members' prediction rows (laws may leave out different early steps) and each
     member's loss_pred on it (NaN where it has none)."""
     frames = list(full.values())
-    on = [c for c in frames[0].columns if c != "loss_pred"]
+    shared = set.intersection(*(set(f.columns) for f in frames)) - {"loss_pred"}
+    on = [c for c in frames[0].columns if c in shared]  # laws key their rows by different columns
     keys = frames[0][on]
     for f in frames[1:]:
         keys = keys.merge(f[on], on=on, how="outer")
