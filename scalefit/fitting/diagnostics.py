@@ -165,7 +165,12 @@ def _full_rank(hess: np.ndarray) -> bool:
     if not np.all(d > 0):
         return False
     scaled = hess / np.sqrt(np.outer(d, d))
-    return bool(np.linalg.eigvalsh(scaled)[0] >= RCOND)
+    if not np.all(np.isfinite(scaled)):
+        return False
+    try:
+        return bool(np.linalg.eigvalsh(scaled)[0] >= RCOND)
+    except np.linalg.LinAlgError:  # LAPACK gives up on a badly scaled matrix: not usable either way
+        return False
 
 
 def gauss_newton(obj: Objective, theta: np.ndarray) -> tuple[np.ndarray | None, float]:
