@@ -36,8 +36,9 @@ from scalefit.errors import DataError  # noqa: E402
 from scalefit.proxy import checkpoint as ckpt  # noqa: E402
 from scalefit.proxy.data import write_token_folder  # noqa: E402
 from scalefit.store.fs import ObjectPath, store_path  # noqa: E402
-from scalefit.store.lease import LEASE_FILE, RunLeaseError  # noqa: E402
+from scalefit.store.lease import LEASE_FILE, RunLease, RunLeaseError  # noqa: E402
 from scalefit.store.parquet import RunWriter, read_curves, run_dir, verify_run, write_curves  # noqa: E402
+from scalefit.store.sources import load_data  # noqa: E402
 
 BUCKET = "scalefit-test"
 READY_DEADLINE_S = 30.0
@@ -138,6 +139,7 @@ def test_write_curves_and_read_curves_round_trip_on_s3(
     assert not any(k.endswith((LEASE_FILE, ".tmp")) for k in _keys(s3_endpoint, s3_root))  # released
     ev = read_curves(s3_root, loss="eval:val").run("group-a/run-1")
     assert np.isfinite(ev.loss).sum() == 3
+    assert load_data(s3_root).run_ids == local.run_ids  # a URI wherever a store folder is taken
 
 
 def test_run_writer_appends_and_resumes_on_s3(s3_endpoint: str, s3_root: str) -> None:
@@ -194,6 +196,36 @@ def test_a_lease_of_a_dead_process_is_taken_over_and_a_live_one_refused(s3_root:
     with pytest.raises(RunLeaseError) as err:
         RunWriter(s3_root, "r", lease="refuse")
     assert err.value.file == str(lease) and "secret" not in str(err.value)
+
+
+@pytest.mark.parametrize("existing", ["none", "stale"])
+def test_of_racing_writers_on_other_nodes_exactly_one_takes_the_lease(s3_root: str, existing: str) -> None:
+    folder = run_dir(s3_root, "r")
+    if existing == "stale":  # taken over with If-Match on the ETag read: one winner
+        stale = {"owner": "old", "host": "gone-node", "pid": 1, "heartbeat": 0.0, "stale_s": 60.0}
+        (folder / LEASE_FILE).write_text(json.dumps(stale))
+    leases = [RunLease(folder, "r", policy="refuse") for _ in range(8)]
+    for i, lease in enumerate(leases):
+        lease.host = f"node-{i}"  # as if each ran on its own node
+    barrier, won, refused = threading.Barrier(len(leases)), [], []
+
+    def take(lease: RunLease) -> None:
+        barrier.wait()
+        try:
+            won.append(lease.acquire())
+        except RunLeaseError:
+            refused.append(lease)
+
+    threads = [threading.Thread(target=take, args=(lease,)) for lease in leases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (len(won), len(refused)) == (1, 7)
+    assert json.loads((folder / LEASE_FILE).read_text())["owner"] == won[0].token
+    won[0].check()
+    won[0].release()
+    assert not (folder / LEASE_FILE).exists()
 
 
 def test_integrity_errors_name_the_object(s3_endpoint: str, s3_root: str) -> None:

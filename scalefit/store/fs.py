@@ -246,49 +246,48 @@ class _Arrow(_Backend):
         return [(i.path.rstrip("/"), i.type == pafs.FileType.Directory) for i in infos]
 
 
-_BACKENDS: dict[str, _Backend] = {}
+_BACKENDS: dict[str, tuple[_Backend, str]] = {}
 _LOCK = threading.Lock()
 
 
 def _backend(uri: str) -> tuple[_Backend, str]:
-    """The backend of ``uri`` (one per scheme, host and query, shared by the process) and its key."""
+    """The backend of ``uri`` and the key of its root (made once per URI, shared by the process)."""
+    with _LOCK:
+        if uri not in _BACKENDS:
+            _BACKENDS[uri] = _open(uri)
+        return _BACKENDS[uri]
+
+
+def _open(uri: str) -> tuple[_Backend, str]:
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     query = dict(parse_qsl(parts.query))
-    cache_key = f"{scheme}://{parts.netloc}?{parts.query}"
     if scheme in ("s3", "s3a"):
         unknown = sorted(set(query) - set(_S3_QUERY))
         if unknown:
             raise ConfigError(
                 "unknown s3:// store option", field="store", value=unknown[0], fix=f"use {list(_S3_QUERY)}"
             )
-        key = f"{parts.netloc}{parts.path}".strip("/")
-        with _LOCK:
-            if cache_key not in _BACKENDS:
-                _BACKENDS[cache_key] = _S3(query)
-            return _BACKENDS[cache_key], key
-    with _LOCK:
-        try:
-            fs, key = pafs.FileSystem.from_uri(uri)
-            backend: _Backend = _Arrow(fs, scheme)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            if fsspec is None:
-                raise ConfigError(
-                    "unknown store URI scheme", field="store", value=scheme, fix="give a path or an s3:// URI"
-                ) from exc
-            try:
-                ffs = fsspec.filesystem(scheme, **query)
-            except (ValueError, ImportError) as err:
-                raise ConfigError(
-                    f"unknown store URI scheme ({err})",
-                    field="store",
-                    value=scheme,
-                    fix="give a path or an s3:// URI",
-                ) from err
-            fs = pafs.PyFileSystem(pafs.FSSpecHandler(ffs))
-            backend = _BACKENDS.setdefault(cache_key, _Arrow(fs, scheme))
-            key = ffs._strip_protocol(f"{scheme}://{parts.netloc}{parts.path}")
-        return backend, key.rstrip("/")
+        return _S3(query), f"{parts.netloc}{parts.path}".strip("/")
+    try:
+        fs, key = pafs.FileSystem.from_uri(uri)
+        return _Arrow(fs, scheme), key.rstrip("/")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        if fsspec is None:
+            raise ConfigError(
+                "unknown store URI scheme", field="store", value=scheme, fix="give a path or an s3:// URI"
+            ) from exc
+    try:
+        ffs = fsspec.filesystem(scheme, **query)
+    except (ValueError, ImportError) as err:
+        raise ConfigError(
+            f"unknown store URI scheme ({err})",
+            field="store",
+            value=scheme,
+            fix="give a path or an s3:// URI",
+        ) from err
+    key = ffs._strip_protocol(f"{scheme}://{parts.netloc}{parts.path}")
+    return _Arrow(pafs.PyFileSystem(pafs.FSSpecHandler(ffs)), scheme), key.rstrip("/")
 
 
 class ObjectPath:

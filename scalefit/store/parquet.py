@@ -27,6 +27,9 @@ missing rows, the exact steps (``read_curves(..., partial=True)``: a warning ins
 Writes: a table is written to a unique temporary name and moved into place; a chunk is claimed with a
 hard link that fails if the name exists (then the next number is tried), so concurrent writers never
 share or overwrite a chunk. One process writes a run at a time (`RunWriter` holds the run's lease).
+The root may also be an object-store URI (``s3://bucket/prefix``, `scalefit.store.fs`): then a file is
+one object written in one PUT (no temporary name) and a chunk is claimed with a conditional PUT
+(``If-None-Match: *``) that fails if the name exists.
 Columns beyond the schema are kept (written after the schema columns). Units: ``tokens`` is cumulative
 tokens seen before the step's update, ``flops`` cumulative training FLOPs, ``wall_time`` seconds since
 the run started, ``lr`` the LR of the update at ``step``. Losses must be positive (or NaN/inf: a
