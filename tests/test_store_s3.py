@@ -330,11 +330,15 @@ def _kill_workers(prefix: str, kills: int, log: list[tuple[int, int]]) -> None:
         time.sleep(0.02)  # poll the actors' progress again
 
 
-def test_a_sweep_on_s3_survives_driver_and_worker_kills_with_every_row_once(
-    ray_cluster, tokens, s3_endpoint: str, s3_root: str, tmp_path: Path
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
+    ray_cluster, tokens, s3_endpoint: str, s3_root: str, tmp_path: Path, where: str
 ) -> None:
+    """The sweep fault test on a local-disk store and on the S3 store: the driver SIGKILLed mid-sweep,
+    then a resubmission during which two workers are SIGKILLed at random steps."""
+    root = s3_root if where == "s3" else str(tmp_path / "store")
     raw_spec = {
-        "sweep": "s3chaos",
+        "sweep": f"chaos-{where}",
         "runs": [
             {"model": [TINY], "steps": SWEEP_STEPS, "peak_lr": 0.01, "dataset": tokens, "schedule": s}
             for s in ("constant", "cosine")
@@ -343,31 +347,34 @@ def test_a_sweep_on_s3_survives_driver_and_worker_kills_with_every_row_once(
         "resources": {"num_cpus": 1, "max_restarts": 10, "max_task_retries": 10},
     }
     proc = subprocess.run(
-        [sys.executable, "-c", _DRIVER, json.dumps(raw_spec), s3_root, ray_cluster.address],
+        [sys.executable, "-c", _DRIVER, json.dumps(raw_spec), root, ray_cluster.address],
         capture_output=True,
         text=True,
         timeout=300,
         env=ray_cluster.env(),
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert "running" in set(read_curves(s3_root).runs["status"])  # interrupted mid-run
+    assert "running" in set(read_curves(root).runs["status"])  # interrupted mid-run
     killed: list[tuple[int, int]] = []
-    killer = threading.Thread(target=_kill_workers, args=("s3chaos-", 2, killed))
+    killer = threading.Thread(target=_kill_workers, args=(f"chaos-{where}-", 2, killed))
     killer.start()
-    summary = run_sweep(parse_sweep(raw_spec), s3_root, progress_interval=1.0)
+    summary = run_sweep(parse_sweep(raw_spec), root, progress_interval=1.0)
     killer.join()
     assert len(killed) == 2 and (summary.ok, summary.failed) == (2, 0)
     assert any(r["resumed_from"] for r in summary.results) and "secret" not in str(summary)
-    raw = _raw_rows(s3_endpoint, s3_root)
+    if where == "s3":
+        raw = _raw_rows(s3_endpoint, root)
+    else:
+        raw = pd.concat(pd.read_parquet(p) for p in Path(root).glob("*/curves-*.parquet"))
     assert not raw.duplicated(["run_id", "step"]).any()  # 0 duplicated (run, step) rows
     assert raw.groupby("run_id")["step"].apply(sorted).map(list).eq([list(range(SWEEP_STEPS))] * 2).all()
     clean = tmp_path / "clean"  # the same sweep, uninterrupted, on a local disk
     run_sweep(parse_sweep(raw_spec), clean)
-    a, b = (read_curves(r).frame for r in (s3_root, clean))
+    a, b = (read_curves(r).frame for r in (root, clean))
     cols = ["step", "lr", "loss", "grad_norm"]
     assert a["run_id"].tolist() == b["run_id"].tolist()
     np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=0, atol=1e-6)
-    ea, eb = (read_curves(r, loss=f"eval:{tokens}").frame for r in (s3_root, clean))
+    ea, eb = (read_curves(r, loss=f"eval:{tokens}").frame for r in (root, clean))
     np.testing.assert_allclose(ea["loss"], eb["loss"], rtol=0, atol=1e-6)
-    again = run_sweep(parse_sweep(raw_spec), s3_root)
+    again = run_sweep(parse_sweep(raw_spec), root)
     assert (again.skipped, again.results) == (2, ())

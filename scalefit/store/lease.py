@@ -193,9 +193,12 @@ class RunLease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.stale_s / 4):
-            _, renewed = self._update(
-                lambda h: self._record() if (h or {}).get("owner") == self.token else None
-            )
+            try:
+                _, renewed = self._update(
+                    lambda h: self._record() if (h or {}).get("owner") == self.token else None
+                )
+            except OSError:  # the store did not answer (a network error): try again at the next beat
+                continue
             if not renewed:
                 self._lost = True
                 return
