@@ -128,6 +128,13 @@ def _start_head(temp_dir: str) -> tuple[subprocess.Popen, RayCluster]:
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dash_port}",
+        # Every other fixed default port picked free too: another Ray on this machine (a second test
+        # session) holds the defaults, and a dashboard agent that cannot bind never serves the Jobs API.
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--ray-client-server-port={_free_port()}",
         f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
     ]

@@ -230,7 +230,8 @@ def test_import_flags_eval_lr_none_and_several_files(tmp_path, capsys) -> None:
     assert out.count("evals: val (4 rows)") == 2 and "imported 2 runs" in out
     from scalefit.store.parquet import read_curves
 
-    assert read_curves(store, loss="eval:val").run("a").steps.tolist() == [100, 200, 300, 400]
+    ev = read_curves(store, loss="eval:val").frame
+    assert ev.loc[(ev["run_id"] == "a") & ev["loss"].notna(), "step"].tolist() == [100, 200, 300, 400]
     table = tmp_path / "t.csv"
     table.write_text("step,loss\n0,5.0\n10,4.0\n")
     assert main(["import", str(table), "--name", "t", "--lr", "none", "--out", str(store)]) == 0

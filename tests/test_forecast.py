@@ -39,7 +39,9 @@ def draw(specs: dict[str, str], noise: float, seed: int) -> Curves:
     for run_id, spec in specs.items():
         total = int(spec.split("steps=")[1].split(",")[0])
         steps = np.append(np.arange(100, total - 1, 100), total - 1)
-        frames.append(pd.DataFrame({"run_id": run_id, "step": steps, "lr": np.nan, "loss": 1.0, "schedule": spec}))
+        frames.append(
+            pd.DataFrame({"run_id": run_id, "step": steps, "lr": np.nan, "loss": 1.0, "schedule": spec})
+        )
     curves = Curves.from_frame(pd.concat(frames, ignore_index=True))
     law = get_law("momentum", lam=LAM)
     loss = law.predict(TRUE, build_design(law, curves, predict=True))

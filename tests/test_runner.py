@@ -240,5 +240,5 @@ def test_a_killed_driver_resumes_with_every_row_once_equal_to_an_uninterrupted_s
     cols = ["step", "lr", "loss", "grad_norm"]
     np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=0, atol=1e-6)
     ea, eb = (sf.read_curves(r, loss=f"eval:{tokens}").frame for r in (killed, clean))
-    assert ea["step"].tolist() == list(range(0, 121, 20))
+    assert ea.loc[ea["loss"].notna(), "step"].tolist() == list(range(0, 121, 20))
     np.testing.assert_allclose(ea["loss"], eb["loss"], rtol=0, atol=1e-6)

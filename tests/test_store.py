@@ -83,11 +83,30 @@ def test_eval_loss_as_curve(tmp_path: Path) -> None:
     w.append(_rows(range(0, 100, 10)))
     w.append_evals([{"step": s, "dataset": "val", "eval_loss": 3.0 - s / 100} for s in (0, 50, 90)])
     c = read_curves(tmp_path, loss="eval:val")
-    np.testing.assert_array_equal(c.run("r").steps, [0, 50, 90])
-    np.testing.assert_allclose(c.run("r").loss, [3.0, 2.5, 2.1])
+    observed = np.isfinite(c.run("r").loss)
+    np.testing.assert_array_equal(c.run("r").steps[observed], [0, 50, 90])
+    np.testing.assert_allclose(c.run("r").loss[observed], [3.0, 2.5, 2.1])
     with pytest.raises(DataError, match="unknown loss") as err:
         read_curves(tmp_path, loss="eval:test")
     assert err.value.column == "loss"
+
+
+def test_eval_loss_curve_keeps_every_logged_lr_and_leaves_unevaluated_steps_unobserved(
+    tmp_path: Path,
+) -> None:
+    w = RunWriter(tmp_path, "r", {"n_params": 10})
+    w.append([{"step": s, "lr": 0.1 * (1 - s / 100), "train_loss": 5.0 - s / 100} for s in range(0, 100, 5)])
+    w.append_evals([{"step": s, "dataset": "val", "eval_loss": 4.0 - s / 100} for s in (0, 40, 80, 100)])
+    RunWriter(tmp_path, "no-val", {}).append(_rows(range(5)))  # a run without this eval: left out
+    c = read_curves(tmp_path, loss="eval:val")
+    assert c.run_ids == ["r"]
+    f = c.frame.set_index("step")
+    assert f.index.tolist() == [*range(0, 100, 5), 100]  # every curve row, and the eval step after them
+    np.testing.assert_allclose(f["lr"].to_numpy()[:-1], [0.1 * (1 - s / 100) for s in range(0, 100, 5)])
+    assert np.isnan(f.loc[100, "lr"])  # an eval step without a curve row: its LR was not logged
+    np.testing.assert_allclose(f.loc[[0, 40, 80, 100], "loss"], [4.0, 3.6, 3.2, 3.0])
+    assert f["loss"].drop([0, 40, 80, 100]).isna().all()  # not observed there, not a divergence
+    assert c.runs.loc["r", "status"] == "running"
 
 
 def test_empty_run_is_left_out_with_warning(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The only module of scalefit that imports ray. Every actor declares the sweep's ``resources`` (fractional
 GPUs pack several small proxies on one GPU; CPUs on CPU-only clusters) and writes its own run's Parquet
-under the store root (a path every node sees); only small summaries (``RunResult`` dicts) travel back.
+under the store root (a path every node sees, or an object-store URI such as ``s3://bucket/runs``); only
+small summaries (``RunResult`` dicts) travel back.
 The driver feeds idle actors from a queue with ``ray.wait``, so at most one run per actor is in flight.
 
 Fault tolerance: an actor whose process dies is restarted (``max_restarts``) and its run retried
@@ -26,7 +27,6 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import ray
@@ -34,6 +34,7 @@ import ray
 from scalefit.cluster.sweep import SweepSpec, load_sweep
 from scalefit.errors import ConfigError, DataError
 from scalefit.proxy.config import RunConfig
+from scalefit.store.fs import root_text, store_path
 from scalefit.store.parquet import record_status, run_status, verify_run
 
 __all__ = ["run_sweep", "ray_map", "connect", "SweepSummary", "NAMESPACE"]
@@ -131,7 +132,7 @@ def record_failure(root: str | os.PathLike, cfg: RunConfig, error: str) -> None:
     record_status(root, cfg.run_id, "failed", error, defaults=_config_meta(cfg))
 
 
-def _stored_statuses(root: Path, configs: list[RunConfig]) -> tuple[dict[str, str], dict[str, str]]:
+def _stored_statuses(root: str, configs: list[RunConfig]) -> tuple[dict[str, str], dict[str, str]]:
     """``({run_id: status}, {run_id: error})``: the stored status of each run, and the runs whose files
     are damaged (an unreadable run.parquet; a finished run whose chunks fail `verify_run`). A damaged run
     is neither trained (that could hide the damage) nor skipped as finished: it is reported failed."""
@@ -205,7 +206,7 @@ class _Scheduler:
         self,
         spec: SweepSpec,
         todo: list[RunConfig],
-        root: Path,
+        root: str,
         statuses: dict[str, str],
         progress: _Progress,
     ) -> None:
@@ -305,7 +306,7 @@ def run_sweep(
     """
     spec = spec_or_path if isinstance(spec_or_path, SweepSpec) else load_sweep(spec_or_path)
     log = log or (lambda line: print(line, flush=True))
-    root, t0 = Path(store_root).resolve(), time.monotonic()
+    root, t0 = root_text(store_root), time.monotonic()  # a path made absolute, or a URI as given
     configs = spec.expand()
     statuses, damaged = _stored_statuses(root, configs)
     todo = [c for c in configs if statuses.get(c.run_id) not in FINISHED and c.run_id not in damaged]
@@ -318,7 +319,7 @@ def run_sweep(
             progress.counts["failed"] += 1
             results.append(_failed(cfg, damaged[cfg.run_id]))
     if todo:
-        root.mkdir(parents=True, exist_ok=True)
+        store_path(root).mkdir(parents=True, exist_ok=True)
         embedded = address is None and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized()
         connect(address)
         n_actors = _pool_size(spec, len(todo), embedded)
@@ -335,7 +336,7 @@ def run_sweep(
     c = progress.counts
     return SweepSummary(
         spec.name,
-        str(root),
+        str(store_path(root)),  # a URI without its query (no credentials in a summary)
         len(configs),
         progress.skipped,
         c["ok"],

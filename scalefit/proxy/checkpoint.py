@@ -9,7 +9,9 @@ step, because batches are a pure function of (seed, step) (see scalefit.proxy.da
 
 Files are ``torch.save`` of plain dicts of tensors and Python scalars (no pickled objects), loaded with
 ``weights_only=True``; they are written to a unique ``.*.tmp`` name and moved into place with
-``os.replace``, so a kill mid-write never leaves a truncated checkpoint under the final name. Each
+``os.replace``, so a kill mid-write never leaves a truncated checkpoint under the final name. On an
+object store (a URI store root, `scalefit.store.fs`) a checkpoint is serialised in memory and written
+as one object (one PUT: never partial), its digest object first. Each
 checkpoint has a ``step-<step:08d>.pt.sha256`` file written before it: `load` verifies it, so a damaged
 file (truncated, a flipped byte) is found. `load_latest` falls back from a damaged newest checkpoint to
 the previous intact one, with a warning naming the damaged file.
@@ -18,6 +20,7 @@ the previous intact one, with a warning naming the damaged file.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import random
@@ -25,7 +28,6 @@ import re
 import uuid
 import warnings
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ import torch
 
 from scalefit.errors import ConfigError, DataError
 from scalefit.proxy.config import RunConfig
+from scalefit.store.fs import ObjectPath, StorePath, sha256
 from scalefit.store.parquet import run_dir
 
 __all__ = ["ckpt_dir", "ckpt_path", "checkpoint_steps", "latest_checkpoint", "save", "load", "load_latest"]
@@ -42,11 +45,11 @@ _NAME = re.compile(r"^step-(\d{8})\.pt$")
 _LEGACY = "ckpt"  # where checkpoints were before they moved to _ckpt (read, never written)
 
 
-def ckpt_dir(root: str | os.PathLike, run_id: str) -> Path:
+def ckpt_dir(root: str | os.PathLike | ObjectPath, run_id: str) -> StorePath:
     return run_dir(root, run_id) / "_ckpt"
 
 
-def ckpt_path(root: str | os.PathLike, run_id: str, step: int) -> Path:
+def ckpt_path(root: str | os.PathLike | ObjectPath, run_id: str, step: int) -> StorePath:
     """Where the checkpoint at ``step`` is (or is written): ``_ckpt/``, or the ``ckpt/`` folder of a
     store written before the checkpoints moved out of the Parquet tree, if it is there only."""
     path = ckpt_dir(root, run_id) / f"step-{step:08d}.pt"
@@ -54,16 +57,16 @@ def ckpt_path(root: str | os.PathLike, run_id: str, step: int) -> Path:
     return legacy if not path.exists() and legacy.exists() else path
 
 
-def checkpoint_steps(root: str | os.PathLike, run_id: str) -> list[int]:
+def checkpoint_steps(root: str | os.PathLike | ObjectPath, run_id: str) -> list[int]:
     """Steps with a complete checkpoint, ascending."""
     found = set()
     for folder in (ckpt_dir(root, run_id), run_dir(root, run_id) / _LEGACY):
-        if folder.is_dir():
+        if isinstance(folder, ObjectPath) or folder.is_dir():
             found.update(int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name)))
     return sorted(found)
 
 
-def latest_checkpoint(root: str | os.PathLike, run_id: str) -> Path | None:
+def latest_checkpoint(root: str | os.PathLike | ObjectPath, run_id: str) -> StorePath | None:
     steps = checkpoint_steps(root, run_id)
     return ckpt_path(root, run_id, steps[-1]) if steps else None
 
@@ -94,7 +97,7 @@ def _to_lists(value: Any) -> Any:
 
 
 def save(
-    path: Path,
+    path: StorePath,
     *,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -111,12 +114,19 @@ def save(
         "optimizer": optimizer.state_dict(),
         "rng": rng_state(),
     }
+    if isinstance(path, ObjectPath):
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        data = buffer.getvalue()
+        _digest_path(path).write_text(hashlib.sha256(data).hexdigest())
+        path.write_bytes(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, digest = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp"), _digest_path(path)
     digest_tmp = digest.with_name(f".{digest.name}.{uuid.uuid4().hex}.tmp")
     try:
         torch.save(payload, tmp)
-        digest_tmp.write_text(_sha256(tmp))
+        digest_tmp.write_text(sha256(tmp))
         os.replace(digest_tmp, digest)
         os.replace(tmp, path)
     finally:
@@ -124,30 +134,25 @@ def save(
         digest_tmp.unlink(missing_ok=True)
 
 
-def _digest_path(path: Path) -> Path:
+def _digest_path(path: StorePath) -> StorePath:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+def load(path: StorePath, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """A checkpoint dict (``step, wall_time, config_json, model, optimizer, rng``); a damaged or
     unreadable file is a `DataError` naming it."""
     digest = _digest_path(path)
     try:
-        if digest.exists() and digest.read_text().strip() != _sha256(path):
+        data = path.read_bytes() if isinstance(path, ObjectPath) else None  # an object: read it once
+        actual = (lambda: sha256(path)) if data is None else (lambda: hashlib.sha256(data).hexdigest())
+        if digest.exists() and digest.read_text().strip() != actual():
             raise DataError(
                 "damaged checkpoint (its SHA-256 differs from the one written with it)",
                 file=str(path),
                 fix="delete it: training resumes from the previous checkpoint",
             )
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        source = path if data is None else io.BytesIO(data)
+        state = torch.load(source, map_location=map_location, weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataError):
             raise
@@ -158,8 +163,8 @@ def load(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]
 
 
 def load_latest(
-    root: str | os.PathLike, run_id: str, map_location: torch.device | str = "cpu"
-) -> tuple[Path, dict[str, Any]] | None:
+    root: str | os.PathLike | ObjectPath, run_id: str, map_location: torch.device | str = "cpu"
+) -> tuple[StorePath, dict[str, Any]] | None:
     """The newest intact checkpoint of ``run_id`` and its dict (None: the run has none).
 
     A damaged newer checkpoint is skipped with a warning naming it; if every checkpoint is damaged,
@@ -183,7 +188,7 @@ def load_latest(
     return None
 
 
-def branch_point(root: str | os.PathLike, config: RunConfig) -> Path:
+def branch_point(root: str | os.PathLike | ObjectPath, config: RunConfig) -> StorePath:
     """The trunk checkpoint ``config.branch_from`` names, after checking the branch may start there.
 
     The trunk must have a checkpoint at exactly that step, the same model, data and batch size, and a

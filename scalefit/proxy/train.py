@@ -44,6 +44,7 @@ from scalefit.proxy import checkpoint as ckpt
 from scalefit.proxy.config import RunConfig
 from scalefit.proxy.data import Prefetch, TokenArray, check_context, eval_batch, get_batch, load_split
 from scalefit.proxy.model import GPT, flops_per_token, n_params, n_params_nonembed, peak_flops
+from scalefit.store.fs import ObjectPath, StorePath, store_path
 from scalefit.store.parquet import RunWriter, rows_before_step
 
 __all__ = ["RunResult", "train", "prepare_data", "resolve_device", "device_batches", "default_log_every"]
@@ -157,7 +158,7 @@ def _optimizer(model: torch.nn.Module, config: RunConfig, device: torch.device) 
 class _Loop:
     """State of one training process: model, optimizer, data, store writer, buffered rows."""
 
-    def __init__(self, config: RunConfig, root: Path, progress: Callable[[dict], None] | None) -> None:
+    def __init__(self, config: RunConfig, root: StorePath, progress: Callable[[dict], None] | None) -> None:
         self.cfg, self.root, self.progress = config, root, progress
         self.run_id = config.run_id
         self.train_arr, self.eval_arrs = prepare_data(config)  # fails before any training
@@ -361,7 +362,7 @@ class _Loop:
 
 def train(
     config: RunConfig,
-    store_root: str | Path,
+    store_root: str | Path | ObjectPath,
     *,
     progress: Callable[[dict], None] | None = None,
     log_every: int | None = None,
@@ -380,7 +381,7 @@ def train(
     ):
         raise ConfigError("must be a positive integer", field="log_every", value=log_every)
     t_start = time.perf_counter()
-    loop = _Loop(config, Path(store_root), progress)
+    loop = _Loop(config, store_path(store_root), progress)
     try:
         resumed = loop.restore()
     except BaseException:  # e.g. no intact checkpoint: the run's lease is not kept while the error travels

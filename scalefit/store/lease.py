@@ -15,6 +15,12 @@ is released or goes stale, then takes it over; at most ``wait_s`` seconds if giv
 once (``policy="refuse"``), with `RunLeaseError`. A writer whose lease was taken over (it was thought
 dead) is refused at its next write (`RunLeaseError`), so it cannot interleave rows with the new owner.
 A new lease of the same process takes over its older one (a process re-opening a run it wrote).
+
+On an object store (a URI root, `scalefit.store.fs`) there is no flock: the lease object is created
+only if absent (``If-None-Match: *``) and replaced only if unchanged since it was read (``If-Match`` on
+its ETag), so of two processes taking, renewing or taking over one lease at once exactly one succeeds
+and the other reads the lease again (on s3://; other URI schemes lack these conditions, see
+`scalefit.store.fs`). Releasing reads the lease and deletes it if it is still ours.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
 from scalefit.errors import DataError
+from scalefit.store.fs import ObjectPath, StorePath
 
 __all__ = ["RunLease", "RunLeaseError", "LeasePolicy", "LEASE_FILE", "LOCK_FILE", "DEFAULT_STALE_S"]
 
@@ -39,6 +46,8 @@ LEASE_FILE = "_lease.json"
 LOCK_FILE = "_lease.lock"  # kept: deleting a lock file others may hold open would split the lock
 DEFAULT_STALE_S = 60.0
 LeasePolicy = Literal["wait", "refuse"]
+Holder = dict[str, object]
+_DELETE: Holder = {}  # what a decision returns to remove the lease
 
 
 class RunLeaseError(DataError):
@@ -60,7 +69,7 @@ class RunLease:
 
     def __init__(
         self,
-        run_dir: Path,
+        run_dir: StorePath,
         run_id: str,
         *,
         policy: LeasePolicy = "wait",
@@ -96,21 +105,56 @@ class RunLease:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def _read(self) -> dict[str, object] | None:
+    @staticmethod
+    def _parse(raw: bytes | str) -> Holder | None:
         try:
-            holder = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):  # a damaged lease file: nobody can be said to hold it
+            holder = json.loads(raw)
+        except ValueError:  # a damaged lease file: nobody can be said to hold it
             return None
         return holder if isinstance(holder, dict) else None
 
-    def _write(self) -> None:
-        record = {"owner": self.token, "host": self.host, "pid": self.pid, "heartbeat": time.time()}
+    def _read(self) -> Holder | None:
+        try:
+            return self._parse(self.path.read_bytes())
+        except OSError:  # none (FileNotFoundError), or unreadable: nobody can be said to hold it
+            return None
+
+    def _record(self) -> Holder:
+        record: Holder = {"owner": self.token, "host": self.host, "pid": self.pid, "heartbeat": time.time()}
         record["stale_s"] = self.stale_s
+        return record
+
+    def _write(self) -> None:
         tmp = self.dir / f".{LEASE_FILE}.{self.token}.tmp"
-        tmp.write_text(json.dumps(record))
+        tmp.write_text(json.dumps(self._record()))
         os.replace(tmp, self.path)
+
+    def _update(self, decide: Callable[[Holder | None], Holder | None]) -> tuple[Holder | None, bool]:
+        """Atomically read the lease, let ``decide`` pick what to write (None: nothing; ``_DELETE``:
+        remove it), write that; the holder read and whether it wrote."""
+        if not isinstance(self.path, ObjectPath):
+            with self._locked():
+                holder = self._read()
+                new = decide(holder)
+                if new is _DELETE:
+                    self.path.unlink(missing_ok=True)
+                elif new is not None:
+                    self._write()
+                return holder, new is not None
+        while True:  # an object store: conditional writes; a lost race reads the lease again
+            found = self.path.read_versioned()
+            holder = None if found is None else self._parse(found[0])
+            new = decide(holder)
+            if new is None:
+                return holder, False
+            if new is _DELETE:
+                self.path.unlink(missing_ok=True)
+                return holder, True
+            data = json.dumps(new).encode()
+            if found is None and self.path.create_bytes(data):
+                return holder, True
+            if found is not None and self.path.replace_bytes(data, found[1]):
+                return holder, True
 
     def _free(self, holder: dict[str, object] | None) -> bool:
         """Whether ``holder``'s lease may be taken: none, ours, this process's, stale or a dead local pid."""
@@ -128,11 +172,9 @@ class RunLease:
         """Take the lease (waiting or refusing by ``policy`` while another live process holds it)."""
         start = time.monotonic()
         while True:
-            with self._locked():
-                holder = self._read()
-                if self._free(holder):
-                    self._write()
-                    break
+            holder, taken = self._update(lambda h: self._record() if self._free(h) else None)
+            if taken:
+                break
             waited = time.monotonic() - start
             if self.policy == "refuse" or (self.wait_s is not None and waited >= self.wait_s):
                 raise RunLeaseError(
@@ -151,11 +193,15 @@ class RunLease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.stale_s / 4):
-            with self._locked():
-                if (self._read() or {}).get("owner") != self.token:
-                    self._lost = True
-                    return
-                self._write()
+            try:
+                _, renewed = self._update(
+                    lambda h: self._record() if (h or {}).get("owner") == self.token else None
+                )
+            except OSError:  # the store did not answer (a network error): try again at the next beat
+                continue
+            if not renewed:
+                self._lost = True
+                return
 
     def check(self) -> None:
         """`RunLeaseError` if this lease was lost (taken over by another writer)."""
@@ -174,8 +220,6 @@ class RunLease:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._thread = None
-        if self._lost or not self.dir.is_dir():
+        if self._lost or (isinstance(self.dir, Path) and not self.dir.is_dir()):
             return
-        with self._locked():
-            if (self._read() or {}).get("owner") == self.token:
-                self.path.unlink(missing_ok=True)
+        self._update(lambda h: _DELETE if (h or {}).get("owner") == self.token else None)

@@ -27,6 +27,9 @@ missing rows, the exact steps (``read_curves(..., partial=True)``: a warning ins
 Writes: a table is written to a unique temporary name and moved into place; a chunk is claimed with a
 hard link that fails if the name exists (then the next number is tried), so concurrent writers never
 share or overwrite a chunk. One process writes a run at a time (`RunWriter` holds the run's lease).
+The root may also be an object-store URI (``s3://bucket/prefix``, `scalefit.store.fs`): then a file is
+one object written in one PUT (no temporary name) and a chunk is claimed with a conditional PUT
+(``If-None-Match: *``) that fails if the name exists.
 Columns beyond the schema are kept (written after the schema columns). Units: ``tokens`` is cumulative
 tokens seen before the step's update, ``flops`` cumulative training FLOPs, ``wall_time`` seconds since
 the run started, ``lr`` the LR of the update at ``step``. Losses must be positive (or NaN/inf: a
@@ -36,7 +39,6 @@ divergence) and below the float32 maximum.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -54,6 +56,7 @@ import pyarrow.parquet as pq
 from scalefit.errors import DataError, SchemaError
 from scalefit.provenance import provenance
 from scalefit.store.curves import Curves
+from scalefit.store.fs import ObjectPath, StorePath, read_source, sha256, store_path
 from scalefit.store.lease import DEFAULT_STALE_S, LeasePolicy, RunLease
 from scalefit.store.run_ids import check_run_id, folder_name, run_id_of_folder
 from scalefit.store.schema import CURVES_SCHEMA, EVALS_SCHEMA, RUNS_SCHEMA, SCHEMA_VERSION, STATUSES
@@ -74,12 +77,13 @@ _MAX_LOSS = float(np.finfo(np.float32).max)  # no float32/bf16 trainer can log a
 _LOSS_COLUMNS = ("train_loss", "eval_loss")
 
 
-def run_dir(root: str | os.PathLike, run_id: str) -> Path:
-    """The folder of ``run_id`` under ``root`` (the run-id rule of `scalefit.store.run_ids`)."""
-    return Path(root) / folder_name(run_id)
+def run_dir(root: str | os.PathLike | ObjectPath, run_id: str) -> StorePath:
+    """The folder of ``run_id`` under ``root`` (a path or a URI, `scalefit.store.fs`; the run-id rule of
+    `scalefit.store.run_ids`)."""
+    return store_path(root) / folder_name(run_id)
 
 
-def _to_table(df: pd.DataFrame, schema: pa.Schema, path: Path, run_id: str) -> pa.Table:
+def _to_table(df: pd.DataFrame, schema: pa.Schema, path: StorePath, run_id: str) -> pa.Table:
     """Arrow table with the schema's columns first (missing ones null), then any extra columns."""
     arrays, fields = [], []
     for fld in schema:
@@ -98,7 +102,7 @@ def _to_table(df: pd.DataFrame, schema: pa.Schema, path: Path, run_id: str) -> p
     return table
 
 
-def _check_values(table: pa.Table, path: Path, run_id: str) -> None:
+def _check_values(table: pa.Table, path: StorePath, run_id: str) -> None:
     """Values no run can have: a loss <= 0 or above the float32 maximum (NaN/inf marks a divergence),
     a negative step, a negative or infinite LR, an eval row without its dataset."""
     checks = [
@@ -143,7 +147,7 @@ def _check_values(table: pa.Table, path: Path, run_id: str) -> None:
         raise DataError("eval row without its dataset", file=str(path), run_id=run_id, column="dataset")
 
 
-def _array(col: pd.Series, typ: pa.DataType, path: Path, run_id: str, name: str) -> pa.Array:
+def _array(col: pd.Series, typ: pa.DataType, path: StorePath, run_id: str, name: str) -> pa.Array:
     """One column as ``typ``; a value that does not fit raises SchemaError naming file, run and column."""
     try:
         if typ == pa.string():
@@ -175,12 +179,12 @@ def _blank(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
 
 
-def _tmp_name(path: Path) -> Path:
+def _tmp_name(path: StorePath) -> StorePath:
     """A temporary name next to ``path``, unique to this write (``.``: dataset readers skip it)."""
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
-def _write_tmp(table: pa.Table, path: Path) -> Path:
+def _write_tmp(table: pa.Table, path: StorePath) -> StorePath:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     try:
@@ -191,11 +195,20 @@ def _write_tmp(table: pa.Table, path: Path) -> Path:
     return tmp
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, write_page_checksum=True)
+    return sink.getvalue().to_pybytes()
+
+
+def _atomic_write(table: pa.Table, path: StorePath) -> None:
+    if isinstance(path, ObjectPath):  # one PUT: readers see the old object or the new one
+        path.write_bytes(_parquet_bytes(table))
+        return
     os.replace(_write_tmp(table, path), path)
 
 
-def _claim(tmp: Path, path: Path) -> bool:
+def _claim(tmp: StorePath, path: StorePath) -> bool:
     """Move ``tmp`` to ``path`` unless ``path`` exists (atomic no-clobber); whether it was claimed."""
     try:
         os.link(tmp, path)
@@ -254,7 +267,9 @@ def _with_provenance(meta: dict[str, object], run_id: str) -> dict[str, object]:
     return meta
 
 
-def _write_run_row(path: Path, run_id: str, meta: Mapping[str, object], manifest: dict | None = None) -> None:
+def _write_run_row(
+    path: StorePath, run_id: str, meta: Mapping[str, object], manifest: dict | None = None
+) -> None:
     if meta["status"] not in STATUSES:
         raise DataError(
             "unknown status",
@@ -271,15 +286,15 @@ def _write_run_row(path: Path, run_id: str, meta: Mapping[str, object], manifest
 
 
 # -- chunks ----------------------------------------------------------------------------------------------
-def _chunk_paths(folder: Path, kind: str) -> list[Path]:
+def _chunk_paths(folder: StorePath, kind: str) -> list[StorePath]:
     """The run's ``kind`` chunks in numeric order (``curves-1000000`` after ``curves-999999``)."""
-    if not folder.is_dir():
+    if isinstance(folder, Path) and not folder.is_dir():
         return []
     found = [(int(m.group(2)), p) for p in folder.iterdir() if (m := _CHUNK.match(p.name)) and m[1] == kind]
     return [p for _, p in sorted(found)]
 
 
-def _next_seq(folder: Path, kind: str) -> int:
+def _next_seq(folder: StorePath, kind: str) -> int:
     paths = _chunk_paths(folder, kind)
     return int(_CHUNK.match(paths[-1].name).group(2)) + 1 if paths else 0
 
@@ -296,8 +311,13 @@ def _with_chunk_meta(table: pa.Table, run_id: str) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **_chunk_meta(table, run_id)})
 
 
-def _write_chunk(table: pa.Table, folder: Path, kind: str, run_id: str) -> Path:
+def _write_chunk(table: pa.Table, folder: StorePath, kind: str, run_id: str) -> StorePath:
     """Write ``table`` as the run's next ``kind`` chunk, claiming a number no other writer has."""
+    if isinstance(folder, ObjectPath):  # claimed by a create-if-absent PUT (If-None-Match: *)
+        data, seq = _parquet_bytes(_with_chunk_meta(table, run_id)), _next_seq(folder, kind)
+        while not (path := folder / f"{kind}-{seq:06d}.parquet").create_bytes(data):
+            seq += 1
+        return path
     tmp = _write_tmp(_with_chunk_meta(table, run_id), folder / f"{kind}.parquet")
     try:
         seq = _next_seq(folder, kind)
@@ -308,9 +328,9 @@ def _write_chunk(table: pa.Table, folder: Path, kind: str, run_id: str) -> Path:
     return path
 
 
-def _read(path: Path) -> pa.Table:
+def _read(path: StorePath) -> pa.Table:
     try:
-        with pq.ParquetFile(path, page_checksum_verification=True) as fh:
+        with pq.ParquetFile(read_source(path), page_checksum_verification=True) as fh:
             table = fh.read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"unreadable Parquet file ({exc})", file=str(path), fix="rewrite it") from exc
@@ -323,7 +343,7 @@ def _read(path: Path) -> pa.Table:
     return table
 
 
-def _read_chunk(path: Path, run_id: str) -> pa.Table:
+def _read_chunk(path: StorePath, run_id: str) -> pa.Table:
     """A chunk, checked: its run id (column and metadata), row count and step range as recorded."""
     table = _read(path)
     meta = table.schema.metadata or {}
@@ -362,14 +382,6 @@ def _read_chunk(path: Path, run_id: str) -> pa.Table:
     return table
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _progressions(steps: np.ndarray) -> list[list[int]]:
     """Sorted distinct steps as arithmetic progressions ``[first, last, stride]`` (a compact manifest)."""
     steps = np.unique(np.asarray(steps, dtype=np.int64))
@@ -401,7 +413,7 @@ def _expand(progressions: Sequence[Sequence[int]]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _manifest(folder: Path, run_id: str) -> dict[str, object]:
+def _manifest(folder: StorePath, run_id: str) -> dict[str, object]:
     """What a finished run holds: each chunk's rows, step range and SHA-256, and its distinct steps."""
     out: dict[str, object] = {}
     steps = []
@@ -416,17 +428,17 @@ def _manifest(folder: Path, run_id: str) -> dict[str, object]:
                 "rows": table.num_rows,
                 "step_min": int(col.min()) if col.size else None,
                 "step_max": int(col.max()) if col.size else None,
-                "sha256": _sha256(path),
+                "sha256": sha256(path),
             }
         out[kind] = chunks
     out["steps"] = _progressions(np.concatenate(steps) if steps else np.zeros(0))
     return out
 
 
-def _stored_manifest(folder: Path) -> dict | None:
+def _stored_manifest(folder: StorePath) -> dict | None:
     path = folder / "run.parquet"
     try:
-        raw = pq.read_schema(path).metadata or {}
+        raw = pq.read_schema(read_source(path)).metadata or {}
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"unreadable Parquet file ({exc})", file=str(path), fix="rewrite it") from exc
     if _MANIFEST_KEY not in raw:
@@ -444,7 +456,7 @@ def _stored_manifest(folder: Path) -> dict | None:
 class _RunRead:
     """A run folder's checked chunks (``tables[kind]``), checked against a finished run's manifest."""
 
-    def __init__(self, folder: Path, run_id: str, *, partial: bool = False) -> None:
+    def __init__(self, folder: StorePath, run_id: str, *, partial: bool = False) -> None:
         self.folder, self.run_id, self.partial = folder, run_id, partial
         manifest = _stored_manifest(folder) if (folder / "run.parquet").exists() else None
         self.tables: dict[str, list[pa.Table]] = {}
@@ -484,7 +496,7 @@ class _RunRead:
                         run_id=self.run_id,
                         fix="delete it, or train the run again to take its rows in",
                     )
-                if listed is not None and _sha256(path) != listed[path.name].get("sha256"):
+                if listed is not None and sha256(path) != listed[path.name].get("sha256"):
                     raise DataError(
                         "chunk changed since the run finished (checksum mismatch)",
                         file=str(path),
@@ -519,7 +531,7 @@ class _RunRead:
 
 
 def _open_lease(
-    folder: Path, run_id: str, policy: LeasePolicy | None, stale_s: float, wait_s: float | None
+    folder: StorePath, run_id: str, policy: LeasePolicy | None, stale_s: float, wait_s: float | None
 ) -> RunLease | None:
     return None if policy is None else RunLease(folder, run_id, policy=policy, stale_s=stale_s, wait_s=wait_s)
 
@@ -537,7 +549,7 @@ class RunWriter:
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike | ObjectPath,
         run_id: str,
         run_meta: Mapping[str, object] | None = None,
         *,
@@ -545,7 +557,7 @@ class RunWriter:
         lease_stale_s: float = DEFAULT_STALE_S,
         lease_wait_s: float | None = None,
     ):
-        self.root, self.run_id = Path(root), check_run_id(run_id)
+        self.root, self.run_id = store_path(root), check_run_id(run_id)
         self.dir = run_dir(self.root, self.run_id)
         meta = _check_fields(run_meta, self.run_id)
         meta.setdefault("status", "running")
@@ -563,15 +575,15 @@ class RunWriter:
         manifest = _manifest(self.dir, self.run_id) if final else None
         _write_run_row(self.dir / "run.parquet", self.run_id, self._meta, manifest)
 
-    def append(self, rows: Rows) -> Path:
+    def append(self, rows: Rows) -> StorePath:
         """Append per-step rows (DataFrame, dict or list of dicts with step, lr, train_loss, ...)."""
         return self._append(rows, "curves", CURVES_SCHEMA, ("step", "lr", "train_loss"))
 
-    def append_evals(self, rows: Rows) -> Path:
+    def append_evals(self, rows: Rows) -> StorePath:
         """Append eval rows in long form (step, dataset, eval_loss)."""
         return self._append(rows, "evals", EVALS_SCHEMA, ("step", "dataset", "eval_loss"))
 
-    def _append(self, rows: Rows, kind: str, schema: pa.Schema, required: Sequence[str]) -> Path:
+    def _append(self, rows: Rows, kind: str, schema: pa.Schema, required: Sequence[str]) -> StorePath:
         df = _rows_frame(rows, self.run_id)
         path = self.dir / f"{kind}-{_next_seq(self.dir, kind):06d}.parquet"
         for col in required:
@@ -692,11 +704,12 @@ def _to_pandas(tables: list[pa.Table], *, nullable_ints: bool = False) -> pd.Dat
     return table.to_pandas(types_mapper=mapper)
 
 
-def _is_run_folder(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith((".", "_"))
+def _is_run_folder(path: StorePath) -> bool:
+    """A run folder's name (an object-store prefix exists when an object is under it)."""
+    return not path.name.startswith((".", "_")) and (isinstance(path, ObjectPath) or path.is_dir())
 
 
-def _run_dirs(root: Path) -> list[Path]:
+def _run_dirs(root: StorePath) -> list[StorePath]:
     """Run folders under ``root``; a folder with chunks but no run.parquet raises (its rows would be lost)."""
     if not root.is_dir():
         raise DataError("store directory not found", file=str(root), fix="give the folder of the run folders")
@@ -727,7 +740,7 @@ def _run_dirs(root: Path) -> list[Path]:
     return dirs
 
 
-def _run_row(folder: Path) -> pa.Table:
+def _run_row(folder: StorePath) -> pa.Table:
     """run.parquet of ``folder``, checked: one row, whose run id is the folder's."""
     path = folder / "run.parquet"
     table = _read(path)
@@ -785,7 +798,8 @@ def read_curves(root: str | os.PathLike, *, loss: str = "train_loss", partial: b
     if not isinstance(loss, str):
         raise DataError("unknown loss", column="loss", value=loss, fix="use 'train_loss' or 'eval:<dataset>'")
     runs, frames, evals, empty = [], [], [], []
-    for folder in _run_dirs(Path(root)):
+    where = store_path(root)  # named in messages: a URI without its query (no credentials)
+    for folder in _run_dirs(where):
         row = _run_row(folder)
         run_id = row.column("run_id")[0].as_py()
         found = _RunRead(folder, run_id, partial=partial)
@@ -797,19 +811,19 @@ def read_curves(root: str | os.PathLike, *, loss: str = "train_loss", partial: b
         frames += rows
         evals += found.tables["evals"]
     if not frames:
-        raise DataError("no curve rows in the store", file=str(root), fix="train or import some runs first")
+        raise DataError("no curve rows in the store", file=str(where), fix="train or import some runs first")
     if empty:
-        warnings.warn(f"store {root}: runs with no rows left out: {empty}", UserWarning, stacklevel=2)
+        warnings.warn(f"store {where}: runs with no rows left out: {empty}", UserWarning, stacklevel=2)
     runs_df = _to_pandas(runs, nullable_ints=True).drop(columns="schema_version", errors="ignore")
     runs_df = _drop_null(runs_df, keep=("run_id",))
     frame = _drop_null(_to_pandas(frames), keep=("run_id", "step", "lr", "train_loss"))
     ev_df = _to_pandas(evals)
     if loss != "train_loss":
-        frame = _eval_frame(frame, ev_df, loss, str(root))
+        frame = _eval_frame(frame, ev_df, loss, str(where))
         runs_df = runs_df[runs_df["run_id"].isin(frame["run_id"])]
         ev_df = ev_df[ev_df["run_id"].isin(frame["run_id"])]
     frame = frame.rename(columns={"train_loss": "loss"})
-    return Curves.from_frame(frame, runs=runs_df, evals=ev_df, source=str(root))
+    return Curves.from_frame(frame, runs=runs_df, evals=ev_df, source=str(where))
 
 
 def _drop_null(df: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
@@ -817,7 +831,9 @@ def _drop_null(df: pd.DataFrame, keep: Sequence[str]) -> pd.DataFrame:
 
 
 def _eval_frame(frame: pd.DataFrame, evals: pd.DataFrame | None, loss: str, source: str) -> pd.DataFrame:
-    """Rows of an eval loss at its eval steps, with the LR logged at that step (NaN if not logged)."""
+    """The curve of an eval loss: every curve row of the runs that have it, with its LR, and the eval
+    loss where it was evaluated (NaN, not observed, elsewhere; an eval step without a curve row has a
+    NaN LR)."""
     dataset = loss.removeprefix("eval:")
     if not loss.startswith("eval:") or evals is None or dataset not in set(evals["dataset"]):
         have = [] if evals is None else sorted(set(evals["dataset"]))
@@ -828,10 +844,13 @@ def _eval_frame(frame: pd.DataFrame, evals: pd.DataFrame | None, loss: str, sour
             value=loss,
             fix=f"use 'train_loss' or one of {['eval:' + d for d in have]}",
         )
-    ev = _latest(evals[evals["dataset"] == dataset], ["run_id", "step"])
-    lr = _latest(frame, ["run_id", "step"])[["run_id", "step", "lr"]]
-    out = ev.merge(lr, on=["run_id", "step"], how="left").rename(columns={"eval_loss": "train_loss"})
-    return out.drop(columns="dataset")
+    ev = _latest(evals[evals["dataset"] == dataset], ["run_id", "step"]).drop(columns="dataset")
+    curve = _latest(frame[frame["run_id"].isin(ev["run_id"])], ["run_id", "step"])
+    curve = curve.drop(columns=[c for c in ("train_loss", "eval_loss") if c in curve.columns])
+    extra = [c for c in ev.columns if c in curve.columns and c not in ("run_id", "step")]
+    out = curve.merge(ev.drop(columns=extra), on=["run_id", "step"], how="outer", sort=False)
+    out = out.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+    return out.rename(columns={"eval_loss": "train_loss"})
 
 
 def _latest(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -857,7 +876,7 @@ def run_status(root: str | os.PathLike, run_id: str) -> str | None:
 def run_statuses(root: str | os.PathLike, run_ids: Iterable[str] | None = None) -> dict[str, str]:
     """``{run_id: status}`` of the runs in the store (of ``run_ids`` only, if given); a missing store: {}."""
     if run_ids is None:
-        folders = [p.parent for p in Path(root).glob("*/run.parquet") if _is_run_folder(p.parent)]
+        folders = [p.parent for p in store_path(root).glob("*/run.parquet") if _is_run_folder(p.parent)]
         run_ids = sorted(run_id_of_folder(p.name) for p in folders)
     found = {run_id: run_status(root, run_id) for run_id in run_ids}
     return {run_id: status for run_id, status in found.items() if status is not None}

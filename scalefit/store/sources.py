@@ -18,6 +18,7 @@ import pandas as pd
 from scalefit.errors import DataError
 from scalefit.store import datasets
 from scalefit.store.curves import Curves
+from scalefit.store.fs import is_uri
 from scalefit.store.parquet import read_curves
 
 __all__ = ["load_data", "read_json", "read_stamped"]
@@ -26,10 +27,12 @@ __all__ = ["load_data", "read_json", "read_stamped"]
 def load_data(
     spec: str | Path, *, loss: str = "train_loss", runs: str | Sequence[str] | None = None
 ) -> Curves | pd.DataFrame:
-    """Curves (or a table) from a store directory or a bundled dataset name, optionally a subset of runs
-    (``runs``: run ids, or one comma-separated string)."""
+    """Curves (or a table) from a store directory or URI (``s3://bucket/runs``) or a bundled dataset name,
+    optionally a subset of runs (``runs``: run ids, or one comma-separated string)."""
     path = Path(spec)
-    if path.is_dir():
+    if is_uri(spec):
+        data = read_curves(str(spec), loss=loss)
+    elif path.is_dir():
         data = read_curves(path, loss=loss)
     elif str(spec) in datasets.list_datasets():
         data = datasets.load(str(spec))
