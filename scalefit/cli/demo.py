@@ -29,7 +29,7 @@ from scalefit.predict.schedule_choice import best_schedule
 from scalefit.predict.targets import Target, cross_validate, predict_target
 from scalefit.proxy.config import ModelConfig
 from scalefit.report.build import assemble, curve_entries, jsonable, report_provenance, write_report
-from scalefit.report.plots import short_schedule
+from scalefit.report.text import short_schedule
 from scalefit.schedules.base import Schedule
 from scalefit.store.curves import Curves
 from scalefit.store.parquet import read_curves
@@ -226,7 +226,7 @@ def _build_report(
         big = model_target(spec["model"], spec["schedule"], None, "target " + _label(big.runs_row()))
         fitted = curves.select(train_ids)
         preds = preds + [predict_target(size_fit, big, name="size-law", fitted=fitted, model_error=err)]
-        extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd"))
+        extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd")) | {"fit": "size-law"}
     report = assemble(
         f"scalefit demo: {ladder.get('name', 'ladder')}",
         {k: f["fit"] for k, f in fits.items()},
