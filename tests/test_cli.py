@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -248,3 +249,19 @@ def test_help_has_the_schedule_grammar_with_every_kind_and_key(verb, capsys) -> 
         short = {v: k for k, v in ALIASES.items()}
         for f in dataclasses.fields(cls):
             assert short.get(f.name, f.name) in text, (kind, f.name)
+
+
+def test_sweep_progress_lines_name_runs_steps_tokens_and_eta() -> None:
+    runner = pytest.importorskip("scalefit.cluster.runner")
+    lines: list[str] = []
+    progress = runner._Progress("demo", 4, 1, lines.append, 10.0)
+    progress.line(2, 0.0)
+    progress.active = [{"run_id": "demo-a", "step": 450}, {"run_id": "demo-b", "step": None}]
+    progress.counts["ok"] = 1
+    progress.line(2, 12345.0)
+    progress.counts["ok"] = 3
+    progress.line(0, 0.0, " | finished")
+    assert "1/4 done" in lines[0] and "ETA after the first run" in lines[0]
+    assert "2/4 done" in lines[1] and "2 running: demo-a step 450, demo-b step starting" in lines[1]
+    assert "12,345 tokens/s" in lines[1] and re.search(r"ETA \d+(m\d\ds|s)", lines[1])
+    assert "4/4 done" in lines[2] and "ETA 0s | finished" in lines[2] and "demo-a" not in lines[2]

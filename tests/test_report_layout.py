@@ -52,10 +52,9 @@ def write_wandb_histories(folder: Path, noise: float = 0.002) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def imported_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``scalefit import`` W&B histories, ``fit`` three runs, ``report --data --schedule`` (forecast)."""
-    root = tmp_path_factory.mktemp("imported")
+def build_imported_report(root: Path) -> Path:
+    """``scalefit import`` W&B histories, ``fit`` three runs, ``report --data --schedule`` (forecast);
+    returns the report folder."""
     csvs = write_wandb_histories(root / "logs")
     store, fit, out = root / "store", root / "fit.json", root / "report"
     with warnings.catch_warnings():
@@ -69,13 +68,22 @@ def imported_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def reference_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference")
+def build_reference_report(out: Path) -> Path:
+    """The reference demo's report (``scalefit demo --reference``, 20 bootstrap resamples) in ``out``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert run_reference(out, bootstrap=20, log=lambda line: None) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def imported_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_imported_report(tmp_path_factory.mktemp("imported"))
+
+
+@pytest.fixture(scope="module")
+def reference_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_reference_report(tmp_path_factory.mktemp("reference"))
 
 
 @pytest.mark.parametrize("which", ["reference_report", "imported_report"])

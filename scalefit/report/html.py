@@ -177,6 +177,13 @@ def _answer(report: Mapping[str, Any]) -> str:
             parts.append(_target_fig(t, report, f"forecast ({weights_text(answer.get('weights') or {})})"))
     else:
         targets = _answer_targets(report)
+        registered = not targets and bool(report.get("targets"))
+        if registered:  # no target beyond the ladder: the held-out predictions, made before training
+            targets = report["targets"]
+            parts.append(
+                "<p>No target beyond the fitted runs was given; these are the held-out runs' predictions, "
+                "made before those runs were trained (the held-out checks below compare them).</p>"
+            )
         if not targets:
             parts.append(
                 '<div class="answer"><p class="headline">No target run was given: the report checks '
@@ -308,12 +315,13 @@ def _schedules(report: Mapping[str, Any]) -> str:
         )
         + ".</p>"
     )
-    title = f"Schedule family {comp.get('title', '')}, fit {comp.get('fit', '')}".strip()
+    fit_name = str(comp.get("fit") or next(iter(report.get("fits") or {}), ""))
+    title = f"Schedule family {comp.get('title', '')}, fit {fit_name}"
     png = plots.schedules_figure(comp["rows"], title, baseline)
     fig = _figure(
         png,
         title=title,
-        fit=str(comp.get("fit", "")),
+        fit=fit_name,
         legend=f"green: best; orange: baseline; blue: band overlaps the best's; bars: {band_short(band)}",
         finals=f"best {short_schedule(best['schedule'])}: predicted final {fmt(best['final_pred'])} "
         f"[{fmt(best.get('lo'))}, {fmt(best.get('hi'))}]",

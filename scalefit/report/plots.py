@@ -37,6 +37,7 @@ _LOSS_LABEL = "loss (nats/token)"
 _STEP_LABEL = "optimizer step (linear; warmup not shown)"
 WARMUP_SHARE = 0.03  # without a recorded warmup, the axis starts at this share of the longest run
 RESIDUAL_CLIP = 10.0  # residual panels clip at +-this many percent at most (a note says how many)
+YLIM_SHARE = 0.1  # loss axes span the values past this share of training (the early drop runs off the top)
 INSET_SHARE = 0.3  # the inset of a target figure shows this final share of training
 
 
@@ -102,7 +103,13 @@ def _clip_series(steps: np.ndarray, *arrays: np.ndarray, start: float) -> list[n
 
 
 def _loss_ylim(ax: Axes, series: Sequence[tuple[np.ndarray, np.ndarray]], pad: float = 0.08) -> None:
-    vals = np.concatenate([v for _, v in series if len(v)] or [np.array([])])
+    """The y range of the points past ``YLIM_SHARE`` of the longest series: the early drop runs off the
+    top so that the differences late in training, where the final loss is claimed, are visible."""
+    pairs = [(s, v) for s, v in series if len(v)]
+    if not pairs:
+        return
+    last = max(float(np.nanmax(s)) for s, _ in pairs)
+    vals = np.concatenate([v[s >= YLIM_SHARE * last] for s, v in pairs])
     vals = vals[np.isfinite(vals)]
     if vals.size:
         lo, hi = float(vals.min()), float(vals.max())
