@@ -256,12 +256,17 @@ def test_sweep_progress_lines_name_runs_steps_tokens_and_eta() -> None:
     lines: list[str] = []
     progress = runner._Progress("demo", 4, 1, lines.append, 10.0)
     progress.line(2, 0.0)
-    progress.active = [{"run_id": "demo-a", "step": 450}, {"run_id": "demo-b", "step": None}]
+    progress.active = [
+        {"run_id": "demo-a", "step": 450, "label": "demo-a (d64 cosine)", "total": 1200},
+        {"run_id": "demo-b", "step": None},
+    ]
     progress.counts["ok"] = 1
     progress.line(2, 12345.0)
     progress.counts["ok"] = 3
     progress.line(0, 0.0, " | finished")
     assert "1/4 done" in lines[0] and "ETA after the first run" in lines[0]
-    assert "2/4 done" in lines[1] and "2 running: demo-a step 450, demo-b step starting" in lines[1]
+    assert (
+        "2/4 done" in lines[1] and "2 running: demo-a (d64 cosine) step 450/1200, demo-b starting" in lines[1]
+    )
     assert "12,345 tokens/s" in lines[1] and re.search(r"ETA \d+(m\d\ds|s)", lines[1])
     assert "4/4 done" in lines[2] and "ETA 0s | finished" in lines[2] and "demo-a" not in lines[2]

@@ -192,9 +192,10 @@ class _Progress:
         c, now = self.counts, time.monotonic()
         done = self.skipped + sum(c.values())
         shown = [
-            f"{s['run_id']} step {s['step'] if s.get('step') is not None else 'starting'}"
+            f"{s.get('label') or s['run_id']} "
+            + (f"step {s['step']}" if s.get("step") is not None else "starting")
+            + (f"/{s['total']}" if s.get("total") and s.get("step") is not None else "")
             for s in self.active[:4]
-            if s
         ]
         more = f" and {len(self.active) - 4} more" if len(self.active) > 4 else ""
         runs = f": {', '.join(shown)}{more}" if shown and running else ""
@@ -297,15 +298,18 @@ class _Scheduler:
         self.waiting = [c for c in self.waiting if self._trunk(c) != "ok"]
 
     def _tokens_per_s(self) -> float:
-        refs = [actor.status.remote() for actor, _ in self.in_flight.values()]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
+        cfgs = {actor.status.remote(): cfg for actor, cfg in self.in_flight.values()}
+        ready, _ = ray.wait(list(cfgs), num_returns=len(cfgs), timeout=2.0)
         total, active = 0.0, []
         for ref in ready:
             with contextlib.suppress(ray.exceptions.RayError):  # a restarting actor: no figure this time
                 status = ray.get(ref) or {}
                 total += status.get("tokens_per_s", 0.0)
                 if status.get("run_id"):
-                    active.append(status)
+                    cfg = cfgs[ref]
+                    kind = str(cfg.schedule).split(":", 1)[0]
+                    label = f"{status['run_id']} (d{cfg.model.d_model} {kind})"
+                    active.append(status | {"label": label, "total": cfg.schedule.total_steps})
         self.progress.active = sorted(active, key=lambda st: str(st["run_id"]))
         return total
 

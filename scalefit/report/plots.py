@@ -91,7 +91,8 @@ def run_colors(curves: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, fl
     for c in curves:
         base = np.array(to_rgb(tab(scheds.index(_schedule_of(c)) % 10)))
         n = c.get("n_params")
-        rank = sizes.index(float(n)) / max(len(sizes) - 1, 1) if isinstance(n, int | float) and sizes else 1.0
+        known = isinstance(n, int | float) and len(sizes) > 1
+        rank = sizes.index(float(n)) / (len(sizes) - 1) if known else 1.0
         light = 0.55 * (1.0 - rank)
         out[str(c["run_id"])] = tuple(float(v) for v in base + (1.0 - base) * light)
     return out
