@@ -109,8 +109,12 @@ def test_imported_report_puts_the_forecast_answer_first(imported_report: Path) -
     first = read_page((imported_report / "report.html").read_text()).sections[0]["text"]
     assert "target: predicted final loss" in " ".join(first.split())
     assert "90% band" in first and "cross-validated forecast band" in first
-    (held,) = report["heldout"]
-    assert held["run_id"] == "run-e51f08" and held["band"]["level"] == 0.95
+    held = {h["fit"]: h for h in report["heldout"]}  # the fit's band and the forecast's, both checked
+    assert sorted(held) == ["fit (momentum)", "forecast"]
+    assert {h["run_id"] for h in held.values()} == {"run-e51f08"}
+    assert held["fit (momentum)"]["band"] == {"level": 0.95, "kind": "fit-noise"}
+    assert held["forecast"]["band"] == {"level": 0.9, "kind": "forecast"}
+    assert held["forecast"]["within_band"] is True
 
 
 def test_parameter_cells_name_what_is_not_identified() -> None:

@@ -29,10 +29,12 @@ from scalefit.report.build import (
     curve_entries,
     fit_band,
     forecast_answer,
+    forecast_entries,
     heldout_summary,
     jsonable,
     load_report,
     report_provenance,
+    unobserved,
     write_report,
 )
 from scalefit.report.text import answer_text, parameter_table_text, prediction_text
@@ -366,6 +368,9 @@ def _report_from_files(
         targets.append(predict_target(fit, target, name=name, fitted=train) | {"band": fit_band(fit)})
         fc = forecast(train, target_curves([target]), level=level)
         extra["answer"] = forecast_answer(fc, target, train)
+        checks = curves.select([r for r in held if r in set(curves.run_ids)])
+        if len(checks.run_ids):  # the forecast's own band, checked on the held-out runs
+            entries += forecast_entries(forecast(train, unobserved(checks), level=level), checks)
     report = assemble(
         f"scalefit report: {name} on {data}",
         {name: fit},

@@ -40,6 +40,8 @@ __all__ = [
     "heldout_finals",
     "heldout_summary",
     "fit_band",
+    "forecast_entries",
+    "unobserved",
     "forecast_answer",
     "reach",
     "write_report",
@@ -112,12 +114,18 @@ def curve_entries(
     """Observed and predicted loss per run of ``curves``, thinned for plotting. The band (``lo``, ``hi``)
     covers the fit's uncertainty, with ``noise`` the fit's residual scale (where one observed point may
     land), and a relative ``model_error`` (see `scalefit.predict.targets.widen`)."""
-    heldout = set(heldout)
     pred = widen(fit.predict(curves, noise=noise), model_error)
-    obs = curves.frame[["run_id", "step", "loss"]]
-    merged = obs.merge(pred, on=["run_id", "step"], how="inner")
-    entries = []
     band = fit_band(fit, noise=noise, model_error=model_error)
+    return _entries(name, pred, curves, heldout, band, max_points)
+
+
+def _entries(
+    name: str, pred: pd.DataFrame, curves: Curves, heldout: Iterable[str], band: dict, max_points: int
+) -> list[dict]:
+    heldout = set(heldout)
+    obs = curves.frame[["run_id", "step", "loss"]]
+    merged = obs.merge(pred[["run_id", "step", "loss_pred", "lo", "hi"]], on=["run_id", "step"], how="inner")
+    entries = []
     for run_id, rows in merged.groupby("run_id", sort=True):
         rows = rows[np.isfinite(rows["loss"].to_numpy(dtype=float))]
         keep = rows.iloc[_thin(len(rows), max_points)]
@@ -136,6 +144,21 @@ def curve_entries(
             }
         )
     return entries
+
+
+def unobserved(curves: Curves) -> Curves:
+    """``curves`` with the loss removed (NaN): the runs as forecast targets (their steps and LR)."""
+    frame = curves.frame.drop(columns=["finite"]).assign(loss=np.nan)
+    return Curves.from_frame(frame, runs=curves.runs.reset_index(), source=curves.source)
+
+
+def forecast_entries(
+    fc: Forecast, curves: Curves, name: str = "forecast", *, max_points: int = 200
+) -> list[dict]:
+    """Held-out curve entries of a `Forecast` whose targets were ``curves`` (e.g. ``unobserved(held)``):
+    its prediction and band at every observed step, for the held-out checks of the forecast's band."""
+    band = {"level": fc.level, "kind": "forecast"}
+    return _entries(name, fc.predict(), curves, curves.run_ids, band, max_points)
 
 
 def heldout_finals(entries: Sequence[Mapping[str, Any]]) -> list[dict]:

@@ -381,7 +381,7 @@ def _curves(report: Mapping[str, Any]) -> str:
         by_fit.setdefault(c.get("fit", "fit"), []).append(c)
     parts = []
     for name, curves in by_fit.items():
-        law = ((report.get("fits") or {}).get(name) or {}).get("law")
+        law = ((report.get("fits") or {}).get(name) or {}).get("law") or "sf.forecast: weighted laws"
         band = next((c.get("band") for c in curves if c.get("band")), None)
         held = [c for c in curves if c.get("role") == "heldout"]
         finals = "; ".join(
