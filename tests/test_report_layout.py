@@ -21,7 +21,7 @@ from scalefit.laws import get_law
 from scalefit.report.build import assemble
 from scalefit.report.check import page_problems, read_page
 from scalefit.report.html import render_html
-from scalefit.report.text import ci_text, fmt_param, grouped_warnings
+from scalefit.report.text import choice_verdict, ci_text, fmt_param, grouped_warnings
 from scalefit.store.curves import Curves
 
 TRUE = np.array([2.0, 0.8, 0.5, 0.3])  # L0, A, alpha, C of the momentum law (lam 0.999)
@@ -164,3 +164,17 @@ def test_degenerate_fit_is_flagged_and_warnings_grouped() -> None:
     assert "not identified" in page and "at a bound" in page and "1e-11 (at bound)" in page
     assert "d64 cosine [run 3f9a1c22]" in page  # the run named, not only its hash
     assert "No target run was given" in page
+
+
+def test_a_choice_says_whether_the_best_is_distinguishable() -> None:
+    rows = [
+        {"schedule": "wsd:peak=1e-3,steps=100,decay=0.2", "final_pred": 2.50, "lo": 2.45, "hi": 2.55},
+        {"schedule": "wsd:peak=1e-3,steps=100,decay=0.3", "final_pred": 2.52, "lo": 2.47, "hi": 2.57},
+        {"schedule": "cosine:peak=1e-3,steps=100", "final_pred": 2.70, "lo": 2.65, "hi": 2.75},
+    ]
+    text = choice_verdict(rows)
+    assert text.startswith(
+        "best wsd:decay=0.2 vs next wsd:decay=0.3: 0.02 nats lower, within the uncertainty"
+    )
+    assert "not distinguishable; 1 of 2 other options overlap the best's band" in text
+    assert "outside the uncertainty" in choice_verdict([rows[0], rows[2]])
