@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -74,10 +75,11 @@ def test_bad_inputs_give_one_line(argv, needle, tmp_path, capsys) -> None:
 def test_fit_predict_report_chain(tmp_path, capsys) -> None:
     fit_path, chin_path = tmp_path / "mpl.json", tmp_path / "chin.json"
     runs = "cosine_24000,constant_24000,wsdcon_9"
-    with pytest.warns(Warning):
-        assert main(["fit", "mpl-400m", "--law", "momentum", "--runs", runs, "--out", str(fit_path)]) == 0
-        assert main(["fit", "chinchilla-epoch", "--law", "chinchilla", "--out", str(chin_path)]) == 0
-    assert "alpha" in capsys.readouterr().out
+    assert main(["fit", "mpl-400m", "--law", "momentum", "--runs", runs, "--out", str(fit_path)]) == 0
+    assert main(["fit", "chinchilla-epoch", "--law", "chinchilla", "--out", str(chin_path)]) == 0
+    fitted = capsys.readouterr()
+    assert "alpha" in fitted.out and "warning: " in fitted.out
+    assert not any(line in fitted.err for line in fitted.out.splitlines() if line.startswith("warning: "))
     pred_path = tmp_path / "pred.json"
     sched = "cosine:peak=3e-4,steps=24000,warmup=2160,final=0.1"
     argv = ["predict", str(fit_path), str(chin_path), "--schedule", sched, "--family", "wsd"]
@@ -248,3 +250,24 @@ def test_help_has_the_schedule_grammar_with_every_kind_and_key(verb, capsys) -> 
         short = {v: k for k, v in ALIASES.items()}
         for f in dataclasses.fields(cls):
             assert short.get(f.name, f.name) in text, (kind, f.name)
+
+
+def test_sweep_progress_lines_name_runs_steps_tokens_and_eta() -> None:
+    runner = pytest.importorskip("scalefit.cluster.runner")
+    lines: list[str] = []
+    progress = runner._Progress("demo", 4, 1, lines.append, 10.0)
+    progress.line(2, 0.0)
+    progress.active = [
+        {"run_id": "demo-a", "step": 450, "label": "demo-a (d64 cosine)", "total": 1200},
+        {"run_id": "demo-b", "step": None},
+    ]
+    progress.counts["ok"] = 1
+    progress.line(2, 12345.0)
+    progress.counts["ok"] = 3
+    progress.line(0, 0.0, " | finished")
+    assert "1/4 done" in lines[0] and "ETA after the first run" in lines[0]
+    assert (
+        "2/4 done" in lines[1] and "2 running: demo-a (d64 cosine) step 450/1200, demo-b starting" in lines[1]
+    )
+    assert "12,345 tokens/s" in lines[1] and re.search(r"ETA \d+(m\d\ds|s)", lines[1])
+    assert "4/4 done" in lines[2] and "ETA 0s | finished" in lines[2] and "demo-a" not in lines[2]

@@ -12,6 +12,7 @@ import yaml
 from scalefit.cli.demo import DEFAULT_LADDER, load_ladder, run_demo
 from scalefit.cli.demo_reference import run_reference
 from scalefit.errors import ConfigError
+from scalefit.report.check import page_problems, read_page
 
 MODEL = {"n_layer": 1, "n_head": 2, "context": 32, "d_model": 32}
 GRID = {"steps": [300], "peak_lr": [0.01], "seed": [0], "dataset": ["python-stdlib"]}
@@ -66,6 +67,23 @@ def test_predictions_were_registered_before_training(mini) -> None:
     assert "actual" not in pre["curve"] and post["curve"]["actual_steps"][-1] >= pre["curve"]["steps"][-1]
     assert pre["final_pred"] == post["final_pred"] and pre["lo"] == post["lo"]
     assert (out / "report.html").stat().st_size > 10_000 and (out / "summary.md").exists()
+
+
+def test_mini_demo_report_reads_right(mini) -> None:
+    """Issue #14 on the demo's own report: the answer first, every figure titled by its fit with the
+    band's level and its finals, bands labelled in the held-out table."""
+    _, out, _ = mini
+    page = (out / "report.html").read_text()
+    assert page_problems(page) == []
+    facts = read_page(page)
+    assert (
+        facts.sections[0]["id"] == "answer" and "d32 wsd:decay=0.5,shape=1-sqrt" in facts.sections[0]["text"]
+    )
+    titles = [str(f["title"]) for f in facts.figures]
+    assert len(titles) == len(set(titles)) and any("schedule-law" in t for t in titles)
+    report = json.loads((out / "report.json").read_text())
+    (held,) = report["heldout"]
+    assert held["band"] == {"level": 0.95, "kind": "fit"}
 
 
 def test_reference_demo_reproduces_published_fits(tmp_path) -> None:

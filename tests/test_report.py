@@ -103,7 +103,7 @@ def test_html_is_self_contained_with_plots(written: dict) -> None:
     assert len(images) >= 4
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     for text in (
-        "Held-out runs",
+        "Held-out checks",
         "long-wsd",
         "2x the largest fitted horizon",
         "Schedule comparison",

@@ -1,22 +1,30 @@
-"""Render a report in headless Chromium (Debian's ``chromium``): the page loads offline with no console
-errors and no network requests, its plots are present, and the screenshot is not blank."""
+"""Render reports in headless Chromium (Debian's ``chromium``) at 1400 px, as a new user reads them: the
+page loads offline with no console errors and no network requests, the screenshot (an artifact: its
+path is printed, under pytest's tmp path) is not blank, and the DOM Chromium built passes the reader
+checks of issue #14 (``scalefit.report.check``: the answer first, figures titled by fit with the band's
+level and annotated finals, no 1e-316 in parameter tables). On a synthetic report, the reference demo's
+and a report of imported W&B logs (the same checks run without a browser in test_report_layout.py)."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from test_report_layout import build_imported_report, build_reference_report
 
 from scalefit.report.build import assemble, write_report
+from scalefit.report.check import page_problems
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
 # Chromium's own background services (clock sync, component updates, accounts) talk to these hosts even
 # with background networking disabled; the host resolver rule below keeps them from leaving the machine.
+WIDTH = 1400
 BROWSER_SERVICES = re.compile(r"https?://[a-z0-9.-]*(google\.com|googleapis\.com|gstatic\.com)/")
 
 
@@ -75,12 +83,7 @@ def _report() -> dict:
     )
 
 
-def test_report_renders_offline_without_errors(tmp_path) -> None:
-    paths = write_report(_report(), tmp_path / "report")
-    page = paths["html"].read_text()
-    assert not re.search(r"https?://", page)
-    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 5
-    shot = tmp_path / "shot.png"
+def _chromium(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [
         CHROMIUM,
         "--headless",
@@ -91,21 +94,46 @@ def test_report_renders_offline_without_errors(tmp_path) -> None:
         "--disable-sync",
         "--no-first-run",
         "--disable-default-apps",
+        "--hide-scrollbars",
         "--host-resolver-rules=MAP * ~NOTFOUND",
         f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,2400",
-        f"--screenshot={shot}",
         "--enable-logging=stderr",
         "--v=1",
-        paths["html"].as_uri(),
+        *extra,
+        url,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+def _check_in_browser(html: Path, tmp_path: Path, name: str, height: int = 2400) -> None:
+    page = html.read_text()
+    assert not re.search(r"https?://", page)
+    shot = tmp_path / f"{name}-1400px.png"
+    proc = _chromium(html.as_uri(), tmp_path, f"--window-size={WIDTH},{height}", f"--screenshot={shot}")
     log = proc.stderr
     assert proc.returncode == 0 and shot.exists(), log[-2000:]
+    print(f"screenshot: {shot}")
     assert not re.search(r":CONSOLE[:(]|Uncaught", log), log[-2000:]  # any console message fails
     requests = re.findall(r"NotifyBeforeURLRequest: (\S+)", log)
     assert [url for url in requests if not BROWSER_SERVICES.match(url)] == []
     pixels = imread(shot)[..., :3]
-    assert pixels.shape[:2] == (2400, 1200)
+    assert pixels.shape[:2] == (height, WIDTH)
     ink = (pixels < 0.9).any(axis=2).mean()
     assert 0.02 < ink < 0.9  # text, tables and plots on a white page
+    dom = _chromium(html.as_uri(), tmp_path, "--dump-dom")
+    assert dom.returncode == 0 and "<figure" in dom.stdout, dom.stderr[-2000:]
+    assert page_problems(dom.stdout) == []
+
+
+def test_report_renders_offline_without_errors(tmp_path) -> None:
+    paths = write_report(_report(), tmp_path / "synthetic")
+    page = paths["html"].read_text()
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', page)) == 5
+    _check_in_browser(paths["html"], tmp_path, "synthetic")
+
+
+def test_demo_and_imported_logs_reports_read_right(tmp_path) -> None:
+    reference = build_reference_report(tmp_path / "reference")
+    _check_in_browser(reference / "report.html", tmp_path, "reference-demo", height=6000)
+    imported = build_imported_report(tmp_path / "imported")
+    _check_in_browser(imported / "report.html", tmp_path, "imported-logs", height=6000)

@@ -29,7 +29,7 @@ from scalefit.predict.schedule_choice import best_schedule
 from scalefit.predict.targets import Target, cross_validate, predict_target
 from scalefit.proxy.config import ModelConfig
 from scalefit.report.build import assemble, curve_entries, jsonable, report_provenance, write_report
-from scalefit.report.plots import short_schedule
+from scalefit.report.text import short_schedule
 from scalefit.schedules.base import Schedule
 from scalefit.store.curves import Curves
 from scalefit.store.parquet import read_curves
@@ -165,6 +165,18 @@ def _observe(preds: list[dict[str, Any]], curves: Curves) -> None:
         p["curve"]["actual"] = run.loss[run.finite].tolist()
 
 
+def _fit_plan(cfg: Mapping[str, Any]) -> str:
+    """E.g. 'the cooldown law per model size and the multipower-size law on every size (loss
+    eval:python-stdlib, 0 bootstrap resamples)': what the fit stage does, in words."""
+    laws = []
+    if cfg.get("schedule_law", "cooldown"):
+        laws.append(f"the {cfg.get('schedule_law', 'cooldown')} law per held-out model size")
+    if cfg.get("size_law", "multipower-size"):
+        laws.append(f"the {cfg.get('size_law', 'multipower-size')} law on every size")
+    loss, boot = cfg.get("loss", "train_loss"), int(cfg.get("bootstrap", 0))
+    return f"{' and '.join(laws) or 'nothing'} (loss {loss}, {boot} bootstrap resamples)"
+
+
 def run_demo(
     out: str | Path = "scalefit-out",
     *,
@@ -183,7 +195,7 @@ def run_demo(
     train_ids = [c.run_id for c in train_spec.expand()]
     curves = read_curves(store, loss=ladder.get("fit", {}).get("loss", "train_loss"))
     targets = held_out_targets(held_spec)
-    stage(f"fitting {ladder.get('fit', {})} on {len(train_ids)} runs")
+    stage(f"fitting {_fit_plan(ladder.get('fit', {}))} on {len(train_ids)} runs")
     fits = _fit_all(curves, train_ids, targets, ladder.get("fit", {}))
     stage(f"predicting {len(targets)} held-out runs before training them")
     preds = _predict_all(fits, targets, curves.select(train_ids))
@@ -226,7 +238,7 @@ def _build_report(
         big = model_target(spec["model"], spec["schedule"], None, "target " + _label(big.runs_row()))
         fitted = curves.select(train_ids)
         preds = preds + [predict_target(size_fit, big, name="size-law", fitted=fitted, model_error=err)]
-        extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd"))
+        extra["schedules"] = best_schedule(size_fit, big, spec.get("family", "wsd")) | {"fit": "size-law"}
     report = assemble(
         f"scalefit demo: {ladder.get('name', 'ladder')}",
         {k: f["fit"] for k, f in fits.items()},

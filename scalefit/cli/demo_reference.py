@@ -44,11 +44,13 @@ def run_reference(
     target = Target("wsd:peak=3e-4,steps=72000,warmup=2160,decay=0.2,final=0.1", run_id="400M wsd 72k")
     targets = [predict_target(mpl, target, name=name, fitted=curves.select(MPL_TRAIN), model_error=err)]
     family = best_schedule(mpl, Target("cosine:peak=3e-4,steps=24000,warmup=2160,final=0.1"), "wsd")
+    family["fit"] = name
     stage(f"fitting Chinchilla on Epoch AI's 240 points ({bootstrap} bootstrap resamples)")
     points = datasets.epoch_subset()
     chin = fit(points, law="chinchilla", bootstrap=bootstrap)
     parity = {
         "title": "Chinchilla (Epoch data): observed vs fitted",
+        "fit": "chinchilla (Epoch)",
         "observed": points["loss"],
         "predicted": chin.predict(points)["loss_pred"],
     }

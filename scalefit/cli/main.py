@@ -26,9 +26,10 @@ EXAMPLES: dict[str, str] = {
     "sweep": "scalefit sweep jobs/configs/smoke.yaml --store runs/ --dry-run",
     "fit": "scalefit fit runs/ --law momentum --runs cosine_24000,constant_24000 --out fit.json\n"
     "  scalefit fit chinchilla-epoch --law chinchilla --bootstrap 200 --out chin.json",
-    "predict": "scalefit predict fit.json --schedule wsd:peak=3e-4,steps=24000,decay=0.2 "
-    "--family wsd\n  scalefit predict chin.json --budget 5.88e23",
-    "report": "scalefit report fit.json --data runs/ --heldout wsd_20000_24000 --out report/\n"
+    "predict": "scalefit predict --data runs/ --schedule cosine:peak=3e-4,steps=48000,warmup=2000\n"
+    "  scalefit predict fit.json --schedule wsd:peak=3e-4,steps=24000,decay=0.2 --family wsd\n"
+    "  scalefit predict chin.json --budget 5.88e23 --json",
+    "report": "scalefit report fit.json --data runs/ --schedule cosine:peak=3e-4,steps=48000 --out report/\n"
     "  scalefit report report/report.json --out report/   (re-render a JSON twin)",
     "demo": "scalefit demo                # proxy sweep on real text, ~10 min on 2 CPU cores\n"
     "  scalefit demo --reference    # fit bundled published curves, seconds",
@@ -149,13 +150,22 @@ def _add_predict(subs: Any) -> None:
         "Predict a target run (curve, final loss, band) from one or more fits.",
         schedule_grammar(),
     )
-    p.add_argument("fits", nargs="+", help="Fit JSON files (curve law, chinchilla, downstream)")
+    p.add_argument("fits", nargs="*", help="Fit JSON files (curve law, chinchilla, downstream)")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="STORE_OR_DATASET",
+        help="forecast from these runs with every applicable law (needs --schedule)",
+    )
+    _add_data_args(p)
+    p.add_argument("--level", type=float, default=0.9, help="level of the forecast band (default 0.9)")
     p.add_argument("--schedule", default=None, help="target schedule string (sets steps and peak LR)")
     p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
     p.add_argument("--tokens-per-step", type=float, default=None, help="tokens per optimizer step")
     p.add_argument("--budget", type=float, default=None, help="compute budget in FLOPs (chinchilla fit)")
     p.add_argument("--family", default=None, choices=["wsd", "cosine"], help="search this schedule family")
-    p.add_argument("--out", default=None, help="write the prediction JSON here")
+    p.add_argument("--out", default="prediction.json", help="where to write the full JSON (prediction.json)")
+    p.add_argument("--json", action="store_true", help="print the full JSON on stdout (summary on stderr)")
 
 
 def _add_report(subs: Any) -> None:
@@ -166,6 +176,7 @@ def _add_report(subs: Any) -> None:
     p.add_argument("--schedule", default=None, help="target schedule string to extrapolate to")
     p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
     p.add_argument("--loss", default="train_loss", help="loss column, or eval:<dataset> (store only)")
+    p.add_argument("--level", type=float, default=0.9, help="level of the forecast band (default 0.9)")
     p.add_argument("--out", default="report", help="output directory (default ./report)")
 
 

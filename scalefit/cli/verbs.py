@@ -19,18 +19,25 @@ from scalefit.cli.demo_reference import run_reference
 from scalefit.cluster.sweep import describe_plan, load_sweep
 from scalefit.errors import ConfigError, DataError, FitWarning, ScalefitError
 from scalefit.fitting import api
+from scalefit.fitting.result import Fit
+from scalefit.predict.forecast import forecast
 from scalefit.predict.schedule_choice import best_schedule
-from scalefit.predict.targets import Target, compute_optimal, load_fit, predict_target
+from scalefit.predict.targets import Target, compute_optimal, load_fit, predict_target, target_curves
 from scalefit.report.build import (
     SCHEMA,
     assemble,
     curve_entries,
+    fit_band,
+    forecast_answer,
+    forecast_entries,
     heldout_summary,
+    jsonable,
     load_report,
     report_provenance,
+    unobserved,
     write_report,
 )
-from scalefit.report.text import parameter_table_text, prediction_text
+from scalefit.report.text import answer_text, parameter_table_text, prediction_text
 from scalefit.store.curves import Curves, concat_curves
 from scalefit.store.importers._common import expand_paths, lr_summary, run_summary
 from scalefit.store.importers.mpl import import_mpl_csv
@@ -197,24 +204,88 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 def _run_fit(args: argparse.Namespace) -> int:
     data = load_data(args.data, loss=args.loss, runs=args.runs)
-    fit = api.fit(data, law=args.law, bootstrap=args.bootstrap)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = api.fit(data, law=args.law, bootstrap=args.bootstrap)
     print(parameter_table_text(fit))
     _write_json(fit.to_dict(), args.out)
+    fit_texts = {" ".join(str(w.get("message", w)).split()) for w in fit.diagnostics.get("warnings", [])}
+    _print_warnings_once([w for w in caught if not any(t in str(w.message) for t in fit_texts)])
     return 0
+
+
+def _print_warnings_once(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Each distinct warning once, on stderr ('warning: ...'), in the order first seen."""
+    seen: set[str] = set()
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    result = _predict_from_files(
-        args.fits,
-        schedule=args.schedule,
-        n_params=args.n_params,
-        tokens_per_step=args.tokens_per_step,
-        budget=args.budget,
-        family=args.family,
-    )
-    print(prediction_text(result), file=sys.stderr if args.out is None else sys.stdout)
-    _write_json(result, args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _predict(args)
+    summary = prediction_text(result)
+    if args.json:
+        print(summary, file=sys.stderr)
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(summary)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(f"full JSON: {args.out} (or --json to print it)")
+    _print_warnings_once(caught)
     return 0
+
+
+def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    """``scalefit predict``: with --data and --schedule the forecast's answer (`sf.forecast` over every
+    applicable law); with Fit JSON files each fit's target prediction, schedule search and allocation."""
+    if not args.fits and args.data is None:
+        raise ConfigError(
+            "nothing to predict from",
+            field="fits",
+            fix="give Fit JSON files, or --data STORE_OR_DATASET --schedule SCHEDULE",
+        )
+    out: dict[str, Any] = {}
+    if args.data is not None:
+        if args.schedule is None:
+            raise ConfigError(
+                "--data needs the target's schedule",
+                field="--schedule",
+                fix="give --schedule KIND:peak=...,steps=... (see scalefit predict --help)",
+            )
+        curves = load_data(args.data, loss=args.loss, runs=args.runs)
+        if not isinstance(curves, Curves):
+            raise ConfigError(
+                "--data with --schedule needs loss curves, not a table",
+                field="--data",
+                value=args.data,
+                fix="give a store folder or a curve dataset (e.g. mpl-400m); fit tables with scalefit fit",
+            )
+        target = Target(args.schedule, args.n_params, args.tokens_per_step, run_id="target")
+        fc = forecast(curves, target_curves([target]), level=args.level)
+        out["answer"] = forecast_answer(fc, target, curves)
+        out["forecast"] = jsonable(fc.to_dict())
+    if args.fits:
+        out |= _predict_from_files(
+            args.fits,
+            schedule=args.schedule,
+            n_params=args.n_params,
+            tokens_per_step=args.tokens_per_step,
+            budget=args.budget,
+            family=args.family,
+        )
+    return out
+
+
+def _fit_name(path: str | Path, fit: Fit) -> str:
+    """A fit's name in reports and predictions: its file's stem, with the law when the stem lacks it."""
+    stem = Path(path).stem
+    return stem if fit.law in stem else f"{stem} ({fit.law})"
 
 
 def _predict_from_files(
@@ -229,7 +300,10 @@ def _predict_from_files(
     """What ``scalefit predict`` prints: a target prediction per curve-law fit (with the downstream error
     when a map-law fit is given), the schedule family search, and the compute-optimal allocation of every
     static-law fit whose law has a compute-optimal frontier."""
-    fits = {Path(p).stem: load_fit(p) for p in fit_paths}
+    fits = {}
+    for p in fit_paths:
+        f = load_fit(p)
+        fits[_fit_name(p, f)] = f
     kinds = {name: f.get_law().kind for name, f in fits.items()}
     curve_fits = {name: f for name, f in fits.items() if kinds[name] == "curve"}
     down = next((f for name, f in fits.items() if kinds[name] == "map"), None)
@@ -240,9 +314,13 @@ def _predict_from_files(
     if schedule is not None:
         target = Target(schedule, n_params, tokens_per_step)
         for name, f in curve_fits.items():
-            out["targets"].append(predict_target(f, target, name=name, downstream=down))
+            pred = predict_target(f, target, name=name, downstream=down)
+            out["targets"].append(pred | {"band": fit_band(f, noise=True)})
             if family:
-                out["schedules"] = best_schedule(f, target, family)
+                out["schedules"] = best_schedule(f, target, family) | {
+                    "fit": name,
+                    "band": fit_band(f, noise=False),
+                }
     if budget is not None:
         out["compute_optimal"] = [r for f in frontier_fits for r in compute_optimal(f, [budget])]
     if not out["targets"] and "compute_optimal" not in out:
@@ -263,6 +341,7 @@ def _report_from_files(
     n_params: float | None = None,
     loss: str = "train_loss",
     out: str | Path = "report",
+    level: float = 0.9,
 ) -> dict[str, Path]:
     """What ``scalefit report`` does: re-render a report.json, or report a Fit JSON against ``data``
     (held out: the runs of ``data`` the fit did not see, or ``heldout``); returns the written paths."""
@@ -280,35 +359,49 @@ def _report_from_files(
     curves = load_data(data, loss=loss)
     fitted = set(fit.data_summary.get("run_ids", []))
     held = heldout.split(",") if heldout else [r for r in curves.run_ids if r not in fitted]
-    name = Path(source).stem
+    name = _fit_name(source, fit)
     entries = curve_entries(name, fit, curves.select(sorted(fitted | set(held))), held)
-    targets = []
+    targets, extra = [], {}
     if schedule is not None:
         target = Target(schedule, n_params)
-        targets.append(predict_target(fit, target, name=name, fitted=curves.select(sorted(fitted))))
+        train = curves.select(sorted(fitted))
+        targets.append(predict_target(fit, target, name=name, fitted=train) | {"band": fit_band(fit)})
+        fc = forecast(train, target_curves([target]), level=level)
+        extra["answer"] = forecast_answer(fc, target, train)
+        checks = curves.select([r for r in held if r in set(curves.run_ids)])
+        if len(checks.run_ids):  # the forecast's own band, checked on the held-out runs
+            entries += forecast_entries(forecast(train, unobserved(checks), level=level), checks)
     report = assemble(
         f"scalefit report: {name} on {data}",
         {name: fit},
         curves=entries,
         targets=targets,
         provenance=report_provenance(fit=str(source), data=str(data), loss=loss),
+        **extra,
     )
     report["summary"] = heldout_summary(report["heldout"])
     return write_report(report, out)
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    paths = _report_from_files(
-        args.source,
-        data=args.data,
-        heldout=args.heldout,
-        schedule=args.schedule,
-        n_params=args.n_params,
-        loss=args.loss,
-        out=args.out,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = _report_from_files(
+            args.source,
+            data=args.data,
+            heldout=args.heldout,
+            schedule=args.schedule,
+            n_params=args.n_params,
+            loss=args.loss,
+            out=args.out,
+            level=args.level,
+        )
+    answer = load_report(paths["json"]).get("answer")
+    if answer:
+        print(answer_text(answer))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    _print_warnings_once(caught)
     return 0
 
 

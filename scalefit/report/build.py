@@ -25,10 +25,11 @@ import pandas as pd
 import scipy
 
 from scalefit.fitting.result import Fit
-from scalefit.predict.targets import widen
+from scalefit.predict.forecast import Forecast
+from scalefit.predict.targets import SLACK, Target, widen
 from scalefit.provenance import provenance
 from scalefit.report.html import render_html
-from scalefit.report.text import render_markdown, warning_text
+from scalefit.report.text import render_markdown
 from scalefit.store.curves import Curves
 from scalefit.store.sources import read_stamped
 
@@ -38,6 +39,11 @@ __all__ = [
     "curve_entries",
     "heldout_finals",
     "heldout_summary",
+    "fit_band",
+    "forecast_entries",
+    "unobserved",
+    "forecast_answer",
+    "reach",
     "write_report",
     "load_report",
     "fits_from_report",
@@ -73,6 +79,28 @@ def _thin(n: int, max_points: int) -> np.ndarray:
     return np.unique(np.append(idx, n - 1))
 
 
+def fit_band(fit: Fit | Mapping[str, Any], *, noise: bool = True, model_error: float = 0.0) -> dict:
+    """The band record of a fit's predictions: its level (the fit's ``ci`` option) and its kind
+    (``fit``: parameters + noise + model error, ``fit-noise``, ``fit-parameters``; see
+    `scalefit.report.text.BAND_KINDS`)."""
+    options = (fit.get("options") if isinstance(fit, Mapping) else fit.options) or {}
+    kind = "fit" if model_error else ("fit-noise" if noise else "fit-parameters")
+    return {"level": float(options.get("ci", 0.95)), "kind": kind}
+
+
+def _run_meta(curves: Curves, run_id: str) -> dict:
+    runs = curves.runs
+    if run_id not in runs.index:
+        return {}
+    row = runs.loc[run_id]
+    out = {}
+    for key, col in (("schedule", "schedule"), ("n_params", "n_params"), ("warmup", "warmup_steps")):
+        value = row.get(col) if col in runs.columns else None
+        if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
+            out[key] = value
+    return out
+
+
 def curve_entries(
     name: str,
     fit: Fit,
@@ -86,10 +114,17 @@ def curve_entries(
     """Observed and predicted loss per run of ``curves``, thinned for plotting. The band (``lo``, ``hi``)
     covers the fit's uncertainty, with ``noise`` the fit's residual scale (where one observed point may
     land), and a relative ``model_error`` (see `scalefit.predict.targets.widen`)."""
-    heldout = set(heldout)
     pred = widen(fit.predict(curves, noise=noise), model_error)
+    band = fit_band(fit, noise=noise, model_error=model_error)
+    return _entries(name, pred, curves, heldout, band, max_points)
+
+
+def _entries(
+    name: str, pred: pd.DataFrame, curves: Curves, heldout: Iterable[str], band: dict, max_points: int
+) -> list[dict]:
+    heldout = set(heldout)
     obs = curves.frame[["run_id", "step", "loss"]]
-    merged = obs.merge(pred, on=["run_id", "step"], how="inner")
+    merged = obs.merge(pred[["run_id", "step", "loss_pred", "lo", "hi"]], on=["run_id", "step"], how="inner")
     entries = []
     for run_id, rows in merged.groupby("run_id", sort=True):
         rows = rows[np.isfinite(rows["loss"].to_numpy(dtype=float))]
@@ -104,9 +139,26 @@ def curve_entries(
                 "predicted": keep["loss_pred"].tolist(),
                 "lo": keep["lo"].tolist(),
                 "hi": keep["hi"].tolist(),
+                "band": band,
+                **_run_meta(curves, str(run_id)),
             }
         )
     return entries
+
+
+def unobserved(curves: Curves) -> Curves:
+    """``curves`` with the loss removed (NaN): the runs as forecast targets (their steps and LR)."""
+    frame = curves.frame.drop(columns=["finite"]).assign(loss=np.nan)
+    return Curves.from_frame(frame, runs=curves.runs.reset_index(), source=curves.source)
+
+
+def forecast_entries(
+    fc: Forecast, curves: Curves, name: str = "forecast", *, max_points: int = 200
+) -> list[dict]:
+    """Held-out curve entries of a `Forecast` whose targets were ``curves`` (e.g. ``unobserved(held)``):
+    its prediction and band at every observed step, for the held-out checks of the forecast's band."""
+    band = {"level": fc.level, "kind": "forecast"}
+    return _entries(name, fc.predict(), curves, curves.run_ids, band, max_points)
 
 
 def heldout_finals(entries: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -128,6 +180,7 @@ def heldout_finals(entries: Sequence[Mapping[str, Any]]) -> list[dict]:
                 "hi": hi,
                 "rel_err_pct": 100 * (pred - obs) / obs,
                 "within_band": bool(lo <= obs <= hi) if banded else None,
+                **{k: e[k] for k in ("label", "band") if k in e},
             }
         )
     return out
@@ -153,7 +206,18 @@ def assemble(title: str, fits: Mapping[str, Fit | Mapping[str, Any]], **sections
     warnings = list(sections.pop("warnings", []))
     fit_dicts = {k: (f if isinstance(f, Mapping) else f.to_dict()) for k, f in fits.items()}
     for name, f in fit_dicts.items():
-        warnings += [f"{name}: {warning_text(w)}" for w in (f.get("diagnostics") or {}).get("warnings", [])]
+        warnings += [{"source": name, "warning": w} for w in (f.get("diagnostics") or {}).get("warnings", [])]
+    calibrated = set(sections.get("calibration") or {})
+    for c in curves:
+        if "band" not in c and c.get("fit") in fit_dicts:
+            c["band"] = fit_band(fit_dicts[c["fit"]], model_error=float(c.get("fit") in calibrated))
+    for t in sections.get("targets") or []:
+        if "band" not in t and t.get("fit") in fit_dicts:
+            t["band"] = fit_band(fit_dicts[t["fit"]], model_error=float(t.get("fit") in calibrated))
+    comp = sections.get("schedules")
+    if comp and "band" not in comp:
+        f = fit_dicts.get(comp.get("fit")) or next(iter(fit_dicts.values()), {})
+        comp["band"] = fit_band(f, noise=False)
     report = {
         "schema": SCHEMA,
         "title": title,
@@ -202,4 +266,62 @@ def heldout_summary(held: Sequence[Mapping[str, Any]]) -> list[str]:
         [f"{len(inside)} of {len(held)} held-out final losses lie inside their predicted band."]
         if held
         else []
+    )
+
+
+def reach(fitted: Curves, target: Target) -> list[str]:
+    """How far ``target`` lies beyond the fitted runs: its horizon and size as multiples of the largest
+    fitted ones (nothing when within the 2% ``SLACK``)."""
+    out = []
+    last = float(fitted.frame.groupby("run_id")["step"].max().max())
+    horizon = float(target.total_steps - 1)
+    if last > 0 and horizon > SLACK * last:
+        out.append(
+            f"horizon {horizon / last:.3g}x the longest fitted run ({horizon:.0f} vs {last:.0f} steps)"
+        )
+    sizes = pd.to_numeric(fitted.runs.get("n_params", pd.Series(dtype=float)), errors="coerce").dropna()
+    if target.n_params is not None and len(sizes) and target.n_params > SLACK * float(sizes.max()):
+        out.append(
+            f"N {target.n_params / float(sizes.max()):.3g}x the largest fitted model ({sizes.max():.4g})"
+        )
+    return out
+
+
+def forecast_answer(fc: Forecast, target: Target, fitted: Curves, label: str | None = None) -> dict:
+    """The report's (and ``scalefit predict``'s) answer from a `Forecast` of one target: the predicted
+    final with its band and level, the laws' weights, the question and its folds, whether identified,
+    how far it extrapolates, and the predicted curve."""
+    table = fc.predict()
+    rows = table[table["run_id"].astype(str) == str(target.run_id)].sort_values("step")
+    final = rows.iloc[-1]
+    n = len(fitted.run_ids)
+    return jsonable(
+        {
+            "target": label or target.run_id,
+            "run_id": target.run_id,
+            "schedule": str(target.schedule),
+            "steps": target.total_steps,
+            "n_params": target.n_params,
+            "final_step": int(final["step"]),
+            "final_pred": float(final["loss_pred"]),
+            "lo": float(final["lo"]),
+            "hi": float(final["hi"]),
+            "band": {"level": fc.level, "kind": "forecast"},
+            "weights": dict(fc.weights),
+            "question": fc.question,
+            "n_folds": len(fc.folds),
+            "identified": fc.identified,
+            "rests_on": f"{n} fitted run{'s' if n != 1 else ''} ({', '.join(map(str, fitted.run_ids[:6]))}"
+            + (", ..." if n > 6 else "")
+            + f"), {sum(w > 0 for w in fc.weights.values())} of {len(fc.weights)} laws weighted",
+            "reach": reach(fitted, target),
+            "band_detail": dict(fc.band),
+            "notes": list(fc.notes),
+            "curve": {
+                "steps": rows["step"].astype(int).tolist(),
+                "loss_pred": rows["loss_pred"].tolist(),
+                "lo": rows["lo"].tolist(),
+                "hi": rows["hi"].tolist(),
+            },
+        }
     )
