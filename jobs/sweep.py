@@ -4,8 +4,9 @@
     python jobs/sweep.py jobs/configs/gpu-ladder.yaml --dry-run      # runs, tokens, FLOPs, GPU-hours
 
 Under ``ray job submit`` the driver joins the job's cluster (RAY_ADDRESS); run directly, it starts an
-embedded local Ray unless ``--address`` is given. The store must be a path every node sees; under a job
-the working directory is a temporary copy, so give ``--store`` (or SCALEFIT_STORE) an absolute path.
+embedded local Ray unless ``--address`` is given. The store must be one every node reaches: an object
+store URI (``--store s3://bucket/runs``) or a shared filesystem; under a job the working directory is a
+temporary copy, so give ``--store`` (or SCALEFIT_STORE) a URI or an absolute path.
 Exit status: 0 when no run failed, 1 otherwise, 2 for a bad sweep file.
 """
 

@@ -444,7 +444,7 @@ def forecast(
             weights[law.name] = 0.0
             continue
         full[law.name] = _target_frame(fit, targets)
-        notes.extend(f"{law.name}: {w}" for w in fit_warnings if weights.get(law.name, 0.0) > 0)
+        notes.extend(w for w in fit_warnings if weights.get(law.name, 0.0) > 0)  # "law: ..." already
     total = sum(weights.values())
     weights = {m: (w / total if total > 0 else 0.0) for m, w in weights.items()}
     if not full:
