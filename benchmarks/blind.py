@@ -32,7 +32,8 @@ Protocols (fixed; ``PROTOCOLS``):
 In view (``IN_VIEW``): ``cooldown`` was developed on the 124M runs (all four horizons and all peaks'
 1e-3 runs) and compared on the MPL runs; ``multipower`` on the MPL runs by its authors; ``multipower-size``
 on the size sweep; ``chinchilla``, ``overtraining`` and ``kaplan`` are the published laws of the Epoch,
-Gadre and loss-to-loss data; the forecast rule was written with ``s124m-cooldown-T50000`` in view.
+Gadre and loss-to-loss data; the forecast rule (its folds and weights) was developed with the MPL and
+``s124m-cooldown-*`` protocols in view (they are its development set; the others are its blind test).
 """
 
 from __future__ import annotations
@@ -169,13 +170,11 @@ def _l2l_datasets() -> list[str]:
 
 
 def protocols() -> list[Protocol]:
-    out = [
-        Protocol(f"mpl-{s}", lambda s=s: _mpl(s), _curve_laws(), frozenset({"cooldown", "multipower"}))
-        for s in ("25m", "100m", "400m")
-    ]
+    dev = frozenset({"cooldown", "multipower", "forecast"})  # the forecast rule was developed here
+    out = [Protocol(f"mpl-{s}", lambda s=s: _mpl(s), _curve_laws(), dev) for s in ("25m", "100m", "400m")]
     for h in HORIZONS:
-        seen = {"cooldown", "forecast"} if h == 50000 else {"cooldown"}
-        out.append(Protocol(f"s124m-cooldown-T{h}", lambda h=h: _cooldown(h), _curve_laws(), frozenset(seen)))
+        seen = frozenset({"cooldown", "forecast"})
+        out.append(Protocol(f"s124m-cooldown-T{h}", lambda h=h: _cooldown(h), _curve_laws(), seen))
     out.append(Protocol("s124m-peak", _peak, _curve_laws(), frozenset({"cooldown"})))
     out.append(Protocol("s124m-horizon", _horizon, _curve_laws(), frozenset({"cooldown"})))
     out.append(Protocol("sizes", _sizes, _curve_laws(size=True), frozenset({"multipower-size"})))
