@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pytest
+from test_multipower_size import TRUE as MPS_TRUE
 
 from scalefit.errors import ConfigError, FitWarning
 from scalefit.fitting.api import fit
@@ -84,17 +85,7 @@ CASES: dict[str, Case] = {
     "multipower-size": Case(
         {},
         lambda: _curves({"s": 2e7, "m": 5e7, "l": 1e8}),
-        {
-            "E": 2.2,
-            "Q": 0.8,
-            "kappa": 0.35,
-            "A": 0.5,
-            "alpha": 0.45,
-            "B": 400.0,
-            "C": 2.0,
-            "beta": 0.6,
-            "gamma": 0.5,
-        },
+        MPS_TRUE,
         rtol=0.3,
         noise=1e-5,
         fit_options={"starts": [[2.0, 0.7, 0.3, 0.4, 0.4, 350.0, 1.5, 0.6, 0.5]]},

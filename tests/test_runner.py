@@ -94,11 +94,14 @@ def test_four_quarter_gpu_actors_share_one_gpu_and_failed_runs_are_recorded(ray_
     assert runs[trunk.run_id]["sweep"] == "gpu4" and runs[branch.run_id]["schedule"] == str(branch.schedule)
 
 
-def _kill_actors_mid_run(prefix: str, kills: int, steps: int, log: list[tuple[int, int]]) -> None:
-    """SIGKILL a busy actor's worker process ``kills`` times, each at a random step of its run."""
+def kill_actors_mid_run(
+    prefix: str, kills: int, steps: int, log: list[tuple[int, int]], seed: int = 7
+) -> None:
+    """SIGKILL a busy actor's worker process ``kills`` times, each at a random step of its run (also
+    used by the object-store sweep test)."""
     import ray
 
-    rng = random.Random(7)
+    rng = random.Random(seed)
     deadline = time.monotonic() + 120
     while len(log) < kills and time.monotonic() < deadline:
         names = [
@@ -131,7 +134,7 @@ def test_killed_actors_restart_and_every_run_resumes_with_each_step_once(ray_clu
         max_restarts=10,
         max_task_retries=10,
     )
-    killer = threading.Thread(target=_kill_actors_mid_run, args=("chaos-", kills, steps, killed))
+    killer = threading.Thread(target=kill_actors_mid_run, args=("chaos-", kills, steps, killed))
     killer.start()
     summary = run_sweep(spec, tmp_path, progress_interval=1.0)
     killer.join()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -24,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
+from test_runner import kill_actors_mid_run
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from scalefit.cluster.runner import NAMESPACE, run_sweep  # noqa: E402
+from scalefit.cluster.runner import run_sweep  # noqa: E402
 from scalefit.cluster.sweep import parse_sweep  # noqa: E402
 from scalefit.errors import DataError  # noqa: E402
 from scalefit.proxy import checkpoint as ckpt  # noqa: E402
@@ -306,30 +305,6 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(write_token_folder(arr, tmp_path_factory.mktemp("tokens")))
 
 
-def _kill_workers(prefix: str, kills: int, log: list[tuple[int, int]]) -> None:
-    """SIGKILL a busy actor's worker process ``kills`` times, each at a random step of its run."""
-    rng, deadline = random.Random(11), time.monotonic() + 120
-    while len(log) < kills and time.monotonic() < deadline:
-        names = [
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)
-        ]
-        target = rng.randrange(5, SWEEP_STEPS - 10)
-        for name in rng.sample(names, len(names)):
-            actor = ray.get_actor(name, namespace=NAMESPACE)
-            try:
-                status = ray.get(actor.status.remote(), timeout=5)
-            except ray.exceptions.RayError:
-                continue
-            if status and status["step"] is not None and status["step"] >= target:
-                pid = ray.get(actor.pid.remote(), timeout=5)
-                os.kill(pid, signal.SIGKILL)
-                log.append((pid, status["step"]))
-                break
-        time.sleep(0.02)  # poll the actors' progress again
-
-
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
     ray_cluster, tokens, s3_endpoint: str, s3_root: str, tmp_path: Path, where: str
@@ -356,7 +331,9 @@ def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "running" in set(read_curves(root).runs["status"])  # interrupted mid-run
     killed: list[tuple[int, int]] = []
-    killer = threading.Thread(target=_kill_workers, args=(f"chaos-{where}-", 2, killed))
+    killer = threading.Thread(
+        target=kill_actors_mid_run, args=(f"chaos-{where}-", 2, SWEEP_STEPS, killed, 11)
+    )
     killer.start()
     summary = run_sweep(parse_sweep(raw_spec), root, progress_interval=1.0)
     killer.join()
