@@ -7,7 +7,9 @@ import pytest
 
 import scalefit as sf
 from scalefit.errors import DataError
+from scalefit.store import datasets
 from scalefit.store.datasets import data_path, describe, epoch_subset, list_datasets, load
+from scalefit.store.sources import load_data
 
 NAMES = [
     "brandfonbrener-sweep",
@@ -102,3 +104,21 @@ def test_tables() -> None:
     kaplan = fits[fits["config_label"] == "Reproducing Kaplan et al."]["n_exponent"]
     assert kaplan.iloc[0] == pytest.approx(0.835, abs=5e-4)
     assert load("porian-isoflop").shape[0] == 1745 and load("porian-optimal").shape[0] == 177
+
+
+def test_a_bundled_curve_set_gives_its_eval_loss_and_refuses_an_unknown_one():
+    """`--loss eval:<set>` on a bundled dataset reads that eval set (its steps, LR from the schedules);
+    a loss the dataset does not carry is a named error, never silently ignored."""
+    ids = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"]
+    val = load_data("schaipp-124m", loss="eval:val", runs=ids)
+    evals = datasets.load("schaipp-124m").evals
+    want = evals[(evals["dataset"] == "val") & evals["run_id"].isin(ids)]
+    assert len(val.frame) == len(want) and set(val.run_ids) == set(ids)
+    got = val.frame.set_index(["run_id", "step"])["loss"].sort_index()
+    np.testing.assert_array_equal(
+        got.to_numpy(), want.set_index(["run_id", "step"])["eval_loss"].sort_index()
+    )
+    assert np.all(np.isfinite(val.lr_sequence(ids[1], 100)))
+    with pytest.raises(DataError, match="unknown loss for this bundled dataset") as err:
+        load_data("mpl-25m", loss="eval:nope")
+    assert err.value.fix.startswith("use --loss train_loss")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from scalefit.errors import DataError
@@ -35,7 +36,7 @@ def load_data(
     elif path.is_dir():
         data = read_curves(path, loss=loss)
     elif str(spec) in datasets.list_datasets():
-        data = datasets.load(str(spec))
+        data = _bundled(str(spec), loss)
     elif path.exists():
         raise DataError(
             "not a store folder",
@@ -52,6 +53,28 @@ def load_data(
         ids = runs.split(",") if isinstance(runs, str) else list(runs)
         data = data.select(ids) if isinstance(data, Curves) else data[data["run_id"].isin(ids)]
     return data
+
+
+def _bundled(name: str, loss: str) -> Curves | pd.DataFrame:
+    """A bundled dataset, its curves' loss ``loss``: "train_loss" (as bundled) or "eval:<dataset>" (an eval
+    set it carries: the eval loss at its steps, the LR from each run's schedule)."""
+    data = datasets.load(name)
+    if loss == "train_loss":
+        return data
+    evals = data.evals if isinstance(data, Curves) else None
+    sets = [] if evals is None else sorted(evals["dataset"].dropna().unique())
+    if not loss.startswith("eval:") or loss[len("eval:") :] not in sets:
+        raise DataError(
+            "unknown loss for this bundled dataset",
+            file=name,
+            column="loss",
+            value=loss,
+            fix=f"use --loss train_loss or one of {[f'eval:{d}' for d in sets]}",
+        )
+    ev = evals[evals["dataset"] == loss[len("eval:") :]]
+    frame = ev.rename(columns={"eval_loss": "loss"})[["run_id", "step", "loss"]].assign(lr=np.nan)
+    runs = data.runs.loc[sorted(frame["run_id"].unique())].reset_index()
+    return Curves.from_frame(frame, runs=runs, source=f"scalefit:{name} ({loss})")
 
 
 def read_json(path: str | Path, kind: str) -> Any:
