@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.errors import DataError
+from scalefit.errors import ConfigError, DataError
 from scalefit.store.curves import Curves, concat_curves, rebuild_lr
 
 
@@ -82,6 +82,8 @@ def test_lr_sequence_from_dense_logged_lr() -> None:
     c = Curves.from_frame(df)
     np.testing.assert_array_equal(c.lr_sequence("r"), [0.0, 1.0, 2.0, 3.0])
     np.testing.assert_array_equal(c.lr_sequence("r", 2), [0.0, 1.0])
+    with pytest.raises(ConfigError, match="n must be an integer >= 0"):
+        c.lr_sequence("r", -1)
     sparse = Curves.from_frame(df.iloc[::2])  # LR logged at steps 0 and 2: rebuilt between them
     np.testing.assert_array_equal(sparse.lr_sequence("r"), [0.0, 1.0, 2.0])
     np.testing.assert_array_equal(sparse.lr_sequence("r", 5), [0.0, 1.0, 2.0, 3.0, 4.0])

@@ -110,3 +110,12 @@ def test_progress_names_the_profiled_combination(capsys):
     quiet(Profiled(), synthetic(), starts=2, progress=True)
     err = capsys.readouterr().err
     assert "test-power shift=0.0: screen 1/1" in err and "test-power shift=1.0: refine 2/2" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("maxiter", 0), ("maxiter", -5), ("maxiter", 2.5), ("seed", "a"), ("seed", -1)]
+)
+def test_bad_iteration_limit_or_seed_is_a_config_error(option, value):
+    with pytest.raises(ConfigError, match=f"{option} must be an integer") as err:
+        fit_law(PowerLaw(), synthetic(), **{option: value})
+    assert err.value.field == option

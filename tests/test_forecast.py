@@ -171,3 +171,11 @@ def test_static_forecast_leaves_the_largest_compute_out():
     )
     rel = np.abs(got["loss_pred"].to_numpy() / large["loss"].to_numpy() - 1)
     assert rel.mean() < 0.03
+
+
+def test_forecast_of_something_that_is_not_data_is_a_named_error():
+    train = draw(TRAIN, 1e-3, 9)
+    with pytest.raises(DataError, match="forecast targets must be Curves or a DataFrame"):
+        forecast(train, None)
+    with pytest.raises(DataError, match="forecast data must be Curves or a DataFrame"):
+        forecast([1, 2], hidden(train))

@@ -288,8 +288,12 @@ def data_summary(obj: Objective) -> dict[str, Any]:
     return out
 
 
-def check_options(objective: str, ci: float, bootstrap: int) -> None:
-    """``ConfigError`` for an unknown objective, a ci outside (0, 1) or a bad bootstrap count."""
+def check_options(objective: str, ci: float, bootstrap: int, maxiter: int = 3000, seed: int = 0) -> None:
+    """``ConfigError`` for an unknown objective, a ci outside (0, 1), a bad bootstrap count, an
+    iteration limit below 1 or a seed that is not an integer >= 0."""
+    for name, value, least in (("maxiter", maxiter, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ConfigError(f"{name} must be an integer >= {least}", field=name, value=value)
     if objective not in OBJECTIVES:
         raise ConfigError("unknown objective", field="objective", value=objective, fix="huber_log or lsq")
     if not 0 < ci < 1:

@@ -135,7 +135,7 @@ def fit_law(
     "exclude" (default) leaves runs whose status is 'diverged' out, with a ``FitWarning`` naming them;
     "prefix" fits their finite losses up to the divergence.
     """
-    diag.check_options(objective, ci, bootstrap)
+    diag.check_options(objective, ci, bootstrap, maxiter, seed)
     check_threads(threads)
     check_progress(progress)
     with threadpool_limits(limits=threads, user_api="blas"):

@@ -412,6 +412,14 @@ def forecast(
     """
     if not 0.0 < float(level) < 1.0:
         raise ConfigError("level must be in (0, 1)", field="level", value=level, fix="e.g. level=0.9")
+    for role, value in (("data", data), ("targets", targets)):
+        if not isinstance(value, (Curves, pd.DataFrame)):
+            raise DataError(
+                f"forecast {role} must be Curves or a DataFrame",
+                field=role,
+                value=type(value).__name__,
+                fix="give Curves (sf.read_curves, sf.Curves.from_frame) or a table of N and D",
+            )
     curves = isinstance(data, Curves)
     if curves != isinstance(targets, Curves):
         raise DataError(

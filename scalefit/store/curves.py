@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalefit.errors import DataError, ScheduleError
+from scalefit.errors import ConfigError, DataError, ScheduleError
 from scalefit.schedules import Schedule, parse
 from scalefit.store.schema import CURVE_COLUMNS, EVAL_COLUMNS, RUN_COLUMNS
 
@@ -369,6 +369,8 @@ class Curves:
         """Dense LR at steps 0..n-1 (default: up to the last logged step): from the run's schedule, else from
         the logged LR, exact where every step is logged, else rebuilt between the logged points
         (`rebuild_lr`). A run with no LR logged and no schedule raises `DataError`."""
+        if n is not None and (isinstance(n, bool) or int(n) != n or n < 0):
+            raise ConfigError("n must be an integer >= 0", field="n", value=n, fix="the number of steps")
         rc = self.run(run_id)
         if rc.schedule is not None:
             return np.asarray(rc.schedule.lrs(n), dtype=float)
