@@ -8,8 +8,12 @@ and a band that says so.
 The rule, computed from the fitted runs alone (the targets only fix the question and the points to
 predict):
 
-1. Members: every applicable law (``laws=None``: ``CURVE_LAWS`` for Curves, plus ``multipower-size`` for
-   a size question; ``STATIC_LAWS`` for a table), each fitted by the engine with its defaults.
+1. Members (``scalefit.predict.members``): every applicable law (``laws=None``: ``CURVE_LAWS`` for
+   Curves, plus ``multipower-size`` for a size question; ``STATIC_LAWS`` for a table), each fitted by
+   the engine with its defaults, and for Curves the empirical baseline ``finals-power`` (a power law in
+   run length through the finals of one schedule family, ``scalefit.predict.baselines``), scored like
+   the laws (it has no answer where its family lacks finals at three lengths). ``laws=`` takes names,
+   ``Law`` objects or members.
 2. Folds that mimic the question (``scalefit.predict.folds``): leave one run out, truncate a run and
    predict its remainder, leave the longest horizon, the largest size or the largest compute out. Each
    member is refitted on every fold and predicts the held-out final losses; its error is the log ratio
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,12 +48,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from scalefit.errors import ConfigError, DataError, FitWarning, ScalefitError
-from scalefit.fitting.design import build_design
-from scalefit.fitting.engine import fit_law
-from scalefit.fitting.result import Fit
+from scalefit.errors import ConfigError, DataError, ScalefitError
 from scalefit.laws.base import CurveLaw, Law, get_law
+from scalefit.predict.baselines import FinalsPowerLaw
 from scalefit.predict.folds import Fold, curve_folds, question_of, table_folds, table_question
+from scalefit.predict.members import Fitted, LawMember, Member
 from scalefit.store.curves import Curves
 
 __all__ = [
@@ -167,61 +169,39 @@ def _num(value: Any) -> Any:
 
 
 # -- members -------------------------------------------------------------------------------------------
-def _members(data: Curves | pd.DataFrame, laws: Sequence[str | Law] | None, question: str) -> list[Law]:
+def _members(
+    data: Curves | pd.DataFrame, laws: Sequence[str | Law | Member] | str | Law | None, question: str
+) -> list[Member]:
     if laws is None:
         if isinstance(data, Curves):
             names = CURVE_LAWS + (("multipower-size",) if question == "size" else ())
-        else:
-            names = STATIC_LAWS
-        return [get_law(n) for n in names]
+            return [*(LawMember(get_law(n)) for n in names), FinalsPowerLaw()]
+        return [LawMember(get_law(n)) for n in STATIC_LAWS]
     if isinstance(laws, (str, Law)):
         laws = [laws]
-    out = [get_law(x) if isinstance(x, str) else x for x in laws]
+    out: list[Member] = []
+    for x in laws:
+        out.append(LawMember(get_law(x)) if isinstance(x, str) else LawMember(x) if isinstance(x, Law) else x)
     if not out:
         raise ConfigError("laws must name at least one law", field="laws", value=list(laws))
-    kinds = {("curve" if isinstance(law, CurveLaw) else "table") for law in out}
     want = "curve" if isinstance(data, Curves) else "table"
-    if kinds != {want}:
+    kinds = {"curve" if isinstance(m.law, CurveLaw) else "table" for m in out if isinstance(m, LawMember)}
+    if kinds - {want}:
         raise ConfigError(
             f"forecast of {'Curves' if want == 'curve' else 'a table'} needs {want} laws only",
             field="laws",
-            value=[law.name for law in out],
+            value=[m.name for m in out],
             fix="give curve laws for Curves, static laws (e.g. chinchilla) for a table",
         )
     return out
 
 
-def _fit(law: Law, data: Curves | pd.DataFrame) -> tuple[Fit | None, str | None, list[str]]:
-    """(fit, None, warnings) or (None, why it could not be fitted, [])."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FitWarning)
-        try:
-            fit = fit_law(law, data, progress=False)
-        except ScalefitError as err:
-            return None, str(err), []
-    return fit, None, [str(w.message) for w in caught if issubclass(w.category, FitWarning)]
-
-
-def _predict_at(fit: Fit, targets: Curves | pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    """The fit's loss at each truth row (a held-out run's final step; a held-out table row)."""
-    law = fit.get_law()
-    with np.errstate(all="ignore"):
-        if isinstance(targets, Curves):
-            at = dict(zip(truth["run_id"].astype(str), truth["step"].astype(int), strict=True))
-            design = build_design(law, targets, predict=True, at=at)
-            pred = pd.Series(
-                np.asarray(law.predict(fit.theta, design), dtype=float), index=design.keys["run_id"]
-            )
-            return pred.reindex(truth["run_id"].astype(str)).to_numpy(float)
-        design = build_design(law, targets, predict=True)
-        return np.asarray(law.predict(fit.theta, design), dtype=float)
-
-
-def _target_frame(fit: Fit, targets: Curves | pd.DataFrame) -> pd.DataFrame:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)
-        pred = fit.predict(targets)
-    return pred.drop(columns=["lo", "hi"])
+def _fit(member: Member, data: Curves | pd.DataFrame) -> tuple[Fitted | None, str | None]:
+    """(fitted, None) or (None, why it could not be fitted or does not apply)."""
+    try:
+        return member.fit(data), None
+    except ScalefitError as err:
+        return None, str(err)
 
 
 # -- the rule ------------------------------------------------------------------------------------------
@@ -302,10 +282,13 @@ def _target_distance(
 
 
 def _by_fold(
-    errors: pd.DataFrame, members: Sequence[Law], folds: Sequence[Fold], fn: Callable[[pd.Series], pd.Series]
+    errors: pd.DataFrame,
+    members: Sequence[Member],
+    folds: Sequence[Fold],
+    fn: Callable[[pd.Series], pd.Series],
 ) -> pd.DataFrame:
     """member x fold: the mean of ``fn(err)`` over the fold's held-out rows (NaN where none)."""
-    index, columns = [law.name for law in members], [f.name for f in folds]
+    index, columns = [m.name for m in members], [f.name for f in folds]
     if errors.empty:
         return pd.DataFrame(np.nan, index=index, columns=columns)
     table = errors.assign(v=fn(errors["err"])).groupby(["member", "fold"])["v"].mean().unstack("fold")
@@ -366,33 +349,35 @@ def _per_run(keys: pd.DataFrame, half: np.ndarray) -> np.ndarray:
 
 
 def _fold_errors(
-    folds: Sequence[Fold], members: Sequence[Law], loss: str
-) -> tuple[pd.DataFrame, dict[str, dict[str, str]], dict[str, dict[str, np.ndarray]]]:
-    """Every member refitted on every fold: the error rows, the failures and the predictions."""
+    folds: Sequence[Fold], members: Sequence[Member], loss: str
+) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    """Every member refitted on every fold: the error rows and the failures."""
     rows, failures = [], {}
-    preds: dict[str, dict[str, np.ndarray]] = {}
     for fold in folds:
         truth = fold.truth[loss].to_numpy(float)
-        preds[fold.name] = {}
-        for law in members:
-            fit, why, _ = _fit(law, fold.train)
-            if fit is None:
-                failures.setdefault(law.name, {})[fold.name] = str(why)
-                pred = np.full(len(truth), np.nan)
+        for member in members:
+            fitted, why = _fit(member, fold.train)
+            pred = np.full(len(truth), np.nan)
+            if fitted is None:
+                failures.setdefault(member.name, {})[fold.name] = str(why)
             else:
                 try:
-                    pred = _predict_at(fit, fold.targets, fold.truth)
+                    pred = fitted.at(fold.targets, fold.truth)
                 except ScalefitError as err:
-                    failures.setdefault(law.name, {})[fold.name] = str(err)
-                    pred = np.full(len(truth), np.nan)
-            preds[fold.name][law.name] = pred
+                    failures.setdefault(member.name, {})[fold.name] = str(err)
             for run_id, p_, t_ in zip(fold.truth["run_id"].astype(str), pred, truth, strict=True):
                 err = math.log(p_ / t_) if p_ > 0 and t_ > 0 and math.isfinite(p_) else math.nan
                 rows.append(
-                    {"fold": fold.name, "kind": fold.kind, "member": law.name, "run_id": run_id, "err": err}
+                    {
+                        "fold": fold.name,
+                        "kind": fold.kind,
+                        "member": member.name,
+                        "run_id": run_id,
+                        "err": err,
+                    }
                     | {"distance": fold.distance, "pred": float(p_), "true": float(t_)}
                 )
-    return pd.DataFrame(rows), failures, preds
+    return pd.DataFrame(rows), failures
 
 
 def forecast(
@@ -437,22 +422,28 @@ def forecast(
         folds = curve_folds(data, question)
     else:
         members = _members(data, laws, "compute")
-        compute = (_table_compute(members[0], data), _table_compute(members[0], targets))
+        first = next((m.law for m in members if isinstance(m, LawMember)), None)
+        if first is None:
+            raise ConfigError(
+                "a static forecast needs a static law", field="laws", fix="e.g. laws=['chinchilla']"
+            )
+        compute = (_table_compute(first, data), _table_compute(first, targets))
         question = table_question(*compute)
         folds = table_folds(data, compute[0])
-    loss = "loss" if curves else str(getattr(members[0], "loss", "loss"))
-    errors, failures, _ = _fold_errors(folds, members, loss)
+    loss = "loss" if curves else str(getattr(first, "loss", "loss"))
+    errors, failures = _fold_errors(folds, members, loss)
     scores = _by_fold(errors, members, folds, np.abs)
     weights = _weights(_by_fold(errors, members, folds, np.square), len(folds))
     full: dict[str, pd.DataFrame] = {}
-    for law in members:
-        fit, why, fit_warnings = _fit(law, data)
-        if fit is None:
-            failures.setdefault(law.name, {})["all"] = str(why)
-            weights[law.name] = 0.0
+    for member in members:
+        fitted, why = _fit(member, data)
+        if fitted is None:
+            failures.setdefault(member.name, {})["all"] = str(why)
+            weights[member.name] = 0.0
             continue
-        full[law.name] = _target_frame(fit, targets)
-        notes.extend(w for w in fit_warnings if weights.get(law.name, 0.0) > 0)  # "law: ..." already
+        full[member.name] = fitted.frame(targets)
+        if weights.get(member.name, 0.0) > 0:
+            notes.extend(fitted.warnings)  # each starts with its law's name
     total = sum(weights.values())
     weights = {m: (w / total if total > 0 else 0.0) for m, w in weights.items()}
     if not full:
