@@ -55,6 +55,7 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from scalefit.conventions import run_labels  # noqa: E402
 from scalefit.errors import ExtrapolationWarning, FitWarning, ScalefitError  # noqa: E402
 from scalefit.fitting.engine import fit_law  # noqa: E402
 from scalefit.laws import get_law  # noqa: E402
@@ -203,7 +204,10 @@ def score(pred: pd.DataFrame, test: Curves | pd.DataFrame, loss: str) -> dict:
         rel = (merged["loss_pred"] / merged["loss"] - 1).abs().groupby(merged["run_id"]).mean()
         finals = merged.loc[merged.groupby("run_id")["step"].idxmax()]
     else:
-        finals = pred.assign(loss=test[loss].to_numpy(float))
+        truth = pd.Series(test[loss].to_numpy(float), index=run_labels(test))
+        if list(pred["run_id"]) != list(truth.index):
+            raise ScalefitError(f"prediction rows are not the test rows in order: {list(pred['run_id'])[:5]}")
+        finals = pred.assign(loss=truth.to_numpy())
         rel = (finals["loss_pred"] / finals["loss"] - 1).abs()
     err = (finals["loss_pred"] - finals["loss"]).abs()
     inside = (finals["lo"] <= finals["loss"]) & (finals["loss"] <= finals["hi"])

@@ -322,14 +322,15 @@ def _spread(preds: Mapping[str, np.ndarray], center: np.ndarray, weights: Mappin
 
 def _align(full: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The union of the members' prediction rows (laws may leave out different early steps) and each
-    member's loss_pred on it (NaN where it has none)."""
+    member's loss_pred on it (NaN where it has none). Curves: rows by run and step; tables: the
+    targets' own row order (a forecast row answers the target row at the same position)."""
     frames = list(full.values())
     shared = set.intersection(*(set(f.columns) for f in frames)) - {"loss_pred"}
     on = [c for c in frames[0].columns if c in shared]  # laws key their rows by different columns
-    keys = frames[0][on]
-    for f in frames[1:]:
-        keys = keys.merge(f[on], on=on, how="outer")
-    keys = keys.drop_duplicates(on).sort_values(on, kind="stable").reset_index(drop=True)
+    keys = pd.concat([f[on] for f in frames], ignore_index=True).drop_duplicates(on)
+    if "step" in on:
+        keys = keys.sort_values(["run_id", "step"], kind="stable")
+    keys = keys.reset_index(drop=True)
     preds = {
         m: keys.merge(f[[*on, "loss_pred"]].drop_duplicates(on), on=on, how="left")["loss_pred"].to_numpy(
             float
