@@ -33,7 +33,10 @@ In view (``IN_VIEW``): ``cooldown`` was developed on the 124M runs (all four hor
 1e-3 runs) and compared on the MPL runs; ``multipower`` on the MPL runs by its authors; ``multipower-size``
 on the size sweep; ``chinchilla``, ``overtraining`` and ``kaplan`` are the published laws of the Epoch,
 Gadre and loss-to-loss data; the forecast rule (its folds and weights) was developed with the MPL and
-``s124m-cooldown-*`` protocols in view (they are its development set; the others are its blind test).
+``s124m-cooldown-*`` protocols in view, and its rule for tables (folds of one to three compute levels,
+errors normalised by ``growth``, the band of level means) with ``epoch-compute`` and the ``l2l-*``
+sweeps in view (their folds and targets were looked at); ``s124m-peak``, ``s124m-horizon``, ``sizes``
+and ``gadre-compute`` are the forecast's blind test.
 """
 
 from __future__ import annotations
@@ -179,11 +182,12 @@ def protocols() -> list[Protocol]:
     out.append(Protocol("s124m-peak", _peak, _curve_laws(), frozenset({"cooldown"})))
     out.append(Protocol("s124m-horizon", _horizon, _curve_laws(), frozenset({"cooldown"})))
     out.append(Protocol("sizes", _sizes, _curve_laws(size=True), frozenset({"multipower-size"})))
-    out.append(Protocol("epoch-compute", _epoch, _static_laws(), frozenset({"chinchilla"})))
+    table_dev = frozenset({"forecast"})  # the table band was developed on these (module doc)
+    out.append(Protocol("epoch-compute", _epoch, _static_laws(), table_dev | {"chinchilla"}))
     gadre = _static_laws(loss="loss_c4_val")
     out.append(Protocol("gadre-compute", _gadre, gadre, frozenset({"overtraining"})))
     l2l = _static_laws(loss="val_loss", n="params", d="tokens")
-    out += [Protocol(f"l2l-{d}", _l2l(d), l2l, frozenset({"kaplan"})) for d in _l2l_datasets()]
+    out += [Protocol(f"l2l-{d}", _l2l(d), l2l, table_dev | {"kaplan"}) for d in _l2l_datasets()]
     return out
 
 

@@ -3,6 +3,7 @@ stated level on curves drawn from a known law, an honest answer when the runs ca
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ from scalefit.errors import ConfigError, DataError
 from scalefit.fitting.design import build_design
 from scalefit.laws import get_law
 from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
-from scalefit.predict.forecast import MIN_ERRORS, UNIDENTIFIED, Forecast, forecast
+from scalefit.predict.forecast import MIN_ERRORS, UNIDENTIFIED, Forecast, forecast, growth
 from scalefit.store import datasets
 from scalefit.store.curves import Curves
 
@@ -145,8 +146,12 @@ def test_horizon_question_holds_out_the_longest_runs():
 def test_json_round_trip_and_bad_input():
     train, test = draw(TRAIN, 1e-3, 7), draw(TEST, 1e-3, 8)
     fc = forecast(train, hidden(test), laws=["momentum"])
-    back = Forecast.from_json(fc.to_json())
+    text = fc.to_json()
+    json.loads(text, parse_constant=pytest.fail)  # strict JSON: no NaN token (curves have no level)
+    back = Forecast.from_json(text)
     pd.testing.assert_frame_equal(back.predict(), fc.predict(), check_dtype=False)
+    pd.testing.assert_frame_equal(back.errors, fc.errors, check_dtype=False)
+    assert back.errors["level"].isna().all() and back.errors["err"].dtype == float
     assert back.weights == fc.weights and back.level == fc.level and back.question == fc.question
     pd.testing.assert_frame_equal(back.scores, fc.scores, check_dtype=False, check_names=False)
     with pytest.raises(ConfigError, match="level"):
@@ -177,6 +182,27 @@ def test_static_forecast_leaves_the_largest_compute_out():
     np.testing.assert_allclose(got["loss_pred"].to_numpy(), own["loss_pred"].to_numpy(), rtol=1e-9)
     rel = np.abs(got["loss_pred"].to_numpy() / large["loss"].to_numpy() - 1)
     assert rel.mean() < 0.012
+
+
+def test_static_band_grows_with_each_rows_own_distance():
+    """One law (no spread between members): every target row's log half-width is the same number
+    times growth(d) of its own distance beyond the largest fitted compute; the folds extrapolate one,
+    two and three compute levels."""
+    epoch = datasets.load("chinchilla-epoch")
+    epoch = epoch[epoch["epoch_fit"]].reset_index(drop=True)
+    c = 6 * epoch["N"] * epoch["D"]
+    small, large = epoch[c < c.quantile(0.8)].reset_index(drop=True), epoch[c >= c.quantile(0.8)]
+    targets = large.drop(columns=["loss"]).reset_index(drop=True)
+    fc = forecast(small, targets, laws=["chinchilla"])
+    got = fc.predict()
+    half = np.log(got["hi"] / got["loss_pred"]).to_numpy()
+    floor = min(f["distance"] for f in fc.folds)
+    d = np.log(6 * targets["N"] * targets["D"] / (6 * small["N"] * small["D"]).max()).to_numpy()
+    np.testing.assert_allclose(half / growth(d, floor), fc.band["q"], rtol=1e-9)
+    assert half.max() > 3 * half.min()  # the farthest rows are trusted least
+    held = fc.errors.groupby("fold")["level"].nunique()
+    assert held.to_dict() == {"compute:1": 1, "compute:2": 2, "compute:3": 3}
+    assert fc.band["n_groups"] == 6 and fc.band["q"] >= fc.band["q_bias"] > 0
 
 
 def test_forecast_of_something_that_is_not_data_is_a_named_error():

@@ -18,10 +18,13 @@ Folds of curves (``curve_folds``), each a training set and held-out truths (the 
 
 Which folds score a forecast: those of its question when there are any (``horizon``, ``size``), then
 ``loo`` and ``trunc`` (targets mix questions: another schedule of a longer horizon is both). Folds of tables
-(``table_folds``): ``compute:<k>``: every point below the k-th largest compute level fitted and the
-points at that level predicted, for the ``TABLE_FOLDS`` largest levels (levels: log10 compute rounded to
-``LEVEL_DECADES``). Each fold records its extrapolation ``distance``: log of the held-out horizon, size
-or compute over the largest fitted one (0 for schedule folds).
+(``table_folds``): ``compute:<k>``: every point below the k-th largest compute level fitted and every
+point at that level or above predicted, for the ``TABLE_FOLDS`` largest levels (levels: log10 compute
+rounded to ``LEVEL_DECADES``), so that the folds extrapolate one, two and three levels. Each fold
+records its extrapolation ``distance``: log of the held-out horizon, size or compute over the largest
+fitted one (0 for schedule folds; for tables that of its nearest held-out level), and a table fold
+each held-out row's own (``row_distance``: log of its compute over the largest fitted compute) and
+level (``row_level``).
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class Fold:
     targets: Curves | pd.DataFrame
     truth: pd.DataFrame
     distance: float
+    row_distance: tuple[float, ...] = ()  # tables: per truth row; curves: empty (``distance`` for all)
+    row_level: tuple[float, ...] = ()  # tables: each truth row's compute level (log10 FLOPs, rounded)
 
 
 def _last_steps(curves: Curves) -> pd.Series:
@@ -246,9 +251,10 @@ def table_folds(table: pd.DataFrame, compute: np.ndarray) -> list[Fold]:
     for k in range(1, min(TABLE_FOLDS, distinct.size - 2) + 1):
         level = distinct[-k]
         fit_rows = levels < level
-        held_rows = levels == level
+        held_rows = levels >= level
         held = table[held_rows].reset_index(drop=True)
         truth = held.assign(run_id=run_labels(held))
+        largest = float(np.max(compute[fit_rows]))
         out.append(
             Fold(
                 name=f"compute:{k}",
@@ -257,6 +263,8 @@ def table_folds(table: pd.DataFrame, compute: np.ndarray) -> list[Fold]:
                 targets=held,
                 truth=truth,
                 distance=float((level - levels[fit_rows].max()) * math.log(10.0)),
+                row_distance=tuple(float(v) for v in np.log(compute[held_rows] / largest)),
+                row_level=tuple(float(v) for v in levels[held_rows]),
             )
         )
     return out

@@ -20,17 +20,25 @@ predict):
    ``log(pred / true)`` (``errors``); ``scores`` is member x fold, the mean absolute error (NaN where the
    member could not be fitted or did not apply).
 3. Weights: a member that scored fewer than half of the folds gets none; the others get weights
-   proportional to ``1 / MSE`` (their mean squared fold error), set to 0 beyond ``CUTOFF`` times the best
-   MSE, normalised. The forecast is the weighted mean of the members' predictions.
+   proportional to ``1 / MSE`` (their mean squared fold error; for tables each error divided by
+   ``growth`` of its distance, so that a far fold does not outweigh the near ones), set to 0 beyond
+   ``CUTOFF`` times the best MSE, normalised. The forecast is the weighted mean of the members'
+   predictions.
 4. Band at ``level``, in log space around the forecast, from the folds' errors of the weighted forecast
    itself (``n`` of them): the larger of the split-conformal quantile (the ``ceil((n+1) level)``-th
    smallest absolute error, when ``n`` allows one) and a Student-t prediction interval ``rms * t_{n-1} *
-   sqrt(1 + 1/n)`` (wide when the folds are few); multiplied by ``target distance / fold distance`` when
-   the target extrapolates further than the folds did (horizon, size, compute: log ratios); then added
-   in quadrature to the spread between members that score alike (weight at least ``ALIKE`` of the
-   largest: their largest log distance from the forecast). Fewer than ``MIN_ERRORS`` fold errors: the
-   runs cannot identify the answer; the forecast says so (``identified`` False, a note) and the band is
-   at least ``UNIDENTIFIED`` (relative) wide each side.
+   sqrt(1 + 1/n)`` (wide when the folds are few).
+   - Curves: multiplied by ``target distance / fold distance`` when the target extrapolates further
+     than the folds did (horizon, size: log ratios).
+   - Tables: the errors are first divided by ``growth(d) = d (1 + d)`` of their own distance ``d``
+     (log compute beyond the largest fitted point; a slope error grows like ``d``, a curvature error
+     like ``d^2``), the quantile is taken of the (fold, compute level) mean errors as ``n`` (the points
+     of one level share their law's bias there) and added in quadrature to that of the errors about
+     their level's mean; each target row's half-width is that times ``growth`` of its own distance.
+   Then added in quadrature to the spread between members that score alike (weight at least ``ALIKE``
+   of the largest: their largest log distance from the forecast). Fewer than ``MIN_ERRORS`` fold
+   errors: the runs cannot identify the answer; the forecast says so (``identified`` False, a note)
+   and the band is at least ``UNIDENTIFIED`` (relative) wide each side.
 
 The band is one kind everywhere (reports and ``scalefit predict`` label it with ``level``); its
 half-width is the same relative width at every step of a target run (the one of its final loss).
@@ -64,6 +72,7 @@ __all__ = [
     "UNIDENTIFIED",
     "Forecast",
     "forecast",
+    "growth",
 ]
 
 CURVE_LAWS = ("momentum", "multipower", "cooldown")
@@ -81,7 +90,8 @@ class Forecast:
 
     ``table``: run_id (and step for curves, the key columns for tables), loss_pred, lo, hi.
     ``members``: each member's prediction at the same rows (long: member, row, loss_pred).
-    ``errors``: the fold errors (fold, kind, member, run_id, err = log(pred/true), distance).
+    ``errors``: the fold errors (fold, kind, member, run_id, err = log(pred/true), distance, level:
+    the held-out row's compute level for tables, NaN for curves).
     ``scores``: member x fold mean |err|. ``weights``: member -> weight. ``band``: how the band was
     set (n_errors, q_conformal, q_t, q, distance_factor, identified). ``folds``: name, kind, distance,
     n_truth. ``failures``: member -> {fold or "all": why it was not fitted}.
@@ -114,9 +124,9 @@ class Forecast:
             "format": FORMAT,
             "level": self.level,
             "question": self.question,
-            "table": self.table.to_dict(orient="list"),
-            "members": self.members.to_dict(orient="list"),
-            "errors": self.errors.to_dict(orient="list"),
+            "table": _columns(self.table),
+            "members": _columns(self.members),
+            "errors": _columns(self.errors),
             "scores": {m: {k: _num(v) for k, v in row.items()} for m, row in self.scores.iterrows()},
             "weights": dict(self.weights),
             "band": dict(self.band),
@@ -140,9 +150,9 @@ class Forecast:
         return cls(
             level=float(d["level"]),
             question=str(d["question"]),
-            table=pd.DataFrame(d["table"]),
-            members=pd.DataFrame(d["members"]),
-            errors=pd.DataFrame(d["errors"]),
+            table=_frame(d["table"]),
+            members=_frame(d["members"]),
+            errors=_frame(d["errors"]),
             scores=scores,
             weights={str(k): float(v) for k, v in d["weights"].items()},
             band=dict(d["band"]),
@@ -166,6 +176,20 @@ def _num(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """A frame as JSON columns: NaN (not observed, no answer) as null, numpy scalars as Python."""
+    return {str(c): [_num(v) for v in frame[c].tolist()] for c in frame.columns}
+
+
+def _frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """The inverse of ``_columns``: a column of numbers and nulls is float again, nulls NaN."""
+    out = {}
+    for name, values in columns.items():
+        numeric = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+        out[name] = [math.nan if v is None else v for v in values] if numeric else list(values)
+    return pd.DataFrame(out)
 
 
 # -- members -------------------------------------------------------------------------------------------
@@ -249,6 +273,23 @@ def _quantile(errors: np.ndarray, level: float) -> dict[str, float]:
     return out
 
 
+def _table_quantile(cv: pd.DataFrame, level: float) -> dict[str, float]:
+    """Tables: the points of one held-out compute level share most of their error (the law's bias
+    there), so the band adds in quadrature the quantile of the (fold, level) mean errors, as
+    ``n = groups`` errors (``_quantile``: a Student-t interval when the groups are few), and the
+    quantile of the errors about their group's mean (the scatter between allocations of one budget)."""
+    finite = cv[np.isfinite(cv["err"].to_numpy(float))]
+    means = finite.groupby(["fold", "level"])["err"].transform("mean")
+    bias = _quantile(finite.groupby(["fold", "level"])["err"].mean().to_numpy(float), level)
+    scatter = _quantile((finite["err"] - means).to_numpy(float), level)
+    out = {"n_errors": int(len(finite)), "n_groups": bias["n_errors"]}
+    out |= {"q_bias": bias["q"], "q_scatter": scatter["q"]}
+    out["q_conformal"], out["q_t"] = bias["q_conformal"], bias["q_t"]
+    parts = [v for v in (bias["q"], scatter["q"]) if math.isfinite(v)]
+    out["q"] = math.sqrt(sum(v * v for v in parts)) if math.isfinite(bias["q"]) else math.nan
+    return out
+
+
 def _table_compute(law: Law, table: pd.DataFrame) -> np.ndarray:
     """C = 6 N D of each row, from the law's column names (D, else the compute column)."""
     n_col, d_col, c_col = (getattr(law, k, None) for k in ("n", "d", "c"))
@@ -260,6 +301,12 @@ def _table_compute(law: Law, table: pd.DataFrame) -> np.ndarray:
     if c_col is not None and c_col in table.columns:
         return table[c_col].to_numpy(float)
     raise DataError("the table lacks the tokens column", column=d_col, fix="name it with d= (or give c=)")
+
+
+def _distance_floor(folds: Sequence[Fold]) -> float:
+    """The nearest table fold's distance (one compute level; 1 when there is no fold)."""
+    d = [f.distance for f in folds if f.distance > 0]
+    return min(d) if d else 1.0
 
 
 def _target_distance(
@@ -298,15 +345,40 @@ def _by_fold(
 def _combined_errors(errors: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
     """The fold errors of the weighted forecast itself: one row per (fold, held-out run)."""
     if errors.empty:
-        return pd.DataFrame(columns=["fold", "run_id", "err", "distance"])
+        return pd.DataFrame(columns=["fold", "run_id", "err", "distance", "level"])
     rows = []
     for (fold, run_id), g in errors.groupby(["fold", "run_id"], sort=False):
         preds = {m: np.array([v]) for m, v in zip(g["member"], g["pred"], strict=True)}
         comb = float(_combine(preds, weights)[0])
         true = float(g["true"].iloc[0])
         err = math.log(comb / true) if comb > 0 and true > 0 else math.nan
-        rows.append({"fold": fold, "run_id": run_id, "err": err, "distance": float(g["distance"].iloc[0])})
+        first = g.iloc[0]
+        rows.append(
+            {
+                "fold": fold,
+                "run_id": run_id,
+                "err": err,
+                "distance": float(first["distance"]),
+                "level": float(first["level"]),
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def growth(distance: np.ndarray | float, floor: float) -> np.ndarray:
+    """How a static law's extrapolation error grows with the log-compute distance ``d`` beyond the
+    fitted points: ``d (1 + d)`` (a slope error grows like ``d``, a curvature error like ``d^2``),
+    with ``d`` raised to ``floor`` (the nearest fold's distance: no target is trusted more than one
+    level of extrapolation)."""
+    d = np.maximum(np.asarray(distance, dtype=float), floor)
+    return d * (1.0 + d)
+
+
+def _normalised(errors: pd.DataFrame, floor: float | None) -> pd.DataFrame:
+    """Tables (``floor`` given): each error divided by ``growth`` of its distance; curves unchanged."""
+    if floor is None or errors.empty:
+        return errors
+    return errors.assign(err=errors["err"] / growth(errors["distance"].to_numpy(float), floor))
 
 
 def _spread(preds: Mapping[str, np.ndarray], center: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
@@ -366,7 +438,11 @@ def _fold_errors(
                     pred = fitted.at(fold.targets, fold.truth)
                 except ScalefitError as err:
                     failures.setdefault(member.name, {})[fold.name] = str(err)
-            for run_id, p_, t_ in zip(fold.truth["run_id"].astype(str), pred, truth, strict=True):
+            distances = fold.row_distance or (fold.distance,) * len(truth)
+            levels = fold.row_level or (math.nan,) * len(truth)
+            for run_id, p_, t_, d_, l_ in zip(
+                fold.truth["run_id"].astype(str), pred, truth, distances, levels, strict=True
+            ):
                 err = math.log(p_ / t_) if p_ > 0 and t_ > 0 and math.isfinite(p_) else math.nan
                 rows.append(
                     {
@@ -376,7 +452,7 @@ def _fold_errors(
                         "run_id": run_id,
                         "err": err,
                     }
-                    | {"distance": fold.distance, "pred": float(p_), "true": float(t_)}
+                    | {"distance": float(d_), "level": float(l_), "pred": float(p_), "true": float(t_)}
                 )
     return pd.DataFrame(rows), failures
 
@@ -434,7 +510,8 @@ def forecast(
     loss = "loss" if curves else str(getattr(first, "loss", "loss"))
     errors, failures = _fold_errors(folds, members, loss)
     scores = _by_fold(errors, members, folds, np.abs)
-    weights = _weights(_by_fold(errors, members, folds, np.square), len(folds))
+    floor = None if curves else _distance_floor(folds)
+    weights = _weights(_by_fold(_normalised(errors, floor), members, folds, np.square), len(folds))
     full: dict[str, pd.DataFrame] = {}
     for member in members:
         fitted, why = _fit(member, data)
@@ -458,12 +535,21 @@ def forecast(
         weights = {m: 1.0 / len(full) for m in full}
     center = _combine(member_preds, weights)
     cv = _combined_errors(errors, weights)
-    band = _quantile(cv["err"].to_numpy(float), level)
+    band = (
+        _quantile(cv["err"].to_numpy(float), level)
+        if curves
+        else _table_quantile(_normalised(cv, floor), level)
+    )
     fold_distance = float(cv["distance"].median()) if len(cv) else 0.0
-    distance = _target_distance(data, targets, question, compute)
-    factor = max(1.0, distance / fold_distance) if fold_distance > 0 and distance > 0 else 1.0
+    if curves:
+        distance = _target_distance(data, targets, question, compute)
+        factor = max(1.0, distance / fold_distance) if fold_distance > 0 and distance > 0 else 1.0
+    else:  # per target row: its own distance beyond the largest fitted compute, through ``growth``
+        row_distance = np.log(compute[1] / float(np.max(compute[0])))
+        distance = float(np.max(row_distance))
+        factor = growth(row_distance, floor)
     identified = band["n_errors"] >= MIN_ERRORS and math.isfinite(band["q"])
-    q = band["q"] * factor if identified else math.log1p(UNIDENTIFIED)
+    q = band["q"] * factor if identified else np.full(len(keys), math.log1p(UNIDENTIFIED))
     if not identified:
         notes.append(
             f"the runs cannot identify the answer: {band['n_errors']} fold error(s) "
@@ -480,7 +566,8 @@ def forecast(
         **{k: _num(v) for k, v in band.items()},
         "distance_target": distance,
         "distance_folds": fold_distance,
-        "distance_factor": factor,
+        "distance_factor": float(np.max(factor)),
+        "scale": "q per unit of growth(d) = d (1 + d), d per row" if floor is not None else "q",
         "identified": bool(identified),
         "level": float(level),
     }
