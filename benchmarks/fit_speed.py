@@ -24,6 +24,10 @@ lower. Lines (``--only`` names):
   of brandfonbrener-sweep (every budget), ``starts="all"``.
 - ``s124m_cooldown_bootstrap200``: ``bootstrap=200`` of cooldown on the 124M workload (the whole call,
   point fit included).
+- ``per_step_cooldown``: a per-step log (two runs of 30k steps, constant and cosine, a loss at every
+  step from the momentum law with 1 % noise) fitted by cooldown with the engine's default
+  ``max_points`` (each run thinned to ``MAX_POINTS`` evenly spaced points), against the same fit at
+  every point (``max_points=None``); both times, the largest relative difference of the fitted values.
 - ``api_vs_cli_momentum``: the same momentum fit (mpl-400m's training curves) by ``sf.fit`` in a plain
   ``python -c`` process and by ``scalefit fit``, each a fresh process with no BLAS thread variable in
   its environment, three of each; medians, their ratio (bar: within 20 %) and both objectives.
@@ -107,6 +111,7 @@ LINES = (
     "brandfonbrener_chinchilla",
     "s124m_cooldown_bootstrap200",
     "api_vs_cli_momentum",
+    "per_step_cooldown",
 )
 QUICK_SKIP_BASELINE = ("s124m_multipower",)  # per-start baselines skipped with --quick
 QUICK_SKIP = ("api_vs_cli_momentum",)  # lines skipped with --quick (six python processes)
@@ -165,6 +170,45 @@ def s124m_dense(sparse: Curves) -> Curves:
         parts.append(pd.DataFrame({"run_id": run_id, "step": np.arange(n), "lr": lr, "loss": loss}))
     runs = sparse.runs[["n_params", "warmup_steps"]].reset_index()
     return Curves.from_frame(pd.concat(parts, ignore_index=True), runs=runs)
+
+
+def per_step_log(steps: int = 30000) -> Curves:
+    """Two runs (constant, cosine to 10 %) logged at every step from 100 on: the momentum law at
+    published-like values with 1 % log-normal noise (seeded)."""
+    specs = {
+        "constant": f"constant:peak=6e-4,steps={steps},warmup=500",
+        "cosine": f"cosine:peak=6e-4,steps={steps},warmup=500,final=0.1",
+    }
+    frames = [
+        pd.DataFrame({"run_id": r, "step": np.arange(100, steps), "lr": np.nan, "loss": 1.0, "schedule": s})
+        for r, s in specs.items()
+    ]
+    curves = Curves.from_frame(pd.concat(frames, ignore_index=True))
+    law = get_law("momentum")
+    loss = law.predict(np.array([2.8, 0.7, 0.5, 0.4]), build_design(law, curves, predict=True))
+    loss = loss * np.exp(0.01 * np.random.default_rng(0).standard_normal(loss.size))
+    return Curves.from_frame(curves.to_frame().assign(loss=loss))
+
+
+def per_step_line() -> dict:
+    data = per_step_log()
+    law = get_law("cooldown")
+    fit, seconds = timed_fit(law, data)
+    full, full_s = timed_fit(law, data, max_points=None)
+    a = np.array([full.values[k] for k in full.param_names])
+    b = np.array([fit.values[k] for k in full.param_names])
+    return {
+        "workload": "per-step log, 2 runs x 30k steps (momentum law + 1 % noise)",
+        "law": "cooldown",
+        "seconds": round(seconds, 3),
+        "n_points": fit.data_summary["n_points"],
+        "baseline": "every point (max_points=None)",
+        "baseline_seconds": round(full_s, 3),
+        "baseline_n_points": full.data_summary["n_points"],
+        "ratio": round(seconds / full_s, 4),
+        "same_config": dict(fit.law_config) == dict(full.law_config),
+        "max_rel_diff_values": float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-300))),
+    }
 
 
 def epoch_points() -> pd.DataFrame:
@@ -453,6 +497,8 @@ class Runner:
             row = self.bootstrap()
         elif line == "api_vs_cli_momentum":
             row = api_vs_cli_line()
+        elif line == "per_step_cooldown":
+            row = per_step_line()
         elif line.startswith("s124m_"):
             row = self.s124m(line.split("_")[1], line)
         elif line == "epoch_chinchilla":

@@ -28,8 +28,9 @@ def fit(data: Curves | pd.DataFrame | Design, law: str | Law = "momentum", **opt
     """Fit ``law`` (a registry name or a ``Law``) to ``data`` (Curves, or a DataFrame for static laws).
 
     Options named in ``ENGINE_OPTIONS`` (delta, objective, starts, bootstrap, ci, seed, map_fn,
-    weights, maxiter, threads, progress) go to ``scalefit.fitting.engine.fit_law``; every other option
-    is a structural option of the law and goes to its constructor (only when ``law`` is a name).
+    weights, maxiter, threads, progress, diverged, max_points) go to
+    ``scalefit.fitting.engine.fit_law``; every other option is a structural option of the law and goes
+    to its constructor (only when ``law`` is a name).
     """
     engine = {k: v for k, v in options.items() if k in ENGINE_OPTIONS}
     structural = {k: v for k, v in options.items() if k not in ENGINE_OPTIONS}

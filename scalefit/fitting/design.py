@@ -117,12 +117,24 @@ def _check_identifiable(law: Law, runs: Sequence[CurveRun], has_drop: bool, need
 DIVERGED = "diverged (status 'diverged'): left out of the fit (diverged='prefix' keeps its finite prefix)"
 
 
+def thin(observed: np.ndarray, max_points: int) -> np.ndarray:
+    """``observed`` (a mask over a run's rows) with at most ``max_points`` rows kept, evenly spaced
+    by position among the observed ones, the first and the last always kept."""
+    idx = np.flatnonzero(observed)
+    if idx.size <= max_points:
+        return observed
+    keep = np.zeros_like(observed)
+    keep[idx[np.unique(np.round(np.linspace(0, idx.size - 1, max_points)).astype(int))]] = True
+    return keep
+
+
 def _curve_design(
     law: CurveLaw,
     data: Curves | pd.DataFrame,
     predict: bool,
     at: Mapping[str, int] | None = None,
     diverged: str = "exclude",
+    max_points: int | None = None,
 ) -> Design:
     if not isinstance(data, Curves):
         raise DataError(
@@ -135,6 +147,7 @@ def _curve_design(
     kept: list[CurveRun] = []
     s1_parts: list[np.ndarray] = []
     excluded: list[tuple[str, str]] = []
+    thinned: dict[str, list[int]] = {}  # run -> [observed points, design points]
     offset, has_drop = 0, False
     for run in curve_runs(data, law.name, lead=shift, diverged=diverged):
         if not predict and diverged == "exclude" and run.meta.get("status") == "diverged":
@@ -150,6 +163,9 @@ def _curve_design(
             n_early = int(np.sum(observed & ~area))
             excluded.append((run.run_id, f"{n_early} step(s) before any LR area (S1 = 0)"))
         ok = observed & area
+        if max_points is not None and not predict and int(ok.sum()) > max_points:
+            thinned[run.run_id] = [int(ok.sum()), max_points]
+            ok = thin(ok, max_points)
         steps, loss = run.steps[ok], run.loss[ok]
         if steps.size == 0:
             continue
@@ -168,7 +184,7 @@ def _curve_design(
         {"run_id": groups.astype(str), "step": np.concatenate([r.steps for r in kept] or [[]])}
     )
     y = None if predict else np.concatenate([r.loss for r in kept])
-    meta = {"n_params": {r.run_id: r.meta.get("n_params") for r in kept}}
+    meta = {"n_params": {r.run_id: r.meta.get("n_params") for r in kept}, "thinned": thinned}
     design = Design(x=x, y=y, groups=groups, keys=keys, excluded=tuple(excluded), meta=meta)
     if not predict:
         law.check_fit(design)
@@ -192,17 +208,21 @@ def build_design(
     predict: bool = False,
     at: Mapping[str, int] | None = None,
     diverged: str = "exclude",
+    max_points: int | None = None,
 ) -> Design:
     """The design of ``law`` on ``data`` (a ready ``Design`` is returned as is); with ``predict=True``
     the observed loss may be absent. ``at`` (curve laws, with ``predict``): run_id -> the one step of
     that run to predict, the run's other rows only giving its LR (e.g. a run's final loss without the
     cost of a design point at every logged step). ``diverged`` (curve laws): "exclude" (default) leaves
     runs whose status is 'diverged' out of a fit, listed in ``Design.excluded``; "prefix" fits their
-    finite losses before the first non-finite one (``curve_runs``)."""
+    finite losses before the first non-finite one (``curve_runs``). ``max_points`` (curve laws, for a
+    fit): a run with more observed points than this gets design points at only this many of them,
+    evenly spaced (``thin``; every step's LR still enters the sums), listed in ``meta["thinned"]``
+    as run -> [observed, kept]."""
     if isinstance(data, Design):
         return data
     if isinstance(law, CurveLaw):
-        return _curve_design(law, data, predict, at, diverged)
+        return _curve_design(law, data, predict, at, diverged, max_points)
     if isinstance(law, TableLaw):
         return _table_design(law, data, predict)
     raise ConfigError(

@@ -137,6 +137,20 @@ def exclusion(excluded: list[dict[str, Any]]) -> list[WarningRecord]:
     return out
 
 
+def thinning(thinned: Mapping[str, Sequence[int]], max_points: int | None) -> list[WarningRecord]:
+    """One note listing the runs fitted at fewer points than they logged (``max_points``)."""
+    if not thinned:
+        return []
+    runs = sorted(thinned)
+    more = " ..." if len(runs) > 5 else ""
+    shown = ", ".join(f"{r} ({thinned[r][1]} of {thinned[r][0]})" for r in runs[:5])
+    message = (
+        f"{len(runs)} run(s) fitted at {max_points} evenly spaced observed points each: {shown}{more}"
+        " (every step's LR still counts; max_points=None fits every point)"
+    )
+    return [{"code": "thinned", "runs": runs, "message": message}]
+
+
 def few_groups(obj: Objective, n_resamples: int, minimum: int = 5) -> list[WarningRecord]:
     """A warning when the bootstrap resamples fewer than ``minimum`` groups (coarse intervals)."""
     n_groups = len(set(obj.design.groups[obj.valid].tolist()))
@@ -286,6 +300,20 @@ def data_summary(obj: Objective) -> dict[str, Any]:
             if np.issubdtype(vals.dtype, np.number) and vals.size:
                 out[f"{col}_range"] = [float(np.nanmin(vals)), float(np.nanmax(vals))]
     return out
+
+
+def check_max_points(max_points: int | None) -> None:
+    """``ConfigError`` unless ``max_points`` is None or an integer >= 2."""
+    ok = max_points is None or (
+        not isinstance(max_points, bool) and isinstance(max_points, (int, np.integer)) and max_points >= 2
+    )
+    if not ok:
+        raise ConfigError(
+            "max_points must be an integer >= 2 or None",
+            field="max_points",
+            value=max_points,
+            fix="e.g. max_points=4000 (design points per run), None for every observed point",
+        )
 
 
 def check_options(objective: str, ci: float, bootstrap: int, maxiter: int = 3000, seed: int = 0) -> None:

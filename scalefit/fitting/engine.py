@@ -44,7 +44,7 @@ from scalefit.fitting.result import Fit
 from scalefit.laws.base import Design, Law
 from scalefit.store.curves import Curves
 
-__all__ = ["ENGINE_OPTIONS", "fit_law"]
+__all__ = ["ENGINE_OPTIONS", "MAX_POINTS", "fit_law"]
 
 # The keyword options of fit_law (every other option of sf.fit is a structural option of the law).
 ENGINE_OPTIONS = (
@@ -60,7 +60,9 @@ ENGINE_OPTIONS = (
     "threads",
     "progress",
     "diverged",
+    "max_points",
 )
+MAX_POINTS = 4000  # design points per run at most (a per-step log of 50k steps is thinned to this)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def fit_law(
     threads: int | None = 1,
     progress: bool | None = None,
     diverged: str = "exclude",
+    max_points: int | None = MAX_POINTS,
 ) -> Fit:
     """Fit ``law`` to ``data`` (Curves, a DataFrame, or a ready ``Design``); return a ``Fit``.
 
@@ -133,9 +136,14 @@ def fit_law(
     threads during the fit (default 1; None leaves the libraries' setting alone). ``progress``: None
     shows bars on stderr only on a terminal and after 2 s, True always, False never. ``diverged``:
     "exclude" (default) leaves runs whose status is 'diverged' out, with a ``FitWarning`` naming them;
-    "prefix" fits their finite losses up to the divergence.
+    "prefix" fits their finite losses up to the divergence. ``max_points``: a curve with more observed
+    points than this is fitted at this many of them, evenly spaced along the run (every step's LR
+    still counts; a smooth law gains nothing from 50k noisy per-step losses but pays for each), the
+    runs thinned listed in ``diagnostics["thinned"]`` as run -> [observed, fitted]; None fits every
+    point.
     """
     diag.check_options(objective, ci, bootstrap, maxiter, seed)
+    diag.check_max_points(max_points)
     check_threads(threads)
     check_progress(progress)
     with threadpool_limits(limits=threads, user_api="blas"):
@@ -154,6 +162,7 @@ def fit_law(
             threads=threads,
             progress=progress,
             diverged=diverged,
+            max_points=max_points,
         )
 
 
@@ -173,6 +182,7 @@ def _fit(
     threads: int | None,
     progress: bool | None,
     diverged: str,
+    max_points: int | None,
 ) -> Fit:
     """``fit_law`` after its options are checked, under its thread limit."""
     extra = None if weights is None else np.asarray(weights, dtype=float)
@@ -182,7 +192,7 @@ def _fit(
     try:
         for combo in combos:
             law_k = law.replace(**combo) if combo else law
-            design = build_design(law_k, data, diverged=diverged)
+            design = build_design(law_k, data, diverged=diverged, max_points=max_points)
             obj = Objective(law_k, design, kind=objective, delta=delta, weights=extra)
             diag.check_degenerate(obj)
             runs.combo(combo)
@@ -197,6 +207,8 @@ def _fit(
     excluded = diag.excluded_rows(obj)
     warn_list = diag.identifiability_warnings(obj, theta, cov, best) + diag.exclusion(excluded)
     warn_list += diag.profile_edges(law.profile(), chosen.combo)
+    thinned = dict(obj.design.meta.get("thinned", {}))
+    warn_list += diag.thinning(thinned, max_points)
     stderr = {n: math.sqrt(cov[j, j]) if cov is not None else math.nan for j, n in enumerate(names)}
     cis = diag.wald_ci(obj, theta, cov, ci)
     boot = None
@@ -220,6 +232,7 @@ def _fit(
         **chosen.search.summary(),
         "warnings": warn_list,
         "excluded": excluded,
+        "thinned": thinned,
         "residual_scale": scale,
         "uncertainty": "bootstrap" if bootstrap else "gauss-newton",
         "profile": [{**t.combo, "objective": t.search.objective} for t in trials] if profiled else [],
@@ -235,6 +248,7 @@ def _fit(
         "weighted": weights is not None,
         "threads": threads,
         "diverged": diverged,
+        "max_points": max_points,
     }
     return Fit(
         law=law_k.name,

@@ -55,6 +55,7 @@ _SEVERITY = {
     "excluded": "caution",
     "approximate_translation": "caution",
     "correlated": "note",
+    "thinned": "note",
 }
 TINY, HUGE = 1e-100, 1e100  # a parameter or CI end beyond these is shown in words, never as a number
 
