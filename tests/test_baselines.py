@@ -1,5 +1,7 @@
-"""The finals-power baseline: recovers a known power law in run length through the finals, answers only
-for its own schedule family at a final step, and is scored by a forecast like a law."""
+"""The empirical baselines. finals-power: recovers a known power law in run length through the finals,
+answers only for its own schedule family at a final step. finals-chinchilla: recovers a known
+Chinchilla law through annealed finals, answers only annealed rows. A forecast scores both like laws
+and weighs them among the members that answer a row."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scalefit.errors import FitError
-from scalefit.predict.baselines import FinalsPowerLaw, schedule_family
+from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling, schedule_family
 from scalefit.predict.forecast import forecast
 from scalefit.store.curves import Curves
 
@@ -65,3 +67,75 @@ def test_a_forecast_scores_it_on_the_horizon_fold():
     final = got[got["step"] == 31999].iloc[0]
     truth = E + A * 32000**-ALPHA
     assert final["lo"] <= truth <= final["hi"]
+
+
+# -- finals-chinchilla ---------------------------------------------------------------------------------
+CH = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.32}  # L = E + A/N^alpha + B/D^beta
+TOKENS = 65536  # tokens per step
+
+
+def chinchilla(n: float, d: float) -> float:
+    return CH["E"] + CH["A"] / n ** CH["alpha"] + CH["B"] / d ** CH["beta"]
+
+
+def sized(specs: list[tuple[float, int, str]], loss: bool = True) -> Curves:
+    """Runs (n_params, steps, kind: "cosine" or "constant") evaluated every 100 steps; a cosine run's
+    final (step T-1, D = T * TOKENS) is the Chinchilla law exactly, the rows before it 1 % above."""
+    frames = []
+    for n, T, kind in specs:
+        steps = np.append(np.arange(100, T - 1, 100), T - 1)
+        value = np.array([chinchilla(n, (s + 1) * TOKENS) for s in steps]) * np.where(
+            steps == T - 1, 1.0, 1.01
+        )
+        schedule = cosine(T) if kind == "cosine" else f"constant:peak=1e-3,steps={T},warmup=100"
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run_id": f"{kind}-{n:.0e}-{T}",
+                    "step": steps,
+                    "lr": np.nan,
+                    "loss": value if loss else np.nan,
+                    "schedule": schedule,
+                    "n_params": n,
+                    "tokens_per_step": TOKENS,
+                }
+            )
+        )
+    return Curves.from_frame(pd.concat(frames, ignore_index=True))
+
+
+LADDER = [(n, T, "cosine") for n in (2e7, 4e7, 8e7, 1.6e8) for T in (2000, 4000, 8000)]
+
+
+def test_finals_chinchilla_recovers_a_known_law_through_the_annealed_finals():
+    fitted = FinalsScaling().fit(sized([*LADDER, (1.6e8, 8000, "constant")]))
+    assert fitted.fit.data_summary["n_points"] == 12  # the constant run's final is not annealed
+    big = sized([(6.4e8, 16000, "cosine"), (6.4e8, 16000, "constant")], loss=False)
+    truth = pd.DataFrame({"run_id": ["cosine-6e+08-16000", "constant-6e+08-16000"], "step": [15999, 15999]})
+    got = fitted.at(big, truth)
+    assert got[0] == pytest.approx(chinchilla(6.4e8, 16000 * TOKENS), rel=2e-3)  # 4x the largest size
+    assert np.isnan(got[1])  # a constant LR is not annealed at its last step: no answer
+    rows = fitted.frame(big)
+    assert rows["loss_pred"].notna().sum() == 1  # only the cosine run's final row
+
+
+def test_finals_chinchilla_needs_three_sizes():
+    with pytest.raises(FitError, match="annealed finals at 2 model size"):
+        FinalsScaling().fit(sized([(n, T, "cosine") for n in (2e7, 4e7) for T in (2000, 4000)]))
+
+
+def test_a_forecast_weighs_it_among_the_members_that_answer_a_row():
+    """finals-chinchilla answers only the annealed finals: weighed against the laws on the folds it
+    scored, it carries the target's final; the constant target's rows are the laws' alone."""
+    train = sized(LADDER)
+    target = sized([(3.2e8, 8000, "cosine"), (3.2e8, 8000, "constant")], loss=False)
+    fc = forecast(train, target, laws=["momentum", FinalsScaling()])
+    assert {"size"} <= {f["kind"] for f in fc.folds}
+    assert fc.weights["finals-chinchilla"] > 0.9  # exact on every annealed fold
+    assert len(fc.weight_sets) == 2 and sum(w["n_rows"] for w in fc.weight_sets) == 2
+    got = fc.predict().set_index(["run_id", "step"])
+    final = got.loc[("cosine-3e+08-8000", 7999)]
+    assert final["loss_pred"] == pytest.approx(chinchilla(3.2e8, 8000 * TOKENS), rel=5e-3)
+    assert final["lo"] <= chinchilla(3.2e8, 8000 * TOKENS) <= final["hi"]
+    back = type(fc).from_json(fc.to_json())
+    assert back.weight_sets == fc.weight_sets

@@ -10,11 +10,21 @@ target's own length; it gives no answer at other steps, for other families, or f
 schedule in the runs table. On a held-out ladder of sizes and horizons such a three-point power law
 through the finals beat every schedule law at predicting 5x and 10x longer runs (issue #17), which is
 why the forecast weighs it like a law.
+
+``FinalsScaling`` (member name ``finals-chinchilla``): the last observed loss of every fitted run that
+ends annealed (its LR there at most ``ANNEALED`` of the run's peak) as a point ``(N, D)``: ``N`` the
+run's ``n_params``, ``D`` its steps so far times ``tokens_per_step`` (steps when the runs table has no
+token count), fitted by the Chinchilla law ``E + A/N^alpha + B/D^beta`` (the engine's defaults) when
+the points span ``MIN_SIZES`` model sizes or more. It predicts a target run at a row where the run's
+LR is annealed the same way (its final, for a cosine or WSD run), at any size and length: the
+classic size-and-tokens law through annealed finals, the baseline for a question about a larger
+model or a longer run.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,14 +32,28 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from scalefit.errors import FitError
+from scalefit.errors import FitError, FitWarning, ScalefitError
+from scalefit.fitting.engine import fit_law
+from scalefit.fitting.result import Fit
+from scalefit.laws import get_law
 from scalefit.schedules.parse import parse
 from scalefit.store.curves import Curves
 
-__all__ = ["MIN_HORIZONS", "FinalsPowerLaw", "FittedFinals", "schedule_family"]
+__all__ = [
+    "ANNEALED",
+    "MIN_HORIZONS",
+    "MIN_SIZES",
+    "FinalsPowerLaw",
+    "FinalsScaling",
+    "FittedFinals",
+    "FittedScaling",
+    "schedule_family",
+]
 
 MIN_HORIZONS = 3  # distinct run lengths a family needs before its finals are fitted
 COMPLETE = 0.99  # a run is complete when its last observed step reaches this share of its length
+ANNEALED = 0.25  # finals-chinchilla: a row is annealed when its LR is at most this share of the peak
+MIN_SIZES = 3  # finals-chinchilla: model sizes the annealed finals must span
 
 
 def schedule_family(schedule: str) -> tuple[tuple[str, object], ...] | None:
@@ -146,3 +170,82 @@ class FinalsPowerLaw:
                 fix="give complete runs of one schedule at several horizons",
             )
         return FittedFinals(params)
+
+
+# -- finals-chinchilla ----------------------------------------------------------------------------------
+def _annealed_points(curves: Curves, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (run_id, step) that are annealed (module doc), with N and D; the others dropped."""
+    runs = curves.runs
+    tokens = runs["tokens_per_step"] if "tokens_per_step" in runs.columns else None
+    out = []
+    for run_id, step in zip(rows["run_id"].astype(str), rows["step"].astype(int), strict=True):
+        size = runs["n_params"].get(run_id) if "n_params" in runs.columns else None
+        if size is None or not pd.notna(size) or float(size) <= 0:
+            continue
+        try:
+            lr = curves.lr_sequence(run_id, int(step) + 1)
+        except ScalefitError:
+            continue
+        peak = float(np.nanmax(lr)) if lr.size else math.nan
+        if not (peak > 0 and lr[int(step)] <= ANNEALED * peak):
+            continue
+        per_step = float(tokens[run_id]) if tokens is not None and pd.notna(tokens.get(run_id)) else 1.0
+        out.append({"run_id": run_id, "step": int(step), "N": float(size), "D": (int(step) + 1) * per_step})
+    return pd.DataFrame(out, columns=["run_id", "step", "N", "D"])
+
+
+@dataclass(frozen=True)
+class FittedScaling:
+    """The Chinchilla fit through the annealed finals, and how to answer at target rows."""
+
+    fit: Fit
+    warnings: tuple[str, ...] = field(default=())
+
+    def at(self, targets: Curves | pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+        keys = list(zip(truth["run_id"].astype(str), truth["step"].astype(int), strict=True))
+        if not isinstance(targets, Curves):
+            return np.full(len(keys), np.nan)
+        unique = pd.DataFrame(sorted(set(keys)), columns=["run_id", "step"])
+        points = _annealed_points(targets, unique)
+        answer: dict[tuple[str, int], float] = {}
+        if len(points):
+            pred = self.fit.predict(points[["N", "D"]])["loss_pred"].to_numpy(float)
+            answer = dict(zip(zip(points["run_id"], points["step"], strict=True), pred, strict=True))
+        return np.array([answer.get(k, np.nan) for k in keys], dtype=float)
+
+    def frame(self, targets: Curves | pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(targets, Curves):
+            raise FitError(
+                "finals-chinchilla predicts curves only", field="targets", value=type(targets).__name__
+            )
+        rows = targets.frame[["run_id", "step"]].reset_index(drop=True)
+        last = rows.groupby("run_id")["step"].transform("max").to_numpy()
+        pred = self.at(targets, rows.assign(step=last))
+        return rows.assign(loss_pred=np.where(rows["step"].to_numpy() == last, pred, np.nan))
+
+
+@dataclass(frozen=True)
+class FinalsScaling:
+    """The ``finals-chinchilla`` baseline (module doc)."""
+
+    name: str = "finals-chinchilla"
+
+    def fit(self, data: Curves | pd.DataFrame) -> FittedScaling:
+        if not isinstance(data, Curves) or "n_params" not in data.runs.columns:
+            raise FitError("finals-chinchilla needs curves with their model sizes", field="n_params")
+        final = data.final()
+        points = _annealed_points(data, final[["run_id", "step"]])
+        loss = final.set_index("run_id")["loss"]
+        points = points.assign(loss=loss.reindex(points["run_id"]).to_numpy(float))
+        points = points[np.isfinite(points["loss"]) & (points["loss"] > 0)]
+        if points["N"].nunique() < MIN_SIZES:
+            raise FitError(
+                f"finals-chinchilla: annealed finals at {points['N'].nunique()} model size(s)",
+                field="n_params",
+                fix=f"give annealed (cosine or WSD) runs of {MIN_SIZES} or more sizes",
+            )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FitWarning)
+            fit = fit_law(get_law("chinchilla", n="N", d="D"), points[["N", "D", "loss"]], progress=False)
+        notes = tuple(f"finals-chinchilla: {w.message}" for w in caught if issubclass(w.category, FitWarning))
+        return FittedScaling(fit, notes)

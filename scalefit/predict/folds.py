@@ -3,7 +3,8 @@
 The question is read off the targets against the fitted data (``question_of``):
 
 - ``"horizon"``: a target runs more than ``HORIZON_SLACK`` times longer than the longest fitted run;
-- ``"size"``: a target model is larger than every fitted one (by more than ``SIZE_SLACK``);
+- ``"size"``: a target model is larger than every fitted one (by more than ``SIZE_SLACK``); a target
+  that is both larger and longer asks both (``extrapolates``), its question is ``"horizon"``;
 - ``"schedule"``: otherwise (another schedule within the fitted horizons and sizes);
 - ``"compute"``: static targets (a table) beyond the largest fitted compute.
 
@@ -47,6 +48,7 @@ __all__ = [
     "TRUNCATE",
     "Fold",
     "curve_folds",
+    "extrapolates",
     "question_of",
     "table_folds",
     "table_question",
@@ -94,15 +96,21 @@ def _target_last(targets: Curves) -> pd.Series:
     return targets.frame.groupby("run_id")["step"].max()
 
 
-def question_of(train: Curves, targets: Curves) -> str:
-    """ "horizon", "size" or "schedule" (module doc)."""
-    fitted_last = float(_last_steps(train).max())
-    if float(_target_last(targets).max()) > HORIZON_SLACK * fitted_last:
-        return "horizon"
+def extrapolates(train: Curves, targets: Curves) -> tuple[str, ...]:
+    """What the targets extrapolate beyond the fitted runs: "horizon" and/or "size" (module doc)."""
+    out = []
+    if float(_target_last(targets).max()) > HORIZON_SLACK * float(_last_steps(train).max()):
+        out.append("horizon")
     sizes, target_sizes = _sizes(train), _sizes(targets)
     if len(sizes) and len(target_sizes) and float(target_sizes.max()) > SIZE_SLACK * float(sizes.max()):
-        return "size"
-    return "schedule"
+        out.append("size")
+    return tuple(out)
+
+
+def question_of(train: Curves, targets: Curves) -> str:
+    """ "horizon", "size" or "schedule" (module doc): a larger model trained longer is a horizon
+    question whose folds also hold the largest size out (``extrapolates``)."""
+    return (extrapolates(train, targets) or ("schedule",))[0]
 
 
 def _subset(curves: Curves, cut: dict[str, int | None]) -> Curves:
@@ -224,9 +232,11 @@ def _size(train: Curves) -> list[Fold]:
     ]
 
 
-def curve_folds(train: Curves, question: str) -> list[Fold]:
-    """The folds that score a curve forecast of ``question`` (module doc)."""
-    special = _horizon(train) if question == "horizon" else _size(train) if question == "size" else []
+def curve_folds(train: Curves, question: str, also: Sequence[str] = ()) -> list[Fold]:
+    """The folds that score a curve forecast of ``question`` and of what else the targets
+    extrapolate (``also``: "horizon", "size"; module doc)."""
+    asked = {question, *also}
+    special = (_horizon(train) if "horizon" in asked else []) + (_size(train) if "size" in asked else [])
     return special + _loo(train) + _trunc(train)
 
 

@@ -9,21 +9,25 @@ The rule, computed from the fitted runs alone (the targets only fix the question
 predict):
 
 1. Members (``scalefit.predict.members``): every applicable law (``laws=None``: ``CURVE_LAWS`` for
-   Curves, plus ``multipower-size`` for a size question; ``STATIC_LAWS`` for a table), each fitted by
-   the engine with its defaults, and for Curves the empirical baseline ``finals-power`` (a power law in
-   run length through the finals of one schedule family, ``scalefit.predict.baselines``), scored like
-   the laws (it has no answer where its family lacks finals at three lengths). ``laws=`` takes names,
-   ``Law`` objects or members.
+   Curves, plus ``multipower-size`` when a target is a larger model; ``STATIC_LAWS`` for a table),
+   each fitted by the engine with its defaults, and for Curves the empirical baselines
+   ``finals-power`` (a power law in run length through the finals of one schedule family) and
+   ``finals-chinchilla`` (the Chinchilla law through the annealed finals of runs of three or more
+   sizes; ``scalefit.predict.baselines``), scored like the laws (each has no answer where its data
+   are lacking). ``laws=`` takes names, ``Law`` objects or members.
 2. Folds that mimic the question (``scalefit.predict.folds``): leave one run out, truncate a run and
    predict its remainder, leave the longest horizon, the largest size or the largest compute out. Each
    member is refitted on every fold and predicts the held-out final losses; its error is the log ratio
    ``log(pred / true)`` (``errors``); ``scores`` is member x fold, the mean absolute error (NaN where the
    member could not be fitted or did not apply).
-3. Weights: a member that scored fewer than half of the folds gets none; the others get weights
-   proportional to ``1 / MSE`` (their mean squared fold error; for tables each error divided by
-   ``growth`` of its distance, so that a far fold does not outweigh the near ones), set to 0 beyond
-   ``CUTOFF`` times the best MSE, normalised. The forecast is the weighted mean of the members'
-   predictions.
+3. Weights, per target row among the members that answer it (a baseline answers only some rows; a
+   member whose fit failed on more than half of the folds is not weighed): proportional to
+   ``1 / MSE``, their mean squared error over the folds that all of them scored (for tables each
+   error divided by ``growth`` of its distance, so that a far fold does not outweigh the near ones),
+   set to 0 beyond ``CUTOFF`` times the best MSE, normalised; while they share fewer than
+   ``MIN_COMMON`` scored folds the member with the fewest is left out; none scored at all: equal
+   weights. The forecast is the weighted mean of the answering members' predictions; ``weights``
+   reports the set that answers most of the targets' finals, ``weight_sets`` every set.
 4. Band at ``level``, in log space around the forecast, from the folds' errors of the weighted forecast
    itself (``n`` of them): the larger of the split-conformal quantile (the ``ceil((n+1) level)``-th
    smallest absolute error, when ``n`` allows one) and a Student-t prediction interval ``rms * t_{n-1} *
@@ -58,8 +62,15 @@ from scipy.stats import t as student_t
 
 from scalefit.errors import ConfigError, DataError, ScalefitError
 from scalefit.laws.base import CurveLaw, Law, get_law
-from scalefit.predict.baselines import FinalsPowerLaw
-from scalefit.predict.folds import Fold, curve_folds, question_of, table_folds, table_question
+from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling
+from scalefit.predict.folds import (
+    Fold,
+    curve_folds,
+    extrapolates,
+    question_of,
+    table_folds,
+    table_question,
+)
 from scalefit.predict.members import Fitted, LawMember, Member
 from scalefit.store.curves import Curves
 
@@ -67,6 +78,7 @@ __all__ = [
     "ALIKE",
     "CURVE_LAWS",
     "CUTOFF",
+    "MIN_COMMON",
     "MIN_ERRORS",
     "STATIC_LAWS",
     "UNIDENTIFIED",
@@ -81,6 +93,7 @@ CUTOFF = 4.0  # members whose fold MSE exceeds this multiple of the best get no 
 ALIKE = 0.25  # members with at least this share of the largest weight count in the spread
 MIN_ERRORS = 2  # fewer fold errors than this: the answer is not identified by the runs
 UNIDENTIFIED = 0.05  # the least relative half-width of the band of an unidentified forecast
+MIN_COMMON = 2  # folds the members answering a row must all have scored to be weighed against each other
 FORMAT = "scalefit.Forecast/1"
 
 
@@ -92,9 +105,11 @@ class Forecast:
     ``members``: each member's prediction at the same rows (long: member, row, loss_pred).
     ``errors``: the fold errors (fold, kind, member, run_id, err = log(pred/true), distance, level:
     the held-out row's compute level for tables, NaN for curves).
-    ``scores``: member x fold mean |err|. ``weights``: member -> weight. ``band``: how the band was
-    set (n_errors, q_conformal, q_t, q, distance_factor, identified). ``folds``: name, kind, distance,
-    n_truth. ``failures``: member -> {fold or "all": why it was not fitted}.
+    ``scores``: member x fold mean |err|. ``weights``: member -> weight at most of the targets'
+    finals; ``weight_sets``: every set of weights used at the finals, with its number of rows.
+    ``band``: how the band was set (n_errors, q_conformal, q_t, q, distance_factor, identified).
+    ``folds``: name, kind, distance, n_truth. ``failures``: member -> {fold or "all": why it was not
+    fitted}.
     """
 
     level: float
@@ -108,6 +123,7 @@ class Forecast:
     folds: tuple[Mapping[str, Any], ...]
     notes: tuple[str, ...] = ()
     failures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    weight_sets: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def identified(self) -> bool:
@@ -133,6 +149,7 @@ class Forecast:
             "folds": [dict(f) for f in self.folds],
             "notes": list(self.notes),
             "failures": {k: dict(v) for k, v in self.failures.items()},
+            "weight_sets": [{"weights": dict(w["weights"]), "n_rows": w["n_rows"]} for w in self.weight_sets],
         }
 
     @classmethod
@@ -159,6 +176,10 @@ class Forecast:
             folds=tuple(dict(f) for f in d["folds"]),
             notes=tuple(d.get("notes", ())),
             failures={str(k): dict(v) for k, v in d.get("failures", {}).items()},
+            weight_sets=tuple(
+                {"weights": {str(m): float(v) for m, v in w["weights"].items()}, "n_rows": int(w["n_rows"])}
+                for w in d.get("weight_sets", ())
+            ),
         )
 
     def to_json(self, indent: int | None = None) -> str:
@@ -194,12 +215,14 @@ def _frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
 
 # -- members -------------------------------------------------------------------------------------------
 def _members(
-    data: Curves | pd.DataFrame, laws: Sequence[str | Law | Member] | str | Law | None, question: str
+    data: Curves | pd.DataFrame,
+    laws: Sequence[str | Law | Member] | str | Law | None,
+    asked: Sequence[str],
 ) -> list[Member]:
     if laws is None:
         if isinstance(data, Curves):
-            names = CURVE_LAWS + (("multipower-size",) if question == "size" else ())
-            return [*(LawMember(get_law(n)) for n in names), FinalsPowerLaw()]
+            names = CURVE_LAWS + (("multipower-size",) if "size" in asked else ())
+            return [*(LawMember(get_law(n)) for n in names), FinalsPowerLaw(), FinalsScaling()]
         return [LawMember(get_law(n)) for n in STATIC_LAWS]
     if isinstance(laws, (str, Law)):
         laws = [laws]
@@ -229,31 +252,79 @@ def _fit(member: Member, data: Curves | pd.DataFrame) -> tuple[Fitted | None, st
 
 
 # -- the rule ------------------------------------------------------------------------------------------
-def _weights(scores_sq: pd.DataFrame, n_folds: int) -> dict[str, float]:
-    """Inverse-MSE weights over the members that scored at least half of the folds (module doc)."""
-    covered = scores_sq.notna().sum(axis=1)
-    mse = scores_sq.mean(axis=1)
-    ok = (covered >= max(1, math.ceil(n_folds / 2))) & np.isfinite(mse)
-    if not ok.any():
-        return {m: 0.0 for m in scores_sq.index}
-    best = float(mse[ok].min())
-    raw = {
-        m: (1.0 / max(float(mse[m]), 1e-12) if ok[m] and mse[m] <= CUTOFF * best else 0.0) for m in mse.index
-    }
-    total = sum(raw.values())
-    return {m: w / total for m, w in raw.items()}
+def _disqualified(failures: Mapping[str, Mapping[str, str]], n_folds: int) -> set[str]:
+    """Members whose fit failed (raised) on more than half of the folds: too unstable to weigh."""
+    return {m for m, f in failures.items() if sum(k != "all" for k in f) > n_folds / 2}
 
 
-def _combine(preds: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
-    """The weighted mean of the members' predictions, renormalised where some are missing (NaN)."""
-    names = [m for m in preds if weights.get(m, 0.0) > 0]
-    if not names:
-        n = len(next(iter(preds.values()))) if preds else 0
-        return np.full(n, np.nan)
-    stack = np.stack([preds[m] for m in names])
-    w = np.array([weights[m] for m in names])[:, None] * np.isfinite(stack)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nansum(np.where(np.isfinite(stack), stack, 0.0) * w, axis=0) / w.sum(axis=0)
+@dataclass
+class _Weigher:
+    """Weights among the members that answer a row, from the folds all of them scored (module doc,
+    step 3), cached per set of members."""
+
+    scores_sq: pd.DataFrame  # member x fold: mean squared (normalised) error, NaN where not scored
+    eligible: frozenset[str]
+    cache: dict[frozenset[str], dict[str, float]] = field(default_factory=dict)
+
+    def __call__(self, answering: Sequence[str]) -> dict[str, float]:
+        key = frozenset(m for m in answering if m in self.eligible)
+        if key not in self.cache:
+            self.cache[key] = self._weights(sorted(key))
+        return self.cache[key]
+
+    def _weights(self, names: list[str]) -> dict[str, float]:
+        sq = self.scores_sq
+        if names and not sq.loc[names].notna().to_numpy().any():  # none scored: weigh them alike
+            return {m: 1.0 / len(names) for m in names}
+        while len(names) > 1:  # the members must share MIN_COMMON scored folds to be compared
+            sub = sq.loc[names]
+            common = sub.columns[sub.notna().all(axis=0).to_numpy()]
+            if len(common) >= MIN_COMMON:
+                break
+            names.remove(min(names, key=lambda m: (int(sub.loc[m].notna().sum()), m)))
+        if len(names) <= 1:
+            return {m: 1.0 for m in names}
+        mse = sq.loc[names, common].mean(axis=1)
+        best = float(mse.min())
+        raw = {m: (1.0 / max(float(v), 1e-12) if v <= CUTOFF * best else 0.0) for m, v in mse.items()}
+        total = sum(raw.values())
+        return {m: w / total for m, w in raw.items()}
+
+    def combine(self, preds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """Per row: the weighted mean of the answering members' predictions, and their weights."""
+        names = list(preds)
+        stack = np.stack([preds[m] for m in names]) if names else np.zeros((0, 0))
+        n = stack.shape[1] if names else 0
+        out, used = np.full(n, np.nan), []
+        for i in range(n):
+            answering = [m for j, m in enumerate(names) if np.isfinite(stack[j, i]) and stack[j, i] > 0]
+            w = self(answering)
+            used.append(w)
+            total = sum(w.values())
+            if total > 0:
+                out[i] = sum(w[m] * stack[names.index(m), i] for m in w) / total
+        return out, used
+
+
+def _summary_weights(
+    keys: pd.DataFrame, used: Sequence[Mapping[str, float]], names: Sequence[str]
+) -> tuple[dict[str, float], tuple[dict[str, Any], ...]]:
+    """The weights answering the targets' finals (curves: each run's last row; tables: every row):
+    the most common set (on a tie the one of more members) as ``Forecast.weights`` (every member
+    named, 0 when not weighed) and every set with the number of final rows it answered."""
+    if "step" in keys.columns and len(keys):
+        rows = keys.groupby("run_id")["step"].idxmax().to_numpy()
+    else:
+        rows = np.arange(len(keys))
+    counts: dict[tuple[tuple[str, float], ...], int] = {}
+    for i in rows:
+        key = tuple(sorted(used[int(i)].items()))
+        counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -len(kv[0])))  # ties: the fuller set
+    top = dict(ranked[0][0]) if ranked else {}
+    weights = {m: float(top.get(m, 0.0)) for m in names}
+    sets = tuple({"weights": dict(k), "n_rows": n} for k, n in ranked)
+    return weights, sets
 
 
 def _quantile(errors: np.ndarray, level: float) -> dict[str, float]:
@@ -342,14 +413,14 @@ def _by_fold(
     return table.reindex(index=index, columns=columns)
 
 
-def _combined_errors(errors: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
+def _combined_errors(errors: pd.DataFrame, weigh: _Weigher) -> pd.DataFrame:
     """The fold errors of the weighted forecast itself: one row per (fold, held-out run)."""
     if errors.empty:
         return pd.DataFrame(columns=["fold", "run_id", "err", "distance", "level"])
     rows = []
     for (fold, run_id), g in errors.groupby(["fold", "run_id"], sort=False):
         preds = {m: np.array([v]) for m, v in zip(g["member"], g["pred"], strict=True)}
-        comb = float(_combine(preds, weights)[0])
+        comb = float(weigh.combine(preds)[0][0])
         true = float(g["true"].iloc[0])
         err = math.log(comb / true) if comb > 0 and true > 0 else math.nan
         first = g.iloc[0]
@@ -381,15 +452,21 @@ def _normalised(errors: pd.DataFrame, floor: float | None) -> pd.DataFrame:
     return errors.assign(err=errors["err"] / growth(errors["distance"].to_numpy(float), floor))
 
 
-def _spread(preds: Mapping[str, np.ndarray], center: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
-    """Per row, the largest |log(pred / forecast)| of the members that score alike (module doc)."""
-    top = max(weights.values()) if weights else 0.0
-    alike = [m for m in preds if top > 0 and weights.get(m, 0.0) >= ALIKE * top]
-    if not alike:
-        return np.zeros_like(center)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gaps = np.abs(np.log(np.stack([preds[m] for m in alike]) / center))
-    return np.nan_to_num(np.nanmax(np.where(np.isfinite(gaps), gaps, np.nan), axis=0), nan=0.0)
+def _spread(
+    preds: Mapping[str, np.ndarray], center: np.ndarray, used: Sequence[Mapping[str, float]]
+) -> np.ndarray:
+    """Per row, the largest |log(pred / forecast)| of the members that score alike there (weight at
+    least ``ALIKE`` of the row's largest; module doc)."""
+    out = np.zeros_like(center)
+    for i, w in enumerate(used):
+        top = max(w.values()) if w else 0.0
+        gaps = [
+            abs(math.log(preds[m][i] / center[i]))
+            for m, v in w.items()
+            if top > 0 and v >= ALIKE * top and preds[m][i] > 0 and center[i] > 0
+        ]
+        out[i] = max(gaps, default=0.0)
+    return out
 
 
 def _align(full: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -495,10 +572,11 @@ def forecast(
         if len(data.run_ids) < 1:
             raise DataError("no runs to fit", fix="give at least one run with an observed loss")
         question = question_of(data, targets)
-        members = _members(data, laws, question)
-        folds = curve_folds(data, question)
+        also = extrapolates(data, targets)
+        members = _members(data, laws, also)
+        folds = curve_folds(data, question, also)
     else:
-        members = _members(data, laws, "compute")
+        members = _members(data, laws, ("compute",))
         first = next((m.law for m in members if isinstance(m, LawMember)), None)
         if first is None:
             raise ConfigError(
@@ -511,30 +589,31 @@ def forecast(
     errors, failures = _fold_errors(folds, members, loss)
     scores = _by_fold(errors, members, folds, np.abs)
     floor = None if curves else _distance_floor(folds)
-    weights = _weights(_by_fold(_normalised(errors, floor), members, folds, np.square), len(folds))
+    scores_sq = _by_fold(_normalised(errors, floor), members, folds, np.square)
     full: dict[str, pd.DataFrame] = {}
+    warned: dict[str, tuple[str, ...]] = {}
     for member in members:
         fitted, why = _fit(member, data)
         if fitted is None:
             failures.setdefault(member.name, {})["all"] = str(why)
-            weights[member.name] = 0.0
             continue
         full[member.name] = fitted.frame(targets)
-        if weights.get(member.name, 0.0) > 0:
-            notes.extend(fitted.warnings)  # each starts with its law's name
-    total = sum(weights.values())
-    weights = {m: (w / total if total > 0 else 0.0) for m, w in weights.items()}
+        warned[member.name] = tuple(fitted.warnings)
     if not full:
         raise DataError(
             "no law could be fitted to the runs",
             value="; ".join(f"{m}: {v.get('all')}" for m, v in failures.items()),
             fix="give more runs (with an LR decay for curve laws) or other laws",
         )
+    eligible = frozenset(full) - _disqualified(failures, len(folds))
+    weigh = _Weigher(scores_sq, eligible or frozenset(full))
     keys, member_preds = _align(full)
-    if total <= 0:  # no member could be scored: weigh them equally and say so
-        weights = {m: 1.0 / len(full) for m in full}
-    center = _combine(member_preds, weights)
-    cv = _combined_errors(errors, weights)
+    center, used = weigh.combine(member_preds)
+    weights, weight_sets = _summary_weights(keys, used, [m.name for m in members])
+    for name, w in weights.items():
+        if w > 0:
+            notes.extend(warned.get(name, ()))  # each starts with its law's name
+    cv = _combined_errors(errors, weigh)
     band = (
         _quantile(cv["err"].to_numpy(float), level)
         if curves
@@ -555,7 +634,7 @@ def forecast(
             f"the runs cannot identify the answer: {band['n_errors']} fold error(s) "
             f"(at least {MIN_ERRORS} needed); the band is at least +-{UNIDENTIFIED:.0%}"
         )
-    spread = _spread(member_preds, center, weights)
+    spread = _spread(member_preds, center, used)
     half = np.sqrt(q**2 + spread**2)
     half = _per_run(keys, half)
     table = keys.assign(loss_pred=center, lo=center * np.exp(-half), hi=center * np.exp(half))
@@ -586,4 +665,5 @@ def forecast(
         folds=fold_info,
         notes=tuple(notes),
         failures=failures,
+        weight_sets=weight_sets,
     )
