@@ -4,19 +4,21 @@ stated level on curves drawn from a known law, an honest answer when the runs ca
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import t as student_t
 
 import scalefit as sf
 from scalefit.errors import ConfigError, DataError
 from scalefit.fitting.design import build_design
 from scalefit.laws import get_law
 from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
-from scalefit.predict.forecast import MIN_ERRORS, UNIDENTIFIED, Forecast, forecast, growth
+from scalefit.predict.forecast import MIN_ERRORS, UNIDENTIFIED, WINDOW, Forecast, forecast, growth
 from scalefit.store import datasets
 from scalefit.store.curves import Curves
 
@@ -185,9 +187,9 @@ def test_static_forecast_leaves_the_largest_compute_out():
 
 
 def test_static_band_grows_with_each_rows_own_distance():
-    """One law (no spread between members): every target row's log half-width is the same number
-    times growth(d) of its own distance beyond the largest fitted compute; the folds extrapolate one,
-    two and three compute levels."""
+    """One law (no spread between members): each target row's log half-width is growth(d) of its own
+    distance beyond the largest fitted compute times a q taken from the fold groups at a comparable
+    distance; the folds extrapolate one, two and three compute levels."""
     epoch = datasets.load("chinchilla-epoch")
     epoch = epoch[epoch["epoch_fit"]].reset_index(drop=True)
     c = 6 * epoch["N"] * epoch["D"]
@@ -198,11 +200,23 @@ def test_static_band_grows_with_each_rows_own_distance():
     half = np.log(got["hi"] / got["loss_pred"]).to_numpy()
     floor = min(f["distance"] for f in fc.folds)
     d = np.log(6 * targets["N"] * targets["D"] / (6 * small["N"] * small["D"]).max()).to_numpy()
-    np.testing.assert_allclose(half / growth(d, floor), fc.band["q"], rtol=1e-9)
+    q = half / growth(d, floor)
+    # rows at the same (floored) distance share q; q is never below the scatter part alone
+    same = np.isclose(np.maximum(d, floor), floor)
+    assert same.sum() >= 2 and np.ptp(q[same]) < 1e-12
+    assert np.all(q >= fc.band["q_scatter"] - 1e-12)
+    # by hand for the nearest rows: the level-mean errors of the groups within WINDOW of the floor
+    cv = fc.errors.assign(err=fc.errors["err"] / growth(fc.errors["distance"].to_numpy(), floor))
+    groups = cv.groupby(["fold", "level"]).agg(err=("err", "mean"), d=("distance", "mean"))
+    near = groups[(groups["d"] >= floor / WINDOW) & (groups["d"] <= floor * WINDOW)]["err"].to_numpy()
+    n = near.size
+    t = student_t.ppf(0.95, n - 1) * np.sqrt(np.mean(near**2)) * np.sqrt(1 + 1 / n)
+    conformal = np.sort(np.abs(near))[math.ceil((n + 1) * 0.9) - 1] if math.ceil((n + 1) * 0.9) <= n else 0.0
+    assert q[same][0] == pytest.approx(math.hypot(max(t, conformal), fc.band["q_scatter"]), rel=1e-9)
     assert half.max() > 3 * half.min()  # the farthest rows are trusted least
     held = fc.errors.groupby("fold")["level"].nunique()
     assert held.to_dict() == {"compute:1": 1, "compute:2": 2, "compute:3": 3}
-    assert fc.band["n_groups"] == 6 and fc.band["q"] >= fc.band["q_bias"] > 0
+    assert fc.band["n_groups"] == 6
 
 
 def test_forecast_of_something_that_is_not_data_is_a_named_error():

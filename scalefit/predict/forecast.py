@@ -38,7 +38,9 @@ predict):
      (log compute beyond the largest fitted point; a slope error grows like ``d``, a curvature error
      like ``d^2``), the quantile is taken of the (fold, compute level) mean errors as ``n`` (the points
      of one level share their law's bias there) and added in quadrature to that of the errors about
-     their level's mean; each target row's half-width is that times ``growth`` of its own distance.
+     their level's mean; each target row's half-width is that times ``growth`` of its own distance,
+     the level means taken from the groups at a comparable distance (within a factor ``WINDOW`` of
+     the row's) when there are two or more.
    Then added in quadrature to the spread between members that score alike (weight at least ``ALIKE``
    of the largest: their largest log distance from the forecast). Fewer than ``MIN_ERRORS`` fold
    errors: the runs cannot identify the answer; the forecast says so (``identified`` False, a note)
@@ -82,6 +84,7 @@ __all__ = [
     "MIN_ERRORS",
     "STATIC_LAWS",
     "UNIDENTIFIED",
+    "WINDOW",
     "Forecast",
     "forecast",
     "growth",
@@ -93,6 +96,7 @@ CUTOFF = 4.0  # members whose fold MSE exceeds this multiple of the best get no 
 ALIKE = 0.25  # members with at least this share of the largest weight count in the spread
 MIN_ERRORS = 2  # fewer fold errors than this: the answer is not identified by the runs
 UNIDENTIFIED = 0.05  # the least relative half-width of the band of an unidentified forecast
+WINDOW = 1.5  # tables: fold groups within this factor of a row's distance are at a comparable distance
 MIN_COMMON = 2  # folds the members answering a row must all have scored to be weighed against each other
 FORMAT = "scalefit.Forecast/1"
 
@@ -358,6 +362,26 @@ def _table_quantile(cv: pd.DataFrame, level: float) -> dict[str, float]:
     out["q_conformal"], out["q_t"] = bias["q_conformal"], bias["q_t"]
     parts = [v for v in (bias["q"], scatter["q"]) if math.isfinite(v)]
     out["q"] = math.sqrt(sum(v * v for v in parts)) if math.isfinite(bias["q"]) else math.nan
+    return out
+
+
+def _table_row_q(cv: pd.DataFrame, level: float, distance: np.ndarray, floor: float) -> np.ndarray:
+    """Tables, per target row: ``_table_quantile``'s band with its bias part taken from the (fold,
+    level) groups at a comparable distance (within a factor ``WINDOW`` of the row's own, raised to
+    ``floor``) when there are two or more, else from all groups. ``cv``: normalised errors."""
+    finite = cv[np.isfinite(cv["err"].to_numpy(float))]
+    if finite.empty:
+        return np.full(len(distance), math.nan)
+    groups = finite.groupby(["fold", "level"]).agg(err=("err", "mean"), d=("distance", "mean"))
+    scatter = _quantile(
+        (finite["err"] - finite.groupby(["fold", "level"])["err"].transform("mean")).to_numpy(float), level
+    )["q"]
+    everywhere = _quantile(groups["err"].to_numpy(float), level)["q"]
+    out = np.empty(len(distance))
+    for i, d in enumerate(np.maximum(np.asarray(distance, dtype=float), floor)):
+        near = groups["err"][(groups["d"] >= d / WINDOW) & (groups["d"] <= d * WINDOW)].to_numpy(float)
+        bias = _quantile(near, level)["q"] if near.size >= 2 else everywhere
+        out[i] = math.hypot(bias, scatter if math.isfinite(scatter) else 0.0)
     return out
 
 
@@ -628,7 +652,10 @@ def forecast(
         distance = float(np.max(row_distance))
         factor = growth(row_distance, floor)
     identified = band["n_errors"] >= MIN_ERRORS and math.isfinite(band["q"])
-    q = band["q"] * factor if identified else np.full(len(keys), math.log1p(UNIDENTIFIED))
+    if identified and not curves:
+        q = _table_row_q(_normalised(cv, floor), level, row_distance, floor) * factor
+    else:
+        q = band["q"] * factor if identified else np.full(len(keys), math.log1p(UNIDENTIFIED))
     if not identified:
         notes.append(
             f"the runs cannot identify the answer: {band['n_errors']} fold error(s) "
