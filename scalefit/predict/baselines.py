@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,13 +113,20 @@ class FittedFinals:
         return out
 
     def frame(self, targets: Curves | pd.DataFrame) -> pd.DataFrame:
-        if not isinstance(targets, Curves):
-            raise FitError("finals-power predicts curves only", field="targets", value=type(targets).__name__)
-        rows = targets.frame[["run_id", "step"]].reset_index(drop=True)
-        last = rows.groupby("run_id")["step"].transform("max").to_numpy()
-        truth = rows.assign(step=last)
-        pred = self.at(targets, truth)
-        return rows.assign(loss_pred=np.where(rows["step"].to_numpy() == last, pred, np.nan))
+        return _final_rows(self.at, targets, "finals-power")
+
+
+def _final_rows(
+    at: Callable[[Curves, pd.DataFrame], np.ndarray], targets: Curves | pd.DataFrame, name: str
+) -> pd.DataFrame:
+    """A baseline's ``frame``: every target row, ``loss_pred`` from ``at`` at each run's last row and
+    NaN before it (a baseline answers finals only)."""
+    if not isinstance(targets, Curves):
+        raise FitError(f"{name} predicts curves only", field="targets", value=type(targets).__name__)
+    rows = targets.frame[["run_id", "step"]].reset_index(drop=True)
+    last = rows.groupby("run_id")["step"].transform("max").to_numpy()
+    pred = at(targets, rows.assign(step=last))
+    return rows.assign(loss_pred=np.where(rows["step"].to_numpy() == last, pred, np.nan))
 
 
 def _fit_family(lengths: np.ndarray, finals: np.ndarray) -> tuple[float, float, float]:
@@ -214,14 +221,7 @@ class FittedScaling:
         return np.array([answer.get(k, np.nan) for k in keys], dtype=float)
 
     def frame(self, targets: Curves | pd.DataFrame) -> pd.DataFrame:
-        if not isinstance(targets, Curves):
-            raise FitError(
-                "finals-chinchilla predicts curves only", field="targets", value=type(targets).__name__
-            )
-        rows = targets.frame[["run_id", "step"]].reset_index(drop=True)
-        last = rows.groupby("run_id")["step"].transform("max").to_numpy()
-        pred = self.at(targets, rows.assign(step=last))
-        return rows.assign(loss_pred=np.where(rows["step"].to_numpy() == last, pred, np.nan))
+        return _final_rows(self.at, targets, "finals-chinchilla")
 
 
 @dataclass(frozen=True)
