@@ -365,23 +365,20 @@ def _table_quantile(cv: pd.DataFrame, level: float) -> dict[str, float]:
     return out
 
 
-def _table_row_q(cv: pd.DataFrame, level: float, distance: np.ndarray, floor: float) -> np.ndarray:
-    """Tables, per target row: ``_table_quantile``'s band with its bias part taken from the (fold,
-    level) groups at a comparable distance (within a factor ``WINDOW`` of the row's own, raised to
-    ``floor``) when there are two or more, else from all groups. ``cv``: normalised errors."""
+def _table_row_q(
+    cv: pd.DataFrame, band: Mapping[str, Any], level: float, distance: np.ndarray, floor: float
+) -> np.ndarray:
+    """Tables, per target row: ``band`` (``_table_quantile``'s) with its bias part taken from the
+    (fold, level) groups at a comparable distance (within a factor ``WINDOW`` of the row's own,
+    raised to ``floor``) when there are two or more, else ``band``'s own. ``cv``: normalised errors."""
     finite = cv[np.isfinite(cv["err"].to_numpy(float))]
-    if finite.empty:
-        return np.full(len(distance), math.nan)
     groups = finite.groupby(["fold", "level"]).agg(err=("err", "mean"), d=("distance", "mean"))
-    scatter = _quantile(
-        (finite["err"] - finite.groupby(["fold", "level"])["err"].transform("mean")).to_numpy(float), level
-    )["q"]
-    everywhere = _quantile(groups["err"].to_numpy(float), level)["q"]
+    scatter = band["q_scatter"] if math.isfinite(band["q_scatter"]) else 0.0
     out = np.empty(len(distance))
     for i, d in enumerate(np.maximum(np.asarray(distance, dtype=float), floor)):
         near = groups["err"][(groups["d"] >= d / WINDOW) & (groups["d"] <= d * WINDOW)].to_numpy(float)
-        bias = _quantile(near, level)["q"] if near.size >= 2 else everywhere
-        out[i] = math.hypot(bias, scatter if math.isfinite(scatter) else 0.0)
+        bias = _quantile(near, level)["q"] if near.size >= 2 else band["q_bias"]
+        out[i] = math.hypot(bias, scatter)
     return out
 
 
@@ -653,7 +650,7 @@ def forecast(
         factor = growth(row_distance, floor)
     identified = band["n_errors"] >= MIN_ERRORS and math.isfinite(band["q"])
     if identified and not curves:
-        q = _table_row_q(_normalised(cv, floor), level, row_distance, floor) * factor
+        q = _table_row_q(_normalised(cv, floor), band, level, row_distance, floor) * factor
     else:
         q = band["q"] * factor if identified else np.full(len(keys), math.log1p(UNIDENTIFIED))
     if not identified:
