@@ -13,7 +13,7 @@ from scalefit.errors import ConfigError, FitError
 from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
-from scalefit.laws.cooldown import Q_GRID, CooldownLaw, noise_functional
+from scalefit.laws.cooldown import DEFAULT_RHO, Q_GRID, CooldownLaw, noise_functional
 from scalefit.store.curves import Curves
 
 TRUTH = {"L0": 2.5, "A": 0.8, "alpha": 0.45, "B": 0.03, "rho": 1.5}
@@ -65,7 +65,7 @@ def _synthetic(theta: dict[str, float], noise: float = 0.0, seed: int = 0) -> Cu
         "wsd": sf.schedules.parse("wsd:peak=1e-3,steps=4000,warmup=100,decay=0.3"),
     }
     steps = np.arange(40, 4001, 40)
-    law, rows = CooldownLaw(q=Q_TRUE), []
+    law, rows = CooldownLaw(q=Q_TRUE, rho=theta.get("rho")), []
     for run_id, sched in schedules.items():
         lr = sched.lrs(4000)
         frame = pd.DataFrame(
@@ -73,7 +73,7 @@ def _synthetic(theta: dict[str, float], noise: float = 0.0, seed: int = 0) -> Cu
         )
         one = Curves.from_frame(frame, runs=pd.DataFrame({"schedule": [str(sched)]}, index=[run_id]))
         design = build_design(law, one, predict=True)
-        frame["loss"] = law.predict(np.array(list(theta.values())), design)
+        frame["loss"] = law.predict(np.array([theta[name] for name in law.param_names]), design)
         rows.append(frame)
     df = pd.concat(rows, ignore_index=True)
     df["loss"] *= np.exp(noise * np.random.default_rng(seed).standard_normal(len(df)))
@@ -89,17 +89,45 @@ def synthetic() -> Curves:
 def test_registered_and_round_trips() -> None:
     law = get_law("cooldown")
     assert isinstance(law, CooldownLaw) and law.name == "cooldown"
-    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B", "rho")
-    assert law.config() == {"q": None} and law.profile() == {"q": list(Q_GRID)}
+    assert law.config() == {"q": None, "rho": DEFAULT_RHO} and law.profile() == {"q": list(Q_GRID)}
+    assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B")  # rho fixed at 2
+    assert CooldownLaw(rho=None).param_names == ("L0", "A", "alpha", "B", "rho")
     assert CooldownLaw(q=0.8).profile() == {}
     with pytest.raises(ConfigError, match="q"):
         CooldownLaw(q=-1.0)
+    with pytest.raises(ConfigError, match="rho") as err:
+        CooldownLaw(rho=0.5)
+    assert err.value.field == "rho" and "rho=None" in err.value.fix
+
+
+def test_fixed_rho_is_the_fitted_form_at_that_value() -> None:
+    """The default (rho fixed at 2) predicts exactly what the free form predicts with rho = 2."""
+    curves = _synthetic(TRUTH)
+    free, fixed = CooldownLaw(q=Q_TRUE, rho=None), CooldownLaw(q=Q_TRUE)
+    design = build_design(fixed, curves, predict=True)
+    theta = np.array([TRUTH[name] for name in fixed.param_names])
+    np.testing.assert_allclose(
+        fixed.predict(theta, design), free.predict(np.append(theta, DEFAULT_RHO), design), rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        fixed.jacobian(theta, design), free.jacobian(np.append(theta, DEFAULT_RHO), design)[:, :4], rtol=1e-14
+    )
+
+
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # A-alpha correlation is expected
+def test_recovers_known_parameters_with_rho_fixed() -> None:
+    truth = {**TRUTH, "rho": DEFAULT_RHO}
+    fit = fit_law(CooldownLaw(), _synthetic(truth, noise=2e-4).select(["constant", "cosine"]), starts=4)
+    assert fit.law_config == {"q": Q_TRUE, "rho": DEFAULT_RHO}
+    for name in fit.get_law().param_names:
+        assert fit.values[name] == pytest.approx(truth[name], rel=0.15), name
 
 
 @pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # A-alpha correlation is expected
 def test_recovers_known_parameters(synthetic: Curves) -> None:
-    fit = fit_law(CooldownLaw(), synthetic.select(["constant", "cosine"]), starts=4)
-    assert fit.law_config == {"q": Q_TRUE}  # chosen by profile from Q_GRID
+    """rho=None fits rho as well (identified here: noiseless enough, three-parameter noise term)."""
+    fit = fit_law(CooldownLaw(rho=None), synthetic.select(["constant", "cosine"]), starts=4)
+    assert fit.law_config == {"q": Q_TRUE, "rho": None}  # q chosen by profile from Q_GRID
     for name, true in TRUTH.items():
         assert fit.values[name] == pytest.approx(true, rel=0.15, abs=0.1 if name == "rho" else 0.0), name
     # the held-out WSD curve is predicted to within the noise level
@@ -125,7 +153,7 @@ def test_fits_mpl_protocol_training_curves() -> None:
     assert rel_train.mean() < 0.001  # in-sample mean relative error below 0.1 %
     test_design = build_design(law, test)
     pred_e = np.mean(np.abs(law.predict(fit.theta, test_design) / test_design.y - 1))
-    assert pred_e < 0.0010  # pooled held-out PredE 0.094 % measured: below MPL's published 0.110 %
+    assert pred_e < 0.0011  # pooled held-out PredE 0.1005 % measured: below MPL's published 0.110 %
     assert 2.5 < fit.values["L0"] < 3.5 and 0.2 < fit.values["alpha"] < 1.0
 
 
@@ -139,10 +167,10 @@ def _val_curves(run_ids: list[str]) -> Curves:
     return Curves.from_frame(frame, runs=runs)
 
 
-def _finals(train_ids: list[str], wsd: dict[str, float]) -> dict[float, float]:
+def _finals(train_ids: list[str], wsd: dict[str, float], law: CooldownLaw) -> dict[float, float]:
     curves = _val_curves([*train_ids, *wsd])
     train, test = curves.split(train_ids)
-    fit = fit_law(CooldownLaw(), train, starts=3)
+    fit = fit_law(law, train, starts=3)
     law = fit.get_law()
     design = build_design(law, test, predict=True)
     pred = pd.Series(law.predict(fit.theta, design)).groupby(design.keys["run_id"].to_numpy()).last()
@@ -153,19 +181,33 @@ TRUE_FINAL = {0.1: 2.9483, 0.2: 2.9303, 0.4: 2.9188, 0.6: 2.9165, 0.8: 2.9189, 0
 WSD_50K = {f"wsd-F{f}-linear-lr0.001-T50000": f for f in TRUE_FINAL}
 
 
+TWO = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"]
+THREE = ["constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"]
+
+
 @pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # rho at its bound 1 is expected
-@pytest.mark.parametrize(
-    ("train_ids", "measured"),
-    [
-        (["constant-lr0.001-T50000", "cosine-zero-lr0.001-T50000"], 0.0045),
-        (["constant-lr0.001-T50000", "cosine-zero-lr0.001-T25000", "cosine-zero-lr0.001-T50000"], 0.0032),
-    ],
-)
-def test_cooldown_protocol_final_losses_meet_the_bar(train_ids: list[str], measured: float) -> None:
-    """Fit the constant run and the cosine-to-zero run(s): every 50k-step WSD final within 0.005 (the
-    issue's bar; ``measured`` is the worst error seen), the predicted optimum at the true F = 0.6."""
-    got = _finals(train_ids, WSD_50K)
+@pytest.mark.parametrize(("train_ids", "measured"), [(TWO, 0.0045), (THREE, 0.0032)])
+def test_cooldown_protocol_final_losses_meet_the_bar_with_rho_fitted(
+    train_ids: list[str], measured: float
+) -> None:
+    """Fit the constant run and the cosine-to-zero run(s) with rho fitted (``rho=None``, the form this
+    protocol was developed with): every 50k-step WSD final within 0.005 (issue 5's bar; ``measured`` is
+    the worst error seen), the predicted optimum at the true F = 0.6."""
+    got = _finals(train_ids, WSD_50K, CooldownLaw(rho=None))
     errors = np.array([got[f] - TRUE_FINAL[f] for f in TRUE_FINAL])
     assert np.max(np.abs(errors)) < 0.005
     assert np.max(np.abs(errors)) == pytest.approx(measured, abs=3e-4)
     assert min(got, key=got.get) == 0.6
+
+
+@pytest.mark.filterwarnings("ignore::scalefit.errors.FitWarning")  # L0-A-alpha correlation is expected
+@pytest.mark.parametrize(("train_ids", "measured"), [(TWO, 0.0141), (THREE, 0.0143)])
+def test_cooldown_protocol_with_the_default_rho(train_ids: list[str], measured: float) -> None:
+    """The default (rho fixed at 2) on the same protocol: this is the one set where the free fit (rho
+    at 1) is better; the fixed rho under-credits the short cooldowns (errors all positive, falling with
+    F from F = 0.2) and puts the optimum on the true plateau F = 0.4-0.8."""
+    got = _finals(train_ids, WSD_50K, CooldownLaw())
+    errors = np.array([got[f] - TRUE_FINAL[f] for f in TRUE_FINAL])
+    assert np.max(np.abs(errors)) == pytest.approx(measured, abs=3e-4)
+    assert np.all(errors > 0) and np.all(np.diff(errors[1:]) < 0)
+    assert min(got, key=got.get) in (0.4, 0.6, 0.8)

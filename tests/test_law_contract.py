@@ -91,7 +91,7 @@ CASES: dict[str, Case] = {
         fit_options={"starts": [[2.0, 0.7, 0.3, 0.4, 0.4, 350.0, 1.5, 0.6, 0.5]]},
     ),
     "cooldown": Case(
-        {"q": 0.8}, _curves, {"L0": 2.5, "A": 0.5, "alpha": 0.4, "B": 0.05, "rho": 1.5}, rtol=0.1
+        {"q": 0.8, "rho": None}, _curves, {"L0": 2.5, "A": 0.5, "alpha": 0.4, "B": 0.05, "rho": 1.5}, rtol=0.1
     ),
     "chinchilla": Case(
         {}, _grid_nd, {"a": 6.0, "b": 7.0, "e": 0.5, "alpha": 0.33, "beta": 0.36}, rtol=0.05, noise=1e-4
