@@ -18,7 +18,17 @@ from scalefit.errors import ConfigError, DataError
 from scalefit.fitting.design import build_design
 from scalefit.laws import get_law
 from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
-from scalefit.predict.forecast import MIN_ERRORS, UNIDENTIFIED, WINDOW, Forecast, forecast, growth
+from scalefit.predict.forecast import (
+    ALIKE_LEVEL,
+    MIN_ERRORS,
+    PREFERENCE,
+    UNIDENTIFIED,
+    WINDOW,
+    Forecast,
+    _Weigher,
+    forecast,
+    growth,
+)
 from scalefit.store import datasets
 from scalefit.store.curves import Curves
 
@@ -114,6 +124,51 @@ def test_a_law_that_cannot_explain_the_runs_gets_a_small_weight():
     assert (scores.loc["no-anneal"] > scores.loc["momentum"]).sum() >= len(fc.folds) - 1
     truth = test.final().set_index("run_id")["loss"]
     assert np.abs(finals(fc)["loss_pred"] - truth).max() < 0.01
+
+
+def _sq(rows: dict[str, list[float]]) -> pd.DataFrame:
+    """member x fold squared errors, as the forecast's weigher reads them."""
+    return pd.DataFrame(rows, index=[f"f{i}" for i in range(len(next(iter(rows.values()))))]).T
+
+
+def test_curve_weights_select_the_preferred_member_among_those_the_folds_cannot_tell_apart():
+    """Curves: a member scores alike the best unless a one-sided paired t-test at ALIKE_LEVEL shows it
+    worse; the earliest alike member in PREFERENCE takes all the weight, the alike ones form the spread."""
+    best = [1.0, 2.0, 3.0, 4.0]
+    t_crit = student_t.ppf(ALIKE_LEVEL, 3)
+    # momentum: differences (0, 4, -2, 2) from the best: mean 1 <= t_crit * se (se = 2.58 / 2)
+    inside = [b + d for b, d in zip(best, [0.0, 4.0, -2.0, 2.0], strict=True)]
+    assert 1.0 <= t_crit * np.std([0.0, 4.0, -2.0, 2.0], ddof=1) / 2  # alike: not shown worse
+    far = [b + 10.0 + d for b, d in zip(best, [0.0, 0.1, 0.0, 0.1], strict=True)]  # clearly worse
+    sq = _sq({"multipower": best, "momentum": inside, "cooldown": far})
+    weigh = _Weigher(sq, frozenset(sq.index), PREFERENCE)
+    assert PREFERENCE.index("momentum") < PREFERENCE.index("multipower")
+    assert weigh(["multipower", "momentum", "cooldown"]) == {
+        "cooldown": 0.0,
+        "momentum": 1.0,
+        "multipower": 0.0,
+    }
+    assert weigh.alike(["multipower", "momentum", "cooldown"]) == {"multipower", "momentum"}
+    # a member not in PREFERENCE ranks after those in it, then by MSE
+    sq2 = _sq({"mine": best, "cooldown": inside})
+    assert _Weigher(sq2, frozenset(sq2.index), PREFERENCE)(["mine", "cooldown"])["cooldown"] == 1.0
+    # tables: no preference, weights proportional to 1 / MSE (cut beyond CUTOFF x the best)
+    table = _Weigher(sq, frozenset(sq.index))(["multipower", "momentum", "cooldown"])
+    assert table["cooldown"] == 0.0
+    assert table["multipower"] / table["momentum"] == pytest.approx(np.mean(inside) / np.mean(best))
+
+
+def test_the_preferred_law_is_chosen_when_the_folds_cannot_tell():
+    """Two copies of the true law under different names score identically on every fold: the one
+    earlier in PREFERENCE takes all the weight (not half each)."""
+
+    class Twin(type(get_law("momentum")), register=False):
+        name: ClassVar[str] = "twin"
+
+    train, test = draw(TRAIN, 1e-3, 11), draw(TEST, 1e-3, 12)
+    fc = forecast(train, hidden(test), laws=[Twin(lam=LAM), get_law("momentum", lam=LAM)])
+    assert fc.weights == {"twin": 0.0, "momentum": 1.0}
+    assert fc.scores.loc["twin"].to_numpy() == pytest.approx(fc.scores.loc["momentum"].to_numpy())
 
 
 def test_a_single_run_is_not_identified_and_says_so_with_a_wide_band():

@@ -21,13 +21,22 @@ predict):
    ``log(pred / true)`` (``errors``); ``scores`` is member x fold, the mean absolute error (NaN where the
    member could not be fitted or did not apply).
 3. Weights, per target row among the members that answer it (a baseline answers only some rows; a
-   member whose fit failed on more than half of the folds is not weighed): proportional to
-   ``1 / MSE``, their mean squared error over the folds that all of them scored (for tables each
-   error divided by ``growth`` of its distance, so that a far fold does not outweigh the near ones),
-   set to 0 beyond ``CUTOFF`` times the best MSE, normalised; while they share fewer than
+   member whose fit failed on more than half of the folds is not weighed), from their mean squared
+   error over the folds that all of them scored (for tables each error divided by ``growth`` of its
+   distance, so that a far fold does not outweigh the near ones); while they share fewer than
    ``MIN_COMMON`` scored folds the member with the fewest is left out; none scored at all: equal
-   weights. The forecast is the weighted mean of the answering members' predictions; ``weights``
-   reports the set that answers most of the targets' finals, ``weight_sets`` every set.
+   weights.
+   - Curves (a handful of runs, a handful of folds): the folds rarely tell the laws apart, so the rule
+     selects, in the spirit of the one-standard-error rule (Breiman et al. 1984, "Classification and
+     Regression Trees", 3.4.3). A member scores alike the best (lowest MSE) unless a one-sided paired
+     t-test on their per-fold squared errors shows it worse at ``ALIKE_LEVEL``; the earliest alike
+     member in ``PREFERENCE`` (then the lowest MSE) takes all the weight. ``PREFERENCE`` is the
+     laws' record on ``benchmarks/blind.py`` (``cooldown`` was the best single law on 9 of its 10
+     curve protocols), then the baselines.
+   - Tables (many points per fold): proportional to ``1 / MSE``, set to 0 beyond ``CUTOFF`` times the
+     best MSE, normalised; members with at least ``ALIKE`` of the largest weight score alike.
+   The forecast is the weighted mean of the answering members' predictions; ``weights`` reports the
+   set that answers most of the targets' finals, ``weight_sets`` every set.
 4. Band at ``level``, in log space around the forecast, from the folds' errors of the weighted forecast
    itself (``n`` of them): the larger of the split-conformal quantile (the ``ceil((n+1) level)``-th
    smallest absolute error, when ``n`` allows one) and a Student-t prediction interval ``rms * t_{n-1} *
@@ -41,10 +50,10 @@ predict):
      their level's mean; each target row's half-width is that times ``growth`` of its own distance,
      the level means taken from the groups at a comparable distance (within a factor ``WINDOW`` of
      the row's) when there are two or more.
-   Then added in quadrature to the spread between members that score alike (weight at least ``ALIKE``
-   of the largest: their largest log distance from the forecast). Fewer than ``MIN_ERRORS`` fold
-   errors: the runs cannot identify the answer; the forecast says so (``identified`` False, a note)
-   and the band is at least ``UNIDENTIFIED`` (relative) wide each side.
+   Then added in quadrature to the spread between members that score alike (step 3: their largest log
+   distance from the forecast). Fewer than ``MIN_ERRORS`` fold errors: the runs cannot identify the
+   answer; the forecast says so (``identified`` False, a note) and the band is at least
+   ``UNIDENTIFIED`` (relative) wide each side.
 
 The band is one kind everywhere (reports and ``scalefit predict`` label it with ``level``); its
 half-width is the same relative width at every step of a target run (the one of its final loss).
@@ -78,10 +87,12 @@ from scalefit.store.curves import Curves
 
 __all__ = [
     "ALIKE",
+    "ALIKE_LEVEL",
     "CURVE_LAWS",
     "CUTOFF",
     "MIN_COMMON",
     "MIN_ERRORS",
+    "PREFERENCE",
     "STATIC_LAWS",
     "UNIDENTIFIED",
     "WINDOW",
@@ -93,7 +104,10 @@ __all__ = [
 CURVE_LAWS = ("momentum", "multipower", "cooldown")
 STATIC_LAWS = ("chinchilla", "kaplan", "overtraining")
 CUTOFF = 4.0  # members whose fold MSE exceeds this multiple of the best get no weight
-ALIKE = 0.25  # members with at least this share of the largest weight count in the spread
+# curves: the order in which members that score alike are preferred (module doc, step 3)
+PREFERENCE = ("cooldown", "momentum", "multipower", "multipower-size", "finals-chinchilla", "finals-power")
+ALIKE = 0.25  # tables: members with at least this share of the largest weight count in the spread
+ALIKE_LEVEL = 0.9  # curves: a member is worse than the best when a one-sided paired t-test says so here
 MIN_ERRORS = 2  # fewer fold errors than this: the answer is not identified by the runs
 UNIDENTIFIED = 0.05  # the least relative half-width of the band of an unidentified forecast
 WINDOW = 1.5  # tables: fold groups within this factor of a row's distance are at a comparable distance
@@ -264,22 +278,30 @@ def _disqualified(failures: Mapping[str, Mapping[str, str]], n_folds: int) -> se
 @dataclass
 class _Weigher:
     """Weights among the members that answer a row, from the folds all of them scored (module doc,
-    step 3), cached per set of members."""
+    step 3), cached per set of members; and the members that score alike there (the spread)."""
 
     scores_sq: pd.DataFrame  # member x fold: mean squared (normalised) error, NaN where not scored
     eligible: frozenset[str]
-    cache: dict[frozenset[str], dict[str, float]] = field(default_factory=dict)
+    prefer: tuple[str, ...] = ()  # curves: PREFERENCE (selection among alike); tables: () (1 / MSE)
+    cache: dict[frozenset[str], tuple[dict[str, float], frozenset[str]]] = field(default_factory=dict)
 
     def __call__(self, answering: Sequence[str]) -> dict[str, float]:
+        return self._entry(answering)[0]
+
+    def alike(self, answering: Sequence[str]) -> frozenset[str]:
+        """The answering members the folds cannot tell apart from the best (module doc, step 3)."""
+        return self._entry(answering)[1]
+
+    def _entry(self, answering: Sequence[str]) -> tuple[dict[str, float], frozenset[str]]:
         key = frozenset(m for m in answering if m in self.eligible)
         if key not in self.cache:
             self.cache[key] = self._weights(sorted(key))
         return self.cache[key]
 
-    def _weights(self, names: list[str]) -> dict[str, float]:
+    def _weights(self, names: list[str]) -> tuple[dict[str, float], frozenset[str]]:
         sq = self.scores_sq
         if names and not sq.loc[names].notna().to_numpy().any():  # none scored: weigh them alike
-            return {m: 1.0 / len(names) for m in names}
+            return {m: 1.0 / len(names) for m in names}, frozenset(names)
         while len(names) > 1:  # the members must share MIN_COMMON scored folds to be compared
             sub = sq.loc[names]
             common = sub.columns[sub.notna().all(axis=0).to_numpy()]
@@ -287,27 +309,55 @@ class _Weigher:
                 break
             names.remove(min(names, key=lambda m: (int(sub.loc[m].notna().sum()), m)))
         if len(names) <= 1:
-            return {m: 1.0 for m in names}
-        mse = sq.loc[names, common].mean(axis=1)
+            return {m: 1.0 for m in names}, frozenset(names)
+        folds = sq.loc[names, common]
+        mse = folds.mean(axis=1)
+        if self.prefer:
+            return self._alike_best(folds, mse)
         best = float(mse.min())
         raw = {m: (1.0 / max(float(v), 1e-12) if v <= CUTOFF * best else 0.0) for m, v in mse.items()}
         total = sum(raw.values())
-        return {m: w / total for m, w in raw.items()}
+        weights = {m: w / total for m, w in raw.items()}
+        top = max(weights.values())
+        return weights, frozenset(m for m, w in weights.items() if top > 0 and w >= ALIKE * top)
 
-    def combine(self, preds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[dict[str, float]]]:
-        """Per row: the weighted mean of the answering members' predictions, and their weights."""
+    def _alike_best(self, folds: pd.DataFrame, mse: pd.Series) -> tuple[dict[str, float], frozenset[str]]:
+        """Curves: the members that the folds do not show worse than the best (a one-sided paired
+        t-test at ``ALIKE_LEVEL`` on their per-fold squared errors) score alike; the earliest of them
+        in ``prefer`` (then the lowest MSE) takes all the weight."""
+        best = str(mse.idxmin())
+        n = folds.shape[1]
+        t_crit = float(student_t.ppf(ALIKE_LEVEL, n - 1))
+        alike = set()
+        for m in mse.index:
+            diff = (folds.loc[m] - folds.loc[best]).to_numpy(float)
+            se = float(np.std(diff, ddof=1) / math.sqrt(n))
+            if float(diff.mean()) <= t_crit * se:
+                alike.add(str(m))
+        rank = {
+            m: (self.prefer.index(m) if m in self.prefer else len(self.prefer), float(mse[m])) for m in alike
+        }
+        chosen = min(alike, key=lambda m: (rank[m], m))
+        return {str(m): (1.0 if m == chosen else 0.0) for m in mse.index}, frozenset(alike)
+
+    def combine(
+        self, preds: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, list[dict[str, float]], list[frozenset[str]]]:
+        """Per row: the weighted mean of the answering members' predictions, their weights and the
+        members that score alike there."""
         names = list(preds)
         stack = np.stack([preds[m] for m in names]) if names else np.zeros((0, 0))
         n = stack.shape[1] if names else 0
-        out, used = np.full(n, np.nan), []
+        out, used, alike = np.full(n, np.nan), [], []
         for i in range(n):
             answering = [m for j, m in enumerate(names) if np.isfinite(stack[j, i]) and stack[j, i] > 0]
-            w = self(answering)
+            w, similar = self._entry(answering)
             used.append(w)
+            alike.append(similar)
             total = sum(w.values())
             if total > 0:
                 out[i] = sum(w[m] * stack[names.index(m), i] for m in w) / total
-        return out, used
+        return out, used, alike
 
 
 def _summary_weights(
@@ -474,18 +524,13 @@ def _normalised(errors: pd.DataFrame, floor: float | None) -> pd.DataFrame:
 
 
 def _spread(
-    preds: Mapping[str, np.ndarray], center: np.ndarray, used: Sequence[Mapping[str, float]]
+    preds: Mapping[str, np.ndarray], center: np.ndarray, alike: Sequence[frozenset[str]]
 ) -> np.ndarray:
-    """Per row, the largest |log(pred / forecast)| of the members that score alike there (weight at
-    least ``ALIKE`` of the row's largest; module doc)."""
+    """Per row, the largest |log(pred / forecast)| of the members that score alike there (module doc,
+    step 3)."""
     out = np.zeros_like(center)
-    for i, w in enumerate(used):
-        top = max(w.values()) if w else 0.0
-        gaps = [
-            abs(math.log(preds[m][i] / center[i]))
-            for m, v in w.items()
-            if top > 0 and v >= ALIKE * top and preds[m][i] > 0 and center[i] > 0
-        ]
+    for i, names in enumerate(alike):
+        gaps = [abs(math.log(preds[m][i] / center[i])) for m in names if preds[m][i] > 0 and center[i] > 0]
         out[i] = max(gaps, default=0.0)
     return out
 
@@ -627,9 +672,9 @@ def forecast(
             fix="give more runs (with an LR decay for curve laws) or other laws",
         )
     eligible = frozenset(full) - _disqualified(failures, len(folds))
-    weigh = _Weigher(scores_sq, eligible or frozenset(full))
+    weigh = _Weigher(scores_sq, eligible or frozenset(full), PREFERENCE if curves else ())
     keys, member_preds = _align(full)
-    center, used = weigh.combine(member_preds)
+    center, used, alike = weigh.combine(member_preds)
     weights, weight_sets = _summary_weights(keys, used, [m.name for m in members])
     for name, w in weights.items():
         if w > 0:
@@ -658,7 +703,7 @@ def forecast(
             f"the runs cannot identify the answer: {band['n_errors']} fold error(s) "
             f"(at least {MIN_ERRORS} needed); the band is at least +-{UNIDENTIFIED:.0%}"
         )
-    spread = _spread(member_preds, center, used)
+    spread = _spread(member_preds, center, alike)
     half = np.sqrt(q**2 + spread**2)
     half = _per_run(keys, half)
     table = keys.assign(loss_pred=center, lo=center * np.exp(-half), hi=center * np.exp(half))
