@@ -288,8 +288,8 @@ from scalefit.proxy.checkpoint import checkpoint_steps
 spec, root = parse_sweep(json.loads(sys.argv[1])), sys.argv[2]
 ids = [c.run_id for c in spec.expand()]
 
-def log(line):  # called at each progress line: die once a run has passed its second checkpoint
-    if any(len(checkpoint_steps(root, r)) >= 2 for r in ids):
+def log(line):  # called at each progress line: die once a run has written its first checkpoint
+    if any(checkpoint_steps(root, r) for r in ids):
         os.kill(os.getpid(), signal.SIGKILL)
 
 run_sweep(spec, root, address=sys.argv[3], log=log, progress_interval=0.2)
