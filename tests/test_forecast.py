@@ -18,6 +18,7 @@ from scalefit.errors import ConfigError, DataError
 from scalefit.fitting.design import build_design
 from scalefit.laws import get_law
 from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
+from scalefit.predict.folds import branches, question_of
 from scalefit.predict.forecast import (
     ALIKE_LEVEL,
     MIN_ERRORS,
@@ -84,7 +85,7 @@ def test_band_covers_at_its_level_on_curves_of_a_known_law():
         truth = test.final().set_index("run_id")["loss"]
         inside += [bool(got.at[r, "lo"] <= truth[r] <= got.at[r, "hi"]) for r in TEST]
     assert 0.8 <= np.mean(inside) <= 1.0
-    assert fc.question == "schedule" and {f["kind"] for f in fc.folds} == {"loo", "trunc"}
+    assert fc.question == "branch" and {f["kind"] for f in fc.folds} == {"loo", "trunc"}  # WSD off the trunk
     assert fc.level == 0.9 and fc.predict().attrs["band"]["ci"] == 0.9
 
 
@@ -169,6 +170,48 @@ def test_the_preferred_law_is_chosen_when_the_folds_cannot_tell():
     fc = forecast(train, hidden(test), laws=[Twin(lam=LAM), get_law("momentum", lam=LAM)])
     assert fc.weights == {"twin": 0.0, "momentum": 1.0}
     assert fc.scores.loc["twin"].to_numpy() == pytest.approx(fc.scores.loc["momentum"].to_numpy())
+
+
+BRANCH_TRAIN = {
+    "constant": f"constant:peak={PEAK},steps=6000,warmup=300",
+    "cos-3k": f"cosine:peak={PEAK},steps=3000,warmup=300,final=0.1",
+    "cos-6k": TRAIN["cosine"],
+}
+BRANCH_TEST = {
+    "wsd-3k": f"wsd:peak={PEAK},steps=3000,warmup=300,decay=0.2",
+    "wsd-6k": f"wsd:peak={PEAK},steps=6000,warmup=300,decay=0.2",
+}
+
+
+def test_cooldown_branches_off_a_fitted_trunk_are_weighed_on_the_anneal_folds():
+    """WSD branches off the fitted constant run: a "branch" question, weighed on the folds that predict
+    a cosine's anneal from its observed start (not on leaving out the constant run)."""
+    train, test = draw(BRANCH_TRAIN, 1e-3, 13), draw(BRANCH_TEST, 1e-3, 14)
+    assert branches(train, hidden(test)) == {"wsd-3k": "constant", "wsd-6k": "constant"}
+    fc = forecast(train, hidden(test), laws=[get_law("momentum", lam=LAM), NoAnnealLaw()])
+    assert fc.question == "branch"
+    info = {f["name"]: f for f in fc.folds}
+    assert {n for n, f in info.items() if f["anneal"]} == {"trunc:cos-3k", "trunc:cos-6k"}
+    assert {n for n, f in info.items() if f["weighs"]} == {"trunc:cos-3k", "trunc:cos-6k"}
+    assert not info["trunc:constant"]["anneal"] and not info["loo:constant"]["weighs"]
+    assert fc.weights == {"momentum": 1.0, "no-anneal": 0.0}
+    truth = test.final().set_index("run_id")["loss"]
+    got = finals(fc)
+    assert np.abs(got["loss_pred"] - truth).max() < 0.01
+    assert np.all((got["lo"] <= truth) & (truth <= got["hi"]))
+    # with one cosine there is one anneal fold: too few to weigh on, so every fold weighs
+    one = forecast(train.select(["constant", "cos-6k"]), hidden(test), laws=[get_law("momentum", lam=LAM)])
+    assert one.question == "branch" and all(f["weighs"] for f in one.folds)
+
+
+def test_a_run_at_another_peak_is_not_a_branch():
+    train = draw(BRANCH_TRAIN, 1e-3, 15)
+    other = draw({"wsd-hi": f"wsd:peak={2 * PEAK},steps=6000,warmup=300,decay=0.2"}, 1e-3, 16)
+    assert branches(train, hidden(other)) == {"wsd-hi": None}
+    assert question_of(train, hidden(other)) == "schedule"
+    # a target that only continues a fitted run (its LR never differs where that run is observed)
+    longer = draw({"cos-6k": TRAIN["cosine"]}, 1e-3, 17)
+    assert branches(train.select(["cos-3k", "constant"]), hidden(longer))["cos-6k"] is None
 
 
 def test_a_single_run_is_not_identified_and_says_so_with_a_wide_band():

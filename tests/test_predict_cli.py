@@ -43,7 +43,7 @@ def test_forecast_summary_is_short_and_the_json_goes_to_a_file(forecast_run, wor
     assert len(out) < 40, forecast_run.stdout
     assert out[0].startswith("target: predicted final loss ") and "90% band [" in out[0]
     text = forecast_run.stdout
-    for needle in ("cross-validated forecast band", "laws: ", "question: schedule", "folds", "identified"):
+    for needle in ("cross-validated forecast band", "laws: ", "question: branch", "folds", "identified"):
         assert needle in text, needle
     assert "extrapolation: inside the fitted range" in text
     assert out[-1] == "full JSON: prediction.json (or --json to print it)"

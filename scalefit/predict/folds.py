@@ -5,6 +5,9 @@ The question is read off the targets against the fitted data (``question_of``):
 - ``"horizon"``: a target runs more than ``HORIZON_SLACK`` times longer than the longest fitted run;
 - ``"size"``: a target model is larger than every fitted one (by more than ``SIZE_SLACK``); a target
   that is both larger and longer asks both (``extrapolates``), its question is ``"horizon"``;
+- ``"branch"``: otherwise, when every target branches off a fitted run (``branches``): its LR equals
+  that run's over at least ``BRANCH_SHARE`` of its steps and then differs, at a step where that run's
+  loss is observed (a cooldown branch off a constant-LR trunk);
 - ``"schedule"``: otherwise (another schedule within the fitted horizons and sizes);
 - ``"compute"``: static targets (a table) beyond the largest fitted compute.
 
@@ -12,7 +15,9 @@ Folds of curves (``curve_folds``), each a training set and held-out truths (the 
 
 - ``loo:<run>``: every other run fitted, the run's final predicted (runs with distinct schedules);
 - ``trunc:<run>``: every other run fitted in full and the run up to ``TRUNCATE`` of its last step
-  (its anneal, if any, left out), its final predicted;
+  (its anneal, if any, left out), its final predicted; ``anneal`` when the LR of the part left out
+  falls below ``ANNEAL`` of the LR at the cut (the fold then asks what a branch asks: the anneal of a
+  run whose start is observed);
 - ``horizon``: runs longer than the second-longest horizon held out, their logged prefixes up to it
   kept (as a trunk is observed while its branches are not), their finals predicted;
 - ``size``: the runs of the largest model held out, their finals predicted (three sizes or more).
@@ -41,12 +46,15 @@ from scalefit.conventions import run_labels
 from scalefit.store.curves import Curves
 
 __all__ = [
+    "ANNEAL",
+    "BRANCH_SHARE",
     "HORIZON_SLACK",
     "LEVEL_DECADES",
     "SIZE_SLACK",
     "TABLE_FOLDS",
     "TRUNCATE",
     "Fold",
+    "branches",
     "curve_folds",
     "extrapolates",
     "question_of",
@@ -55,6 +63,8 @@ __all__ = [
 ]
 
 HORIZON_SLACK = 1.2  # a target this many times longer than the longest fitted run is a horizon question
+BRANCH_SHARE = 0.1  # a target branches off a fitted run when their LRs agree over this share of its steps
+ANNEAL = 0.8  # a trunc fold is an anneal fold when the LR left out falls below this share of the cut's
 SIZE_SLACK = 1.02  # a target model this much larger than the largest fitted one is a size question
 TRUNCATE = 0.6  # a trunc fold keeps a run's steps below this fraction of its last step
 TABLE_FOLDS = 3  # compute levels held out (the largest ones), one fold each
@@ -78,6 +88,7 @@ class Fold:
     distance: float
     row_distance: tuple[float, ...] = ()  # tables: per truth row; curves: empty (``distance`` for all)
     row_level: tuple[float, ...] = ()  # tables: each truth row's compute level (log10 FLOPs, rounded)
+    anneal: bool = False  # a trunc fold whose held-out part has an LR decay (module doc)
 
 
 def _last_steps(curves: Curves) -> pd.Series:
@@ -107,10 +118,37 @@ def extrapolates(train: Curves, targets: Curves) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _agree(a: np.ndarray, b: np.ndarray) -> int:
+    """The number of leading steps at which two dense LR sequences agree (to 1e-9 of their peak)."""
+    n = min(a.size, b.size)
+    scale = max(float(np.max(np.abs(a[:n]), initial=0.0)), 1e-300)
+    differ = np.flatnonzero(np.abs(a[:n] - b[:n]) > 1e-9 * scale)
+    return int(differ[0]) if differ.size else n
+
+
+def branches(train: Curves, targets: Curves) -> dict[str, str | None]:
+    """Target run -> the fitted run it branches off (module doc, ``"branch"``), or None."""
+    observed = _last_steps(train)
+    fitted = {r: train.lr_sequence(r, int(observed[r]) + 1) for r in observed.index}
+    out: dict[str, str | None] = {}
+    for run_id, last in _target_last(targets).items():
+        lr = targets.lr_sequence(run_id, int(last) + 1)
+        out[str(run_id)] = None
+        for r, own in fitted.items():
+            shared = _agree(lr, own)
+            if BRANCH_SHARE * lr.size <= shared < min(lr.size, own.size):
+                out[str(run_id)] = str(r)
+                break
+    return out
+
+
 def question_of(train: Curves, targets: Curves) -> str:
-    """ "horizon", "size" or "schedule" (module doc): a larger model trained longer is a horizon
-    question whose folds also hold the largest size out (``extrapolates``)."""
-    return (extrapolates(train, targets) or ("schedule",))[0]
+    """ "horizon", "size", "branch" or "schedule" (module doc): a larger model trained longer is a
+    horizon question whose folds also hold the largest size out (``extrapolates``)."""
+    also = extrapolates(train, targets)
+    if also:
+        return also[0]
+    return "branch" if all(v is not None for v in branches(train, targets).values()) else "schedule"
 
 
 def _subset(curves: Curves, cut: dict[str, int | None]) -> Curves:
@@ -180,6 +218,7 @@ def _trunc(train: Curves) -> list[Fold]:
         kept = _subset(train, cut)
         if r not in kept.run_ids or int(_last_steps(kept.select([r])).max()) < 1:
             continue
+        lr = train.lr_sequence(r, int(last[r]) + 1)
         out.append(
             Fold(
                 name=f"trunc:{r}",
@@ -188,6 +227,7 @@ def _trunc(train: Curves) -> list[Fold]:
                 targets=_predict_targets(train, [r]),
                 truth=_final_truth(train, [r]),
                 distance=math.log(int(last[r]) / max(stop, 1)),
+                anneal=bool(np.min(lr[stop:]) < ANNEAL * lr[stop]) if stop < lr.size else False,
             )
         )
     return out

@@ -25,7 +25,10 @@ predict):
    error over the folds that all of them scored (for tables each error divided by ``growth`` of its
    distance, so that a far fold does not outweigh the near ones); while they share fewer than
    ``MIN_COMMON`` scored folds the member with the fewest is left out; none scored at all: equal
-   weights.
+   weights. A ``branch`` question (every target a cooldown branch off a fitted run) is weighed on the
+   anneal folds alone (a fitted run's anneal predicted from its observed start, what a branch asks)
+   when there are ``MIN_COMMON`` of them: leaving out a whole run of another peak, say, asks another
+   question. The band still takes the errors of every fold (step 4).
    - Curves (a handful of runs, a handful of folds): the folds rarely tell the laws apart, so the rule
      selects, in the spirit of the one-standard-error rule (Breiman et al. 1984, "Classification and
      Regression Trees", 3.4.3). A member scores alike the best (lowest MSE) unless a one-sided paired
@@ -126,8 +129,8 @@ class Forecast:
     ``scores``: member x fold mean |err|. ``weights``: member -> weight at most of the targets'
     finals; ``weight_sets``: every set of weights used at the finals, with its number of rows.
     ``band``: how the band was set (n_errors, q_conformal, q_t, q, distance_factor, identified).
-    ``folds``: name, kind, distance, n_truth. ``failures``: member -> {fold or "all": why it was not
-    fitted}.
+    ``folds``: name, kind, distance, n_truth, anneal, weighs (the weights were computed on it).
+    ``failures``: member -> {fold or "all": why it was not fitted}.
     """
 
     level: float
@@ -564,6 +567,15 @@ def _per_run(keys: pd.DataFrame, half: np.ndarray) -> np.ndarray:
     return frame["run_id"].map(last).to_numpy(float)
 
 
+def _weighing_folds(folds: Sequence[Fold], question: str) -> list[str]:
+    """The folds the weights are computed on (module doc, step 3): a branch question's anneal folds
+    when there are ``MIN_COMMON`` of them, else every fold."""
+    anneal = [f.name for f in folds if f.anneal]
+    if question == "branch" and len(anneal) >= MIN_COMMON:
+        return anneal
+    return [f.name for f in folds]
+
+
 def _fold_errors(
     folds: Sequence[Fold], members: Sequence[Member], loss: str
 ) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
@@ -672,7 +684,8 @@ def forecast(
             fix="give more runs (with an LR decay for curve laws) or other laws",
         )
     eligible = frozenset(full) - _disqualified(failures, len(folds))
-    weigh = _Weigher(scores_sq, eligible or frozenset(full), PREFERENCE if curves else ())
+    weighing = _weighing_folds(folds, question)
+    weigh = _Weigher(scores_sq[weighing], eligible or frozenset(full), PREFERENCE if curves else ())
     keys, member_preds = _align(full)
     center, used, alike = weigh.combine(member_preds)
     weights, weight_sets = _summary_weights(keys, used, [m.name for m in members])
@@ -720,7 +733,9 @@ def forecast(
         "level": float(level),
     }
     fold_info = tuple(
-        {"name": f.name, "kind": f.kind, "distance": f.distance, "n_truth": len(f.truth)} for f in folds
+        {"name": f.name, "kind": f.kind, "distance": f.distance, "n_truth": len(f.truth)}
+        | {"anneal": f.anneal, "weighs": f.name in weighing}
+        for f in folds
     )
     return Forecast(
         level=float(level),
