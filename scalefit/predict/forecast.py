@@ -35,7 +35,8 @@ predict):
      t-test on their per-fold squared errors shows it worse at ``ALIKE_LEVEL``; the earliest alike
      member in ``PREFERENCE`` (then the lowest MSE) takes all the weight. ``PREFERENCE`` is the
      laws' record on ``benchmarks/blind.py`` (``cooldown`` was the best single law on 9 of its 10
-     curve protocols), then the baselines.
+     curve protocols when the order was set, and on 17 of 18 with the ``cooldown-<size>``
+     protocols added since), then the baselines.
    - Tables (many points per fold): proportional to ``1 / MSE``, set to 0 beyond ``CUTOFF`` times the
      best MSE, normalised; members with at least ``ALIKE`` of the largest weight score alike.
    The forecast is the weighted mean of the answering members' predictions; ``weights`` reports the
