@@ -115,9 +115,8 @@ def synthetic() -> Curves:
 def test_registered_and_round_trips() -> None:
     law = get_law("cooldown")
     assert isinstance(law, CooldownLaw) and law.name == "cooldown"
-    assert law.config() == {"q": None, "rho": DEFAULT_RHO, "p": DEFAULT_P} and law.profile() == {
-        "q": list(Q_GRID)
-    }
+    assert law.config() == {"q": None, "rho": DEFAULT_RHO, "p": DEFAULT_P}
+    assert law.profile() == {"q": list(Q_GRID)}
     assert type(law)(**law.config()).param_names == ("L0", "A", "alpha", "B")  # rho fixed at 2
     assert CooldownLaw(rho=None).param_names == ("L0", "A", "alpha", "B", "rho")
     assert CooldownLaw(q=0.8).profile() == {}

@@ -134,7 +134,7 @@ def progress_area(lr: np.ndarray, steps: np.ndarray, p: float = 1.0) -> np.ndarr
     """``S(t) = sum_{s < t} lr[s] * (m[s] / LR_REF)^(p - 1)`` at every step in ``steps``, in LR units;
     ``m[s]`` is the largest LR of updates ``0..s`` (the peak so far). ``p = 1`` is the plain LR area."""
     lr = np.maximum(np.asarray(lr, dtype=float), 0.0)
-    peak = np.maximum.accumulate(lr) if lr.size else lr
+    peak = np.maximum.accumulate(lr)
     scale = np.divide(peak, LR_REF, out=np.ones_like(lr), where=peak > 0) ** (float(p) - 1.0)
     return lr_area(lr * scale)[np.asarray(steps, dtype=np.int64)]
 
