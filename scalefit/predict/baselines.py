@@ -19,6 +19,17 @@ the points span ``MIN_SIZES`` model sizes or more. It predicts a target run at a
 LR is annealed the same way (its final, for a cosine or WSD run), at any size and length: the
 classic size-and-tokens law through annealed finals, the baseline for a question about a larger
 model or a longer run.
+
+``TailPowerLaw`` (member name ``tail-power``): each fitted run on its own, extrapolated. A run whose LR
+is constant (within ``CONSTANT_LR`` of its value) over the last ``1 - TAIL_START`` of its observed steps
+has its observed losses there fitted by ``L(t) = E + A * t^-a`` in the step ``t`` (the same least
+squares on log loss and bounds as ``finals-power``) when that tail holds ``MIN_TAIL_POINTS`` finite
+losses or more. It predicts the final loss of a target run with that run's id at a step past the
+tail's start, provided the target's LR stays at the tail's LR from the tail's start to that step (the
+run continued as it was logged); it gives no answer for other runs, for a run that anneals or changes
+its LR, or at other steps. It is the per-run tail extrapolation a user does by eye ("where will this
+run end if I keep it going"), and the forecast scores it on the folds that truncate a constant-LR run
+and predict its remainder.
 """
 
 from __future__ import annotations
@@ -43,10 +54,14 @@ __all__ = [
     "ANNEALED",
     "MIN_HORIZONS",
     "MIN_SIZES",
+    "MIN_TAIL_POINTS",
+    "TAIL_START",
     "FinalsPowerLaw",
     "FinalsScaling",
     "FittedFinals",
     "FittedScaling",
+    "FittedTails",
+    "TailPowerLaw",
     "schedule_family",
 ]
 
@@ -54,6 +69,9 @@ MIN_HORIZONS = 3  # distinct run lengths a family needs before its finals are fi
 COMPLETE = 0.99  # a run is complete when its last observed step reaches this share of its length
 ANNEALED = 0.25  # finals-chinchilla: a row is annealed when its LR is at most this share of the peak
 MIN_SIZES = 3  # finals-chinchilla: model sizes the annealed finals must span
+TAIL_START = 0.5  # tail-power: a run's tail is its observed steps from this share of its last one
+CONSTANT_LR = 1e-3  # tail-power: the tail's LR is constant when it stays within this share of its value
+MIN_TAIL_POINTS = 5  # tail-power: finite losses a run's tail needs before it is fitted
 
 
 def schedule_family(schedule: str) -> tuple[tuple[str, object], ...] | None:
@@ -129,8 +147,8 @@ def _final_rows(
     return rows.assign(loss_pred=np.where(rows["step"].to_numpy() == last, pred, np.nan))
 
 
-def _fit_family(lengths: np.ndarray, finals: np.ndarray) -> tuple[float, float, float]:
-    """Least squares on log loss of E + A T^-a through the finals."""
+def _fit_power(lengths: np.ndarray, finals: np.ndarray) -> tuple[float, float, float]:
+    """Least squares on log loss of E + A T^-a through the points (``lengths`` ascending, all >= 1)."""
     floor = float(finals.min())
 
     def resid(p: np.ndarray) -> np.ndarray:
@@ -169,7 +187,7 @@ class FinalsPowerLaw:
             if lengths.size < MIN_HORIZONS:
                 continue
             finals = np.array([np.mean([v for T, v in points if T == L]) for L in lengths])
-            params[key] = _fit_family(lengths, finals)
+            params[key] = _fit_power(lengths, finals)
         if not params:
             raise FitError(
                 f"finals-power: no schedule family with complete runs at {MIN_HORIZONS} or more lengths",
@@ -249,3 +267,90 @@ class FinalsScaling:
             fit = fit_law(get_law("chinchilla", n="N", d="D"), points[["N", "D", "loss"]], progress=False)
         notes = tuple(f"finals-chinchilla: {w.message}" for w in caught if issubclass(w.category, FitWarning))
         return FittedScaling(fit, notes)
+
+
+# -- tail-power ----------------------------------------------------------------------------------------
+def _constant(lr: np.ndarray, value: float) -> bool:
+    """Every LR in ``lr`` within ``CONSTANT_LR`` of ``value`` (a positive LR)."""
+    return bool(value > 0 and lr.size and np.all(np.abs(lr - value) <= CONSTANT_LR * value))
+
+
+@dataclass(frozen=True)
+class RunTail:
+    """One run's fitted tail: ``E + A * t^-a`` from step ``start`` on, at the constant LR ``lr``."""
+
+    start: int
+    lr: float
+    E: float
+    A: float
+    a: float
+
+
+@dataclass(frozen=True)
+class FittedTails:
+    """The fitted tail of each run that has one, and how to answer at target rows."""
+
+    tails: Mapping[str, RunTail]
+    warnings: tuple[str, ...] = field(default=())
+
+    def _answer(self, targets: Curves, run_id: str, step: int) -> float:
+        tail = self.tails.get(run_id)
+        if tail is None or step < tail.start or run_id not in targets.runs.index:
+            return math.nan
+        try:
+            lr = targets.lr_sequence(run_id, step + 1)
+        except ScalefitError:
+            return math.nan
+        if not _constant(lr[tail.start :], tail.lr):
+            return math.nan
+        return tail.E + tail.A * float(max(step, 1)) ** -tail.a
+
+    def at(self, targets: Curves | pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+        if not isinstance(targets, Curves):
+            return np.full(len(truth), np.nan)
+        rows = zip(truth["run_id"].astype(str), truth["step"].astype(int), strict=True)
+        return np.array([self._answer(targets, r, s) for r, s in rows], dtype=float)
+
+    def frame(self, targets: Curves | pd.DataFrame) -> pd.DataFrame:
+        return _final_rows(self.at, targets, "tail-power")
+
+
+def _tail(curves: Curves, run_id: str) -> RunTail | None:
+    """The run's fitted tail (module doc, ``tail-power``), or None when its tail does not qualify."""
+    frame = curves.frame
+    own = frame[(frame["run_id"] == run_id) & frame["finite"]]
+    if own.empty:
+        return None
+    last = int(own["step"].max())
+    start = max(int(math.ceil(TAIL_START * last)), 1)
+    tail = own[own["step"] >= start]
+    if len(tail) < MIN_TAIL_POINTS:
+        return None
+    try:
+        lr = curves.lr_sequence(run_id, last + 1)
+    except ScalefitError:
+        return None
+    if not _constant(lr[start:], float(lr[last])):
+        return None
+    E, A, a = _fit_power(tail["step"].to_numpy(float), tail["loss"].to_numpy(float))
+    return RunTail(start=start, lr=float(lr[last]), E=E, A=A, a=a)
+
+
+@dataclass(frozen=True)
+class TailPowerLaw:
+    """The ``tail-power`` baseline (module doc)."""
+
+    name: str = "tail-power"
+
+    def fit(self, data: Curves | pd.DataFrame) -> FittedTails:
+        if not isinstance(data, Curves):
+            raise FitError("tail-power extrapolates curves only", field="data", value=type(data).__name__)
+        tails = {r: t for r in data.run_ids if (t := _tail(data, r)) is not None}
+        if not tails:
+            raise FitError(
+                f"tail-power: no run holds a constant LR over the last {1 - TAIL_START:.0%} of its "
+                f"observed steps with {MIN_TAIL_POINTS} or more finite losses there",
+                field="lr",
+                fix="give a constant-LR run (or a WSD run's trunk before its decay) observed over its tail",
+            )
+        return FittedTails(tails)

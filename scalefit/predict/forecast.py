@@ -10,11 +10,14 @@ predict):
 
 1. Members (``scalefit.predict.members``): every applicable law (``laws=None``: ``CURVE_LAWS`` for
    Curves, plus ``multipower-size`` when a target is a larger model; ``STATIC_LAWS`` for a table),
-   each fitted by the engine with its defaults, and for Curves the empirical baselines
-   ``finals-power`` (a power law in run length through the finals of one schedule family) and
+   each fitted by the engine with its defaults (a curve law that does not read the model size is
+   fitted per size, on the runs of each size alone, when the runs span several sizes and no target
+   is larger than all of them: ``PerSizeMember``), and for Curves the empirical baselines
+   ``finals-power`` (a power law in run length through the finals of one schedule family),
    ``finals-chinchilla`` (the Chinchilla law through the annealed finals of runs of three or more
-   sizes; ``scalefit.predict.baselines``), scored like the laws (each has no answer where its data
-   are lacking). ``laws=`` takes names, ``Law`` objects or members.
+   sizes) and ``tail-power`` (a power law in steps through the constant-LR tail of each run, for a
+   target that continues that run; ``scalefit.predict.baselines``), scored like the laws (each has no
+   answer where its data are lacking). ``laws=`` takes names, ``Law`` objects or members.
 2. Folds that mimic the question (``scalefit.predict.folds``): leave one run out, truncate a run and
    predict its remainder, leave the longest horizon, the largest size or the largest compute out. Each
    member is refitted on every fold and predicts the held-out final losses; its error is the log ratio
@@ -77,7 +80,7 @@ from scipy.stats import t as student_t
 
 from scalefit.errors import ConfigError, DataError, ScalefitError
 from scalefit.laws.base import CurveLaw, Law, get_law
-from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling
+from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling, TailPowerLaw
 from scalefit.predict.folds import (
     Fold,
     curve_folds,
@@ -86,7 +89,7 @@ from scalefit.predict.folds import (
     table_folds,
     table_question,
 )
-from scalefit.predict.members import Fitted, LawMember, Member
+from scalefit.predict.members import Fitted, LawMember, Member, PerSizeMember, run_sizes
 from scalefit.store.curves import Curves
 
 __all__ = [
@@ -109,7 +112,15 @@ CURVE_LAWS = ("momentum", "multipower", "cooldown")
 STATIC_LAWS = ("chinchilla", "kaplan", "overtraining")
 CUTOFF = 4.0  # members whose fold MSE exceeds this multiple of the best get no weight
 # curves: the order in which members that score alike are preferred (module doc, step 3)
-PREFERENCE = ("cooldown", "momentum", "multipower", "multipower-size", "finals-chinchilla", "finals-power")
+PREFERENCE = (
+    "cooldown",
+    "momentum",
+    "multipower",
+    "multipower-size",
+    "finals-chinchilla",
+    "finals-power",
+    "tail-power",
+)
 ALIKE = 0.25  # tables: members with at least this share of the largest weight count in the spread
 ALIKE_LEVEL = 0.9  # curves: a member is worse than the best when a one-sided paired t-test says so here
 MIN_ERRORS = 2  # fewer fold errors than this: the answer is not identified by the runs
@@ -244,7 +255,8 @@ def _members(
     if laws is None:
         if isinstance(data, Curves):
             names = CURVE_LAWS + (("multipower-size",) if "size" in asked else ())
-            return [*(LawMember(get_law(n)) for n in names), FinalsPowerLaw(), FinalsScaling()]
+            baselines = (FinalsPowerLaw(), FinalsScaling(), TailPowerLaw())
+            return [*(LawMember(get_law(n)) for n in names), *baselines]
         return [LawMember(get_law(n)) for n in STATIC_LAWS]
     if isinstance(laws, (str, Law)):
         laws = [laws]
@@ -263,6 +275,22 @@ def _members(
             fix="give curve laws for Curves, static laws (e.g. chinchilla) for a table",
         )
     return out
+
+
+def _size_blind(member: Member) -> bool:
+    """A curve law that does not read the model size (``n_params``)."""
+    if not isinstance(member, LawMember) or not isinstance(member.law, CurveLaw):
+        return False
+    return "n_params" not in {name for name, _ in member.law.features().meta}
+
+
+def _per_size(members: list[Member], data: Curves, asked: Sequence[str]) -> tuple[list[Member], bool]:
+    """Size-blind curve laws fitted per model size (``PerSizeMember``) when the fitted runs span two or
+    more sizes, each run has one and no target is a larger model (module doc, step 1); and whether so."""
+    sizes = run_sizes(data)
+    if "size" in asked or not np.isfinite(sizes).all() or sizes.nunique() < 2:
+        return members, False
+    return [PerSizeMember(m) if _size_blind(m) else m for m in members], True
 
 
 def _fit(member: Member, data: Curves | pd.DataFrame) -> tuple[Fitted | None, str | None]:
@@ -652,7 +680,12 @@ def forecast(
             raise DataError("no runs to fit", fix="give at least one run with an observed loss")
         question = question_of(data, targets)
         also = extrapolates(data, targets)
-        members = _members(data, laws, also)
+        members, split = _per_size(_members(data, laws, also), data, also)
+        if split:
+            notes.append(
+                "the runs span several model sizes: each size-blind law is fitted per size, on that "
+                "size's runs alone, and answers the targets of its size"
+            )
         folds = curve_folds(data, question, also)
     else:
         members = _members(data, laws, ("compute",))

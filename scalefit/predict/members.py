@@ -5,6 +5,11 @@ fitted to, or does not apply to, the data); a ``Fitted`` gives the loss at given
 per truth row, NaN where it has no answer) and on a whole target (``frame``: the target's key columns
 plus ``loss_pred``), and the warnings of its fit. ``LawMember`` wraps a law of the registry (fitted by
 the engine with its defaults); empirical baselines live in ``scalefit.predict.baselines``.
+
+``PerSizeMember`` fits a member once per model size (the runs table's ``n_params``) on the runs of
+that size alone and answers a row with the fit of its run's size (no answer for a size it has no fit
+of): a curve law that does not know the model size, fitted to a ladder of sizes at once, would fit one
+curve through several.
 """
 
 from __future__ import annotations
@@ -16,14 +21,14 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from scalefit.errors import FitWarning
+from scalefit.errors import FitError, FitWarning, ScalefitError
 from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import fit_law
 from scalefit.fitting.result import Fit
 from scalefit.laws.base import Law
 from scalefit.store.curves import Curves
 
-__all__ = ["Fitted", "FittedLaw", "LawMember", "Member"]
+__all__ = ["Fitted", "FittedLaw", "FittedPerSize", "LawMember", "Member", "PerSizeMember", "run_sizes"]
 
 
 class Fitted(Protocol):
@@ -92,3 +97,80 @@ class LawMember:
             fit = fit_law(self.law, data, progress=False)
         notes = tuple(str(w.message) for w in caught if issubclass(w.category, FitWarning))
         return FittedLaw(fit, notes)
+
+
+def run_sizes(data: Curves) -> pd.Series:
+    """run_id -> model size (``n_params``), NaN where the runs table does not give one."""
+    if "n_params" not in data.runs.columns:
+        return pd.Series(np.nan, index=data.runs.index, dtype=float)
+    return pd.to_numeric(data.runs["n_params"], errors="coerce").astype(float)
+
+
+def _same_size(sizes: pd.Series, size: float) -> list[str]:
+    return [str(r) for r, n in sizes.items() if np.isfinite(n) and np.isclose(n, size, rtol=1e-9)]
+
+
+@dataclass(frozen=True)
+class FittedPerSize:
+    """One fit per model size; a row is answered by the fit of its run's size."""
+
+    fits: tuple[tuple[float, Fitted], ...]  # (n_params, the member fitted on the runs of that size)
+    warnings: tuple[str, ...] = ()
+
+    def _route(self, targets: Curves, run_ids: pd.Series) -> list[tuple[Fitted, np.ndarray]]:
+        """(fit, mask of the rows whose run has its size) for every fitted size."""
+        sizes = run_sizes(targets).reindex(run_ids.astype(str)).to_numpy(float)
+        return [(fitted, np.isclose(sizes, n, rtol=1e-9)) for n, fitted in self.fits]
+
+    def at(self, targets: Curves | pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+        out = np.full(len(truth), np.nan)
+        if not isinstance(targets, Curves):
+            return out
+        for fitted, rows in self._route(targets, truth["run_id"]):
+            if rows.any():
+                out[rows] = fitted.at(targets, truth[rows].reset_index(drop=True))
+        return out
+
+    def frame(self, targets: Curves | pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(targets, Curves):
+            raise FitError("a per-size member predicts curves only", field="targets")
+        out = targets.frame[["run_id", "step"]].reset_index(drop=True).assign(loss_pred=np.nan)
+        for fitted, rows in self._route(targets, out["run_id"]):
+            ids = sorted(pd.unique(out.loc[rows, "run_id"]).tolist())
+            if ids:
+                pred = fitted.frame(targets.select(ids)).set_index(["run_id", "step"])["loss_pred"]
+                keys = pd.MultiIndex.from_frame(out.loc[rows, ["run_id", "step"]])
+                out.loc[rows, "loss_pred"] = pred.reindex(keys).to_numpy(float)
+        return out
+
+
+@dataclass(frozen=True)
+class PerSizeMember:
+    """A member fitted per model size (module doc); its name is the wrapped member's."""
+
+    member: Member
+
+    @property
+    def name(self) -> str:
+        return self.member.name
+
+    def fit(self, data: Curves | pd.DataFrame) -> FittedPerSize:
+        if not isinstance(data, Curves):
+            raise FitError(f"{self.name}: a per-size fit needs curves", field="data")
+        sizes = run_sizes(data)
+        fits, notes, why = [], [], []
+        for n in sorted(set(sizes[np.isfinite(sizes)].tolist())):
+            try:
+                fitted = self.member.fit(data.select(_same_size(sizes, n)))
+            except ScalefitError as err:
+                why.append(f"N={n:.4g}: {err}")
+                continue
+            fits.append((float(n), fitted))
+            notes += [f"N={n:.4g}: {w}" for w in fitted.warnings]
+        if not fits:
+            raise FitError(
+                f"{self.name}: no model size could be fitted on its own runs: {'; '.join(why) or 'no sizes'}",
+                field="n_params",
+                fix="give each model size the runs its law needs (e.g. a constant run and a decaying one)",
+            )
+        return FittedPerSize(tuple(fits), tuple(notes) + tuple(f"not fitted at {w}" for w in why))
