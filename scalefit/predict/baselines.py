@@ -303,7 +303,7 @@ class FittedTails:
             return math.nan
         if not _constant(lr[tail.start :], tail.lr):
             return math.nan
-        return tail.E + tail.A * float(max(step, 1)) ** -tail.a
+        return tail.E + tail.A * float(step) ** -tail.a  # step >= tail.start >= 1
 
     def at(self, targets: Curves | pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
         if not isinstance(targets, Curves):

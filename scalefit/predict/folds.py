@@ -58,6 +58,7 @@ __all__ = [
     "curve_folds",
     "extrapolates",
     "question_of",
+    "run_sizes",
     "table_folds",
     "table_question",
 ]
@@ -96,11 +97,15 @@ def _last_steps(curves: Curves) -> pd.Series:
     return frame[frame["finite"]].groupby("run_id")["step"].max()
 
 
+def run_sizes(curves: Curves) -> pd.Series:
+    """run_id -> model size (``n_params``), NaN where the runs table does not give one."""
+    if "n_params" not in curves.runs.columns:
+        return pd.Series(np.nan, index=curves.runs.index, dtype=float)
+    return pd.to_numeric(curves.runs["n_params"], errors="coerce").astype(float)
+
+
 def _sizes(curves: Curves) -> pd.Series:
-    runs = curves.runs
-    if "n_params" not in runs.columns:
-        return pd.Series(dtype=float)
-    return pd.to_numeric(runs["n_params"], errors="coerce").dropna()
+    return run_sizes(curves).dropna()
 
 
 def _target_last(targets: Curves) -> pd.Series:

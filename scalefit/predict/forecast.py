@@ -86,10 +86,11 @@ from scalefit.predict.folds import (
     curve_folds,
     extrapolates,
     question_of,
+    run_sizes,
     table_folds,
     table_question,
 )
-from scalefit.predict.members import Fitted, LawMember, Member, PerSizeMember, run_sizes
+from scalefit.predict.members import Fitted, LawMember, Member, PerSizeMember
 from scalefit.store.curves import Curves
 
 __all__ = [
@@ -494,9 +495,7 @@ def _target_distance(
         fitted = data.frame[data.frame["finite"]]["step"].max()
         return math.log(float(targets.frame["step"].max()) / float(fitted))
     if question == "size":
-        sizes = pd.to_numeric(data.runs["n_params"], errors="coerce")
-        tsizes = pd.to_numeric(targets.runs["n_params"], errors="coerce")
-        return math.log(float(tsizes.max()) / float(sizes.max()))
+        return math.log(float(run_sizes(targets).max()) / float(run_sizes(data).max()))
     if question == "compute":
         return math.log(float(np.max(compute[1])) / float(np.max(compute[0])))
     return 0.0

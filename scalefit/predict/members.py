@@ -26,9 +26,10 @@ from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import fit_law
 from scalefit.fitting.result import Fit
 from scalefit.laws.base import Law
+from scalefit.predict.folds import run_sizes
 from scalefit.store.curves import Curves
 
-__all__ = ["Fitted", "FittedLaw", "FittedPerSize", "LawMember", "Member", "PerSizeMember", "run_sizes"]
+__all__ = ["Fitted", "FittedLaw", "FittedPerSize", "LawMember", "Member", "PerSizeMember"]
 
 
 class Fitted(Protocol):
@@ -97,13 +98,6 @@ class LawMember:
             fit = fit_law(self.law, data, progress=False)
         notes = tuple(str(w.message) for w in caught if issubclass(w.category, FitWarning))
         return FittedLaw(fit, notes)
-
-
-def run_sizes(data: Curves) -> pd.Series:
-    """run_id -> model size (``n_params``), NaN where the runs table does not give one."""
-    if "n_params" not in data.runs.columns:
-        return pd.Series(np.nan, index=data.runs.index, dtype=float)
-    return pd.to_numeric(data.runs["n_params"], errors="coerce").astype(float)
 
 
 def _same_size(sizes: pd.Series, size: float) -> list[str]:
