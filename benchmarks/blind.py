@@ -47,7 +47,9 @@ Protocols (fixed; ``PROTOCOLS``):
 - ``cooldown-ladder``: the ``cooldown-<size>`` question at 53m, 152m and 360m (``LADDER_SIZES``, of
   the blind half) in one fit: what the forecast does with a ladder of sizes (it fits each size-blind
   law per size); each law on its own is fitted to the three sizes at once, as ``fit_law`` is asked.
-  Added with the per-size rule; in view for the forecast like the ``cooldown-<size>`` protocols.
+  Added with the per-size rule; in view for the forecast like the ``cooldown-<size>`` protocols. Its
+  first run gave the forecast 0.0246 (the weights set on the anneal folds of all three sizes together,
+  where ``multipower`` won); each size's targets are weighed on the folds of their own size since.
 - ``epoch-compute``, ``gadre-compute``: static laws on Epoch's 240 Chinchilla points and on Gadre et
   al.'s runs (C4 eval loss), fit below the 90th percentile of compute, predict the rest.
 - ``l2l-<dataset>``: Brandfonbrener et al.'s sweep per pre-training set (val_loss against params and

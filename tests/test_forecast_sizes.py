@@ -4,6 +4,8 @@ fitted to every size at once, one curve goes through both and misses each."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,11 +13,13 @@ import pytest
 from scalefit.fitting.design import build_design
 from scalefit.fitting.engine import fit_law
 from scalefit.laws import get_law
-from scalefit.predict.forecast import forecast
+from scalefit.predict.folds import Fold
+from scalefit.predict.forecast import MIN_COMMON, PREFERENCE, _weighers, forecast
 from scalefit.predict.members import LawMember, PerSizeMember
 from scalefit.store.curves import Curves
 
 LAM, PEAK, STEPS = 0.998, 3e-4, 6000
+SLOW_LAM = 0.9995  # a second momentum decay, for a ladder whose sizes follow different laws
 SIZES = {2e7: np.array([3.2, 0.9, 0.5, 0.4]), 8e7: np.array([2.8, 0.7, 0.5, 0.4])}  # momentum L0, A, alpha, C
 TRAIN = {
     "constant": f"constant:peak={PEAK},steps={STEPS},warmup=300",
@@ -25,10 +29,11 @@ TRAIN = {
 TEST = {"wsd-0.1": f"wsd:peak={PEAK},steps={STEPS},warmup=300,decay=0.1"}
 
 
-def ladder(specs: dict[str, str], noise: float, loss: bool = True) -> Curves:
-    """Each schedule at each size of ``SIZES``, the momentum law at that size's parameters, evaluated
-    every 100 steps, with log-normal noise (seeded); the loss NaN when not ``loss``."""
-    law = get_law("momentum", lam=LAM)
+def ladder(specs: dict[str, str], noise: float, loss: bool = True, lam: float = LAM) -> Curves:
+    """Each schedule at each size of ``SIZES``, the momentum law (decay ``lam``) at that size's
+    parameters, evaluated every 100 steps, with log-normal noise (seeded); the loss NaN when not
+    ``loss``."""
+    law = get_law("momentum", lam=lam)
     parts = []
     for k, (n, theta) in enumerate(SIZES.items()):
         steps = np.append(np.arange(100, STEPS - 1, 100), STEPS - 1)
@@ -82,3 +87,56 @@ def test_a_per_size_member_answers_only_the_sizes_it_has_fitted():
     last = frame.loc[frame.groupby("run_id")["step"].idxmax()].set_index("run_id")["loss_pred"]
     assert np.isnan(last["wsd-0.1-8e+07"])  # no fit of that size: no answer
     assert last["wsd-0.1-2e+07"] == pytest.approx(truth_finals()["wsd-0.1-2e+07"], rel=1e-4)
+
+
+class FastMomentum(type(get_law("momentum")), register=False):
+    """The momentum law under a name outside ``PREFERENCE``: among members the folds cannot tell
+    apart, the lowest fold MSE is chosen (module doc, step 3), so the choice shows which folds
+    weighed."""
+
+    name: ClassVar[str] = "fast-momentum"
+
+
+class SlowMomentum(FastMomentum, register=False):
+    name: ClassVar[str] = "slow-momentum"
+
+
+def test_each_size_is_weighed_on_the_folds_that_hold_out_its_own_runs():
+    """The small size follows momentum at LAM, the large one at SLOW_LAM: each size's target is
+    answered by the member that its own folds choose (the folds of the other size test other fits),
+    and recovers its size's truth."""
+    fast = ladder(TRAIN, noise=0.001)
+    slow = ladder(TRAIN, noise=0.001, lam=SLOW_LAM)
+    pick = {"2e+07": fast, "8e+07": slow}
+    train = Curves.from_frame(
+        pd.concat([pick[r.rsplit("-", 1)[1]].select([r]).to_frame() for r in fast.run_ids], ignore_index=True)
+    )
+    targets = ladder(TEST, noise=0.0, loss=False)
+    laws = [FastMomentum(lam=LAM), SlowMomentum(lam=SLOW_LAM)]
+    fc = forecast(train, targets, laws=laws)
+    assert {tuple(sorted(w["weights"].items())) for w in fc.weight_sets} == {
+        (("fast-momentum", 1.0), ("slow-momentum", 0.0)),
+        (("fast-momentum", 0.0), ("slow-momentum", 1.0)),
+    }
+    table = fc.predict()
+    got = table.loc[table.groupby("run_id")["step"].idxmax()].set_index("run_id")["loss_pred"]
+    truth = {"wsd-0.1-2e+07": truth_finals()["wsd-0.1-2e+07"]}
+    truth["wsd-0.1-8e+07"] = (
+        ladder(TEST, noise=0.0, lam=SLOW_LAM).final().set_index("run_id")["loss"]["wsd-0.1-8e+07"]
+    )
+    for run_id, value in truth.items():
+        assert got[run_id] == pytest.approx(value, rel=2e-3)
+
+
+def test_a_size_with_too_few_folds_of_its_own_is_weighed_on_every_fold():
+    sizes = pd.Series({"a": 1e7, "b": 1e7, "c": 2e7})
+    folds = [
+        Fold(f"loo:{r}", "loo", pd.DataFrame(), pd.DataFrame(), pd.DataFrame({"run_id": [r]}), 0.0)
+        for r in ("a", "b", "c")
+    ]
+    sq = pd.DataFrame({"loo:a": [1.0, 2.0], "loo:b": [1.0, 3.0], "loo:c": [5.0, 1.0]}, index=["x", "y"])
+    weigh = _weighers(sq, folds, list(sq.columns), frozenset(sq.index), PREFERENCE, sizes)
+    assert MIN_COMMON == 2 and set(weigh.by_size) == {1e7}  # 2e7 holds out one run: too few folds
+    assert list(weigh.of(1e7).scores_sq.columns) == ["loo:a", "loo:b"]
+    assert weigh.of(2e7) is weigh.default and weigh.of(float("nan")) is weigh.default
+    assert list(weigh.default.scores_sq.columns) == ["loo:a", "loo:b", "loo:c"]

@@ -31,7 +31,10 @@ predict):
    weights. A ``branch`` question (every target a cooldown branch off a fitted run) is weighed on the
    anneal folds alone (a fitted run's anneal predicted from its observed start, what a branch asks)
    when there are ``MIN_COMMON`` of them: leaving out a whole run of another peak, say, asks another
-   question. The band still takes the errors of every fold (step 4).
+   question. The band still takes the errors of every fold (step 4). When the size-blind laws are
+   fitted per size (step 1), a target is weighed on those of the weighing folds that hold out a run
+   of its size (the folds that test the fits answering it; a ladder's other sizes test other fits)
+   when there are ``MIN_COMMON`` of them, else on all; step 4 weighs each held-out run alike.
    - Curves (a handful of runs, a handful of folds): the folds rarely tell the laws apart, so the rule
      selects, in the spirit of the one-standard-error rule (Breiman et al. 1984, "Classification and
      Regression Trees", 3.4.3). A member scores alike the best (lowest MSE) unless a one-sided paired
@@ -393,6 +396,70 @@ class _Weigher:
         return out, used, alike
 
 
+@dataclass(frozen=True)
+class _Weighers:
+    """The weigher of every weighing fold and, when the size-blind laws are fitted per model size,
+    one per size from the folds that hold out a run of that size (module doc, step 3); a row is
+    weighed by the weigher of its run's size, else by ``default``."""
+
+    default: _Weigher
+    by_size: Mapping[float, _Weigher] = field(default_factory=dict)
+
+    def of(self, size: float) -> _Weigher:
+        """The weigher of a run of ``size`` parameters (NaN: unknown, ``default``)."""
+        for n, weigher in self.by_size.items():
+            if math.isfinite(size) and math.isclose(size, n, rel_tol=1e-9):
+                return weigher
+        return self.default
+
+    def combine(
+        self, preds: Mapping[str, np.ndarray], sizes: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, float]], list[frozenset[str]]]:
+        """``_Weigher.combine`` with each row (of a run of ``sizes[i]`` parameters) weighed by the
+        weigher of its size."""
+        n = len(sizes)
+        out = np.full(n, np.nan)
+        used: list[dict[str, float]] = [{} for _ in range(n)]
+        alike: list[frozenset[str]] = [frozenset() for _ in range(n)]
+        route = [self.of(float(s)) for s in sizes]
+        for weigher in {id(w): w for w in route}.values():
+            rows = np.array([i for i, w in enumerate(route) if w is weigher])
+            part, part_used, part_alike = weigher.combine({m: p[rows] for m, p in preds.items()})
+            out[rows] = part
+            for j, i in enumerate(rows):
+                used[i], alike[i] = part_used[j], part_alike[j]
+        return out, used, alike
+
+
+def _held_out_size(fold: Fold, sizes: pd.Series) -> float:
+    """The model size of the runs a fold holds out, NaN when they are of several sizes or unknown."""
+    held = {float(sizes.get(str(r), math.nan)) for r in fold.truth["run_id"]}
+    return held.pop() if len(held) == 1 else math.nan
+
+
+def _weighers(
+    scores_sq: pd.DataFrame,
+    folds: Sequence[Fold],
+    weighing: Sequence[str],
+    eligible: frozenset[str],
+    prefer: tuple[str, ...],
+    sizes: pd.Series | None,
+) -> _Weighers:
+    """The weigher of the ``weighing`` folds and, given the runs' ``sizes`` (the size-blind laws
+    fitted per size), one per size that has ``MIN_COMMON`` weighing folds holding out its runs
+    (module doc, step 3)."""
+    default = _Weigher(scores_sq[list(weighing)], eligible, prefer)
+    if sizes is None:
+        return _Weighers(default)
+    held = {f.name: _held_out_size(f, sizes) for f in folds if f.name in weighing}
+    by_size = {}
+    for n in sorted(set(sizes.dropna().tolist())):
+        own = [name for name, size in held.items() if math.isclose(size, n, rel_tol=1e-9)]
+        if len(own) >= MIN_COMMON:
+            by_size[float(n)] = _Weigher(scores_sq[own], eligible, prefer)
+    return _Weighers(default, by_size)
+
+
 def _summary_weights(
     keys: pd.DataFrame, used: Sequence[Mapping[str, float]], names: Sequence[str]
 ) -> tuple[dict[str, float], tuple[dict[str, Any], ...]]:
@@ -515,14 +582,16 @@ def _by_fold(
     return table.reindex(index=index, columns=columns)
 
 
-def _combined_errors(errors: pd.DataFrame, weigh: _Weigher) -> pd.DataFrame:
-    """The fold errors of the weighted forecast itself: one row per (fold, held-out run)."""
+def _combined_errors(errors: pd.DataFrame, weigh: _Weighers, sizes: pd.Series) -> pd.DataFrame:
+    """The fold errors of the weighted forecast itself: one row per (fold, held-out run), the run
+    weighed as a target of its size would be (``sizes``: run_id -> n_params)."""
     if errors.empty:
         return pd.DataFrame(columns=["fold", "run_id", "err", "distance", "level"])
     rows = []
     for (fold, run_id), g in errors.groupby(["fold", "run_id"], sort=False):
         preds = {m: np.array([v]) for m, v in zip(g["member"], g["pred"], strict=True)}
-        comb = float(weigh.combine(preds)[0][0])
+        size = np.array([float(sizes.get(str(run_id), math.nan))])
+        comb = float(weigh.combine(preds, size)[0][0])
         true = float(g["true"].iloc[0])
         err = math.log(comb / true) if comb > 0 and true > 0 else math.nan
         first = g.iloc[0]
@@ -687,7 +756,7 @@ def forecast(
             )
         folds = curve_folds(data, question, also)
     else:
-        members = _members(data, laws, ("compute",))
+        members, split = _members(data, laws, ("compute",)), False
         first = next((m.law for m in members if isinstance(m, LawMember)), None)
         if first is None:
             raise ConfigError(
@@ -718,14 +787,21 @@ def forecast(
         )
     eligible = frozenset(full) - _disqualified(failures, len(folds))
     weighing = _weighing_folds(folds, question)
-    weigh = _Weigher(scores_sq[weighing], eligible or frozenset(full), PREFERENCE if curves else ())
+    fitted_sizes = run_sizes(data) if curves else pd.Series(dtype=float)
+    prefer = PREFERENCE if curves else ()
+    weigh = _weighers(
+        scores_sq, folds, weighing, eligible or frozenset(full), prefer, fitted_sizes if split else None
+    )
     keys, member_preds = _align(full)
-    center, used, alike = weigh.combine(member_preds)
+    row_sizes = run_sizes(targets).reindex(keys["run_id"].astype(str)) if curves else None
+    center, used, alike = weigh.combine(
+        member_preds, np.full(len(keys), np.nan) if row_sizes is None else row_sizes.to_numpy(float)
+    )
     weights, weight_sets = _summary_weights(keys, used, [m.name for m in members])
     for name, w in weights.items():
         if w > 0:
             notes.extend(warned.get(name, ()))  # each starts with its law's name
-    cv = _combined_errors(errors, weigh)
+    cv = _combined_errors(errors, weigh, fitted_sizes)
     band = (
         _quantile(cv["err"].to_numpy(float), level)
         if curves
