@@ -1,7 +1,7 @@
 """The development discipline for laws: a fixed set of protocols on every bundled curve set and table,
 each run with every law and with ``forecast``; prints one JSON object.
 
-    python benchmarks/blind.py                              # every protocol (about 12 min on 2 cores)
+    python benchmarks/blind.py                              # every protocol (12-20 min on 2 cores)
     python benchmarks/blind.py --protocols mpl-25m,epoch-compute --out blind.json
 
 Output: ``{"protocols": [{"protocol", "law" (a law name or "forecast"), "mean_abs_final_err" (nats),
