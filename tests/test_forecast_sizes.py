@@ -136,7 +136,8 @@ def test_a_size_with_too_few_folds_of_its_own_is_weighed_on_every_fold():
     ]
     sq = pd.DataFrame({"loo:a": [1.0, 2.0], "loo:b": [1.0, 3.0], "loo:c": [5.0, 1.0]}, index=["x", "y"])
     weigh = _weighers(sq, folds, list(sq.columns), frozenset(sq.index), PREFERENCE, sizes)
-    assert MIN_COMMON == 2 and set(weigh.by_size) == {1e7}  # 2e7 holds out one run: too few folds
+    assert MIN_COMMON == 2
+    assert set(weigh.by_size) == {1e7}  # 2e7 holds out one run: fewer than MIN_COMMON folds
     assert list(weigh.of(1e7).scores_sq.columns) == ["loo:a", "loo:b"]
     assert weigh.of(2e7) is weigh.default and weigh.of(float("nan")) is weigh.default
     assert list(weigh.default.scores_sq.columns) == ["loo:a", "loo:b", "loo:c"]

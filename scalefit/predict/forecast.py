@@ -407,10 +407,7 @@ class _Weighers:
 
     def of(self, size: float) -> _Weigher:
         """The weigher of a run of ``size`` parameters (NaN: unknown, ``default``)."""
-        for n, weigher in self.by_size.items():
-            if math.isfinite(size) and math.isclose(size, n, rel_tol=1e-9):
-                return weigher
-        return self.default
+        return next((w for n, w in self.by_size.items() if math.isclose(size, n, rel_tol=1e-9)), self.default)
 
     def combine(
         self, preds: Mapping[str, np.ndarray], sizes: np.ndarray
@@ -443,14 +440,12 @@ def _weighers(
     weighing: Sequence[str],
     eligible: frozenset[str],
     prefer: tuple[str, ...],
-    sizes: pd.Series | None,
+    sizes: pd.Series,
 ) -> _Weighers:
-    """The weigher of the ``weighing`` folds and, given the runs' ``sizes`` (the size-blind laws
-    fitted per size), one per size that has ``MIN_COMMON`` weighing folds holding out its runs
-    (module doc, step 3)."""
+    """The weigher of the ``weighing`` folds and one per size of ``sizes`` (run_id -> n_params; empty
+    unless the size-blind laws are fitted per size) that has ``MIN_COMMON`` weighing folds holding out
+    its runs (module doc, step 3)."""
     default = _Weigher(scores_sq[list(weighing)], eligible, prefer)
-    if sizes is None:
-        return _Weighers(default)
     held = {f.name: _held_out_size(f, sizes) for f in folds if f.name in weighing}
     by_size = {}
     for n in sorted(set(sizes.dropna().tolist())):
@@ -756,7 +751,8 @@ def forecast(
             )
         folds = curve_folds(data, question, also)
     else:
-        members, split = _members(data, laws, ("compute",)), False
+        members = _members(data, laws, ("compute",))
+        split = False
         first = next((m.law for m in members if isinstance(m, LawMember)), None)
         if first is None:
             raise ConfigError(
@@ -787,21 +783,19 @@ def forecast(
         )
     eligible = frozenset(full) - _disqualified(failures, len(folds))
     weighing = _weighing_folds(folds, question)
-    fitted_sizes = run_sizes(data) if curves else pd.Series(dtype=float)
+    sizes = run_sizes(data) if split else pd.Series(dtype=float)  # weighed per size (module doc, step 3)
     prefer = PREFERENCE if curves else ()
-    weigh = _weighers(
-        scores_sq, folds, weighing, eligible or frozenset(full), prefer, fitted_sizes if split else None
-    )
+    weigh = _weighers(scores_sq, folds, weighing, eligible or frozenset(full), prefer, sizes)
     keys, member_preds = _align(full)
-    row_sizes = run_sizes(targets).reindex(keys["run_id"].astype(str)) if curves else None
+    row_sizes = run_sizes(targets) if split else pd.Series(dtype=float)
     center, used, alike = weigh.combine(
-        member_preds, np.full(len(keys), np.nan) if row_sizes is None else row_sizes.to_numpy(float)
+        member_preds, row_sizes.reindex(keys["run_id"].astype(str)).to_numpy(float)
     )
     weights, weight_sets = _summary_weights(keys, used, [m.name for m in members])
     for name, w in weights.items():
         if w > 0:
             notes.extend(warned.get(name, ()))  # each starts with its law's name
-    cv = _combined_errors(errors, weigh, fitted_sizes)
+    cv = _combined_errors(errors, weigh, sizes)
     band = (
         _quantile(cv["err"].to_numpy(float), level)
         if curves
