@@ -118,6 +118,11 @@ def epoch_section(n_boot: int, n_naive: int) -> dict:
     }
 
 
+def _rel_err_pct(pred: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Relative error of each prediction, in percent (3 decimals)."""
+    return (100 * np.abs(pred - truth) / truth).round(3).tolist()
+
+
 def gadre_dataset(runs: pd.DataFrame, dataset: str, n_boot: int) -> dict:
     target_m, pub_loss, pub_err = GADRE[dataset]
     d = runs[runs.dataset == dataset]
@@ -151,10 +156,9 @@ def gadre_dataset(runs: pd.DataFrame, dataset: str, n_boot: int) -> dict:
             seed=1,
         )
         chain = quiet(chain_downstream, loss_fit, err_fit, target)
-        rel = lambda p, t: (100 * np.abs(p - t) / t).round(3).tolist()  # noqa: E731
         out[objective] = {
-            "loss_rel_err_%": rel(chain.loss_pred.to_numpy(), target.loss_c4_val.to_numpy()),
-            "err_rel_err_%": rel(chain.err_pred.to_numpy(), target.err_avg17.to_numpy()),
+            "loss_rel_err_%": _rel_err_pct(chain.loss_pred.to_numpy(), target.loss_c4_val.to_numpy()),
+            "err_rel_err_%": _rel_err_pct(chain.err_pred.to_numpy(), target.err_avg17.to_numpy()),
             "loss_95%_band": chain[["loss_lo", "loss_hi"]].round(4).to_numpy().tolist(),
             "err_95%_band": chain[["err_lo", "err_hi"]].round(4).to_numpy().tolist(),
             "truth_inside_err_band": (

@@ -59,7 +59,8 @@ def test_fewer_than_three_lengths_is_not_applicable():
 
 def test_a_forecast_scores_it_on_the_horizon_fold():
     train, target = runs([1000, 2000, 4000, 8000]), runs([32000], loss=False)
-    fc = forecast(train, target, laws=["momentum", FinalsPowerLaw()])
+    fc = forecast(train, target, laws=["momentum", "finals-power"])  # a baseline by its member name
+    assert list(fc.scores.index) == ["momentum", "finals-power"]
     assert fc.question == "horizon" and fc.folds[0]["kind"] == "horizon"
     assert np.isfinite(fc.scores.loc["finals-power", "horizon"])
     assert fc.scores.loc["finals-power", "horizon"] < 1e-4  # exact through 1000, 2000, 4000 -> 8000

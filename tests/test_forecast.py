@@ -260,6 +260,13 @@ def test_json_round_trip_and_bad_input():
         forecast(train, test.final())
     with pytest.raises(DataError, match="not a scalefit Forecast"):
         Forecast.from_dict({"format": "other"})
+    with pytest.raises(ConfigError, match="unknown law or baseline") as bad:
+        forecast(train, hidden(test), laws=["momentum", "finals-pwer"])
+    assert bad.value.value == "finals-pwer" and "finals-power" in bad.value.fix
+    epoch = datasets.load("chinchilla-epoch")
+    with pytest.raises(ConfigError, match="baselines answer Curves") as bad:
+        forecast(epoch, epoch.drop(columns=["loss"]), laws=["chinchilla", "tail-power"])
+    assert bad.value.value == ["tail-power"]
 
 
 def test_static_forecast_leaves_the_largest_compute_out():

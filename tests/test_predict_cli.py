@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from scalefit.cli.main import main
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = "cosine_24000,constant_24000,wsdcon_9"
 SCHEDULE = "wsd:peak=3e-4,steps=24000,warmup=2160,decay=0.2,final=0.1"
+# the forecast's members here: two laws and two baselines (every applicable member is the API's default,
+# tested in test_forecast; multipower alone would double this module's time)
+LAWS = "cooldown,momentum,finals-power,tail-power"
 
 
 def scalefit(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -33,7 +38,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def forecast_run(work: Path) -> subprocess.CompletedProcess:
-    proc = scalefit("predict", "--data", "mpl-400m", "--runs", RUNS, "--schedule", SCHEDULE, cwd=work)
+    cmd = ("predict", "--data", "mpl-400m", "--runs", RUNS, "--schedule", SCHEDULE, "--laws", LAWS)
+    proc = scalefit(*cmd, cwd=work)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -52,6 +58,7 @@ def test_forecast_summary_is_short_and_the_json_goes_to_a_file(forecast_run, wor
     assert answer["band"] == {"level": 0.9, "kind": "forecast"}
     assert answer["lo"] < answer["final_pred"] < answer["hi"]
     assert sum(answer["weights"].values()) == pytest.approx(1.0)
+    assert list(answer["weights"]) == LAWS.split(",")
     assert result["forecast"]["format"] == "scalefit.Forecast/1"
 
 
@@ -85,3 +92,20 @@ def test_data_without_schedule_names_the_flag(work: Path) -> None:
     proc = scalefit("predict", "--data", "mpl-400m", cwd=work)
     assert proc.returncode == 2
     assert proc.stderr.startswith("scalefit: error: ") and "--schedule" in proc.stderr
+
+
+def test_laws_name_the_members_and_a_misspelt_one_is_named(
+    work: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error paths of ``--laws``, in this process (the console command is run above)."""
+    monkeypatch.chdir(work)
+    argv = ["predict", "--data", "mpl-400m", "--schedule", SCHEDULE, "--laws", "cooldown,momentm"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown law or baseline" in err and "momentm" in err and "tail-power" in err
+    assert main(["predict", "mpl.json", "--schedule", SCHEDULE, "--laws", "cooldown"]) == 2
+    err = capsys.readouterr().err
+    assert "--laws" in err and "--data" in err
+    assert main(["report", "mpl.json", "--data", "mpl-400m", "--laws", "cooldown"]) == 2
+    err = capsys.readouterr().err
+    assert "--laws" in err and "--schedule" in err

@@ -33,6 +33,7 @@ RUNS = {  # hash-like names, as W&B gives them
 }
 FITTED = ["run-7f3a9c", "run-b2e410", "run-0c9d77"]
 TARGET = "cosine:peak=1e-3,steps=4000,warmup=50"
+LAWS = "cooldown,momentum,finals-power,tail-power"  # the forecast's members (every one: test_forecast)
 
 
 def write_wandb_histories(folder: Path, noise: float = 0.002) -> list[Path]:
@@ -63,7 +64,18 @@ def build_imported_report(root: Path) -> Path:
         assert (
             main(["fit", str(store), "--law", "momentum", "--runs", ",".join(FITTED), "--out", str(fit)]) == 0
         )
-        argv = ["report", str(fit), "--data", str(store), "--schedule", TARGET, "--out", str(out)]
+        argv = [
+            "report",
+            str(fit),
+            "--data",
+            str(store),
+            "--schedule",
+            TARGET,
+            "--laws",
+            LAWS,
+            "--out",
+            str(out),
+        ]
         assert main(argv) == 0
     return out
 
@@ -104,6 +116,7 @@ def test_imported_report_puts_the_forecast_answer_first(imported_report: Path) -
     assert answer["band"] == {"level": 0.9, "kind": "forecast"}
     assert answer["lo"] < answer["final_pred"] < answer["hi"] and answer["final_step"] == 3999
     assert sum(answer["weights"].values()) == pytest.approx(1.0)
+    assert list(answer["weights"]) == LAWS.split(",")  # --laws chose the members
     assert answer["question"] == "horizon" and answer["n_folds"] >= 1
     assert answer["reach"] and "2x the longest fitted run" in answer["reach"][0]
     first = read_page((imported_report / "report.html").read_text()).sections[0]["text"]

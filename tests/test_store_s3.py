@@ -279,6 +279,7 @@ def test_an_fsspec_memory_store_round_trips(tmp_path: Path) -> None:
 # -- a sweep whose Ray workers write to the S3 store, with a driver kill and worker kills, then resume --
 TINY = {"n_layer": 1, "d_model": 32, "n_head": 2, "context": 32}
 SWEEP_STEPS = 200
+CHAOS = "chaos"  # the sweep's name (it enters the run ids): one for both stores and the clean reference
 
 _DRIVER = """
 import json, os, signal, sys
@@ -305,15 +306,10 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(write_token_folder(arr, tmp_path_factory.mktemp("tokens")))
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
-def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
-    ray_cluster, tokens, s3_endpoint: str, s3_root: str, tmp_path: Path, where: str
-) -> None:
-    """The sweep fault test on a local-disk store and on the S3 store: the driver SIGKILLed mid-sweep,
-    then a resubmission during which two workers are SIGKILLed at random steps."""
-    root = s3_root if where == "s3" else str(tmp_path / "store")
-    raw_spec = {
-        "sweep": f"chaos-{where}",
+def chaos_spec(name: str, tokens: str) -> dict:
+    """The fault test's sweep: a constant and a cosine run of the tiny model, checkpointed every 20 steps."""
+    return {
+        "sweep": name,
         "runs": [
             {"model": [TINY], "steps": SWEEP_STEPS, "peak_lr": 0.01, "dataset": tokens, "schedule": s}
             for s in ("constant", "cosine")
@@ -321,6 +317,25 @@ def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
         "train": {"batch_size": 4, "warmup": 2, "eval_every": 40, "checkpoint_every": 20, "device": "cpu"},
         "resources": {"num_cpus": 1, "max_restarts": 10, "max_task_retries": 10},
     }
+
+
+@pytest.fixture(scope="module")
+def clean_sweep(ray_cluster, tokens: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fault test's sweep, uninterrupted, on a local disk: the reference both stores must equal
+    (the same sweep name, so the same run ids; each ``run_sweep`` names its actors uniquely)."""
+    clean = tmp_path_factory.mktemp("clean")
+    run_sweep(parse_sweep(chaos_spec(CHAOS, tokens)), clean)
+    return clean
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
+    ray_cluster, tokens, clean_sweep: Path, s3_endpoint: str, s3_root: str, tmp_path: Path, where: str
+) -> None:
+    """The sweep fault test on a local-disk store and on the S3 store: the driver SIGKILLed mid-sweep,
+    then a resubmission during which two workers are SIGKILLed at random steps."""
+    root = s3_root if where == "s3" else str(tmp_path / "store")
+    raw_spec = chaos_spec(CHAOS, tokens)
     proc = subprocess.run(
         [sys.executable, "-c", _DRIVER, json.dumps(raw_spec), root, ray_cluster.address],
         capture_output=True,
@@ -331,9 +346,7 @@ def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert "running" in set(read_curves(root).runs["status"])  # interrupted mid-run
     killed: list[tuple[int, int]] = []
-    killer = threading.Thread(
-        target=kill_actors_mid_run, args=(f"chaos-{where}-", 2, SWEEP_STEPS, killed, 11)
-    )
+    killer = threading.Thread(target=kill_actors_mid_run, args=(f"{CHAOS}-", 2, SWEEP_STEPS, killed, 11))
     killer.start()
     summary = run_sweep(parse_sweep(raw_spec), root, progress_interval=1.0)
     killer.join()
@@ -345,13 +358,11 @@ def test_a_sweep_survives_driver_and_worker_kills_with_every_row_once(
         raw = pd.concat(pd.read_parquet(p) for p in Path(root).glob("*/curves-*.parquet"))
     assert not raw.duplicated(["run_id", "step"]).any()  # 0 duplicated (run, step) rows
     assert raw.groupby("run_id")["step"].apply(sorted).map(list).eq([list(range(SWEEP_STEPS))] * 2).all()
-    clean = tmp_path / "clean"  # the same sweep, uninterrupted, on a local disk
-    run_sweep(parse_sweep(raw_spec), clean)
-    a, b = (read_curves(r).frame for r in (root, clean))
+    a, b = (read_curves(r).frame for r in (root, clean_sweep))
     cols = ["step", "lr", "loss", "grad_norm"]
     assert a["run_id"].tolist() == b["run_id"].tolist()
     np.testing.assert_allclose(a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=0, atol=1e-6)
-    ea, eb = (read_curves(r, loss=f"eval:{tokens}").frame for r in (root, clean))
+    ea, eb = (read_curves(r, loss=f"eval:{tokens}").frame for r in (root, clean_sweep))
     np.testing.assert_allclose(ea["loss"], eb["loss"], rtol=0, atol=1e-6)
     again = run_sweep(parse_sweep(raw_spec), root)
     assert (again.skipped, again.results) == (2, ())

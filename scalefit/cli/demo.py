@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +136,12 @@ def _fit_all(
     fits: dict[str, Any] = {}
     law = cfg.get("size_law", "multipower-size")
     if law:
-        fit_fn = lambda c: fit(c, law=law, bootstrap=boot)  # noqa: E731
+        fit_fn = partial(fit, law=law, bootstrap=boot)
         cv = cross_validate(fit_fn, train, [sorted(sizes.index[sizes == sizes.max()])])
         fits["size-law"] = {"fit": fit_fn(train), "size": None, "cv": cv}
     law = cfg.get("schedule_law", "cooldown")
     for n in sorted({t.n_params for t in targets if t.n_params in set(sizes)}):
-        fit_fn = lambda c: fit(c, law=law, bootstrap=boot)  # noqa: E731
+        fit_fn = partial(fit, law=law, bootstrap=boot)
         same = curves.select(sorted(sizes.index[sizes == n]))
         cv = cross_validate(fit_fn, same, [[r] for r in same.run_ids])
         fits[f"schedule-law N={n / 1e3:.0f}k"] = {"fit": fit_fn(same), "size": n, "cv": cv}

@@ -250,6 +250,13 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
             field="fits",
             fix="give Fit JSON files, or --data STORE_OR_DATASET --schedule SCHEDULE",
         )
+    if args.laws is not None and args.data is None:
+        raise ConfigError(
+            "--laws chooses the members of a forecast from --data",
+            field="--laws",
+            value=args.laws,
+            fix="add --data STORE_OR_DATASET --schedule SCHEDULE, or drop --laws",
+        )
     out: dict[str, Any] = {}
     if args.data is not None:
         if args.schedule is None:
@@ -267,7 +274,7 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
                 fix="give a store folder or a curve dataset (e.g. mpl-400m); fit tables with scalefit fit",
             )
         target = Target(args.schedule, args.n_params, args.tokens_per_step, run_id="target")
-        fc = forecast(curves, target_curves([target]), level=args.level)
+        fc = forecast(curves, target_curves([target]), laws=_law_list(args.laws), level=args.level)
         out["answer"] = forecast_answer(fc, target, curves)
         out["forecast"] = jsonable(fc.to_dict())
     if args.fits:
@@ -280,6 +287,11 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
             family=args.family,
         )
     return out
+
+
+def _law_list(text: str | None) -> list[str] | None:
+    """``--laws a,b,c``: the forecast's members by name (None: every applicable one)."""
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _fit_name(path: str | Path, fit: Fit) -> str:
@@ -342,9 +354,17 @@ def _report_from_files(
     loss: str = "train_loss",
     out: str | Path = "report",
     level: float = 0.9,
+    laws: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """What ``scalefit report`` does: re-render a report.json, or report a Fit JSON against ``data``
     (held out: the runs of ``data`` the fit did not see, or ``heldout``); returns the written paths."""
+    if laws is not None and schedule is None:
+        raise ConfigError(
+            "--laws chooses the members of the forecast to --schedule",
+            field="--laws",
+            value=",".join(laws),
+            fix="add --schedule SCHEDULE (with --data), or drop --laws",
+        )
     content = read_json(source, "a report.json or a Fit JSON")
     if isinstance(content, dict) and content.get("schema") == SCHEMA:
         return write_report(load_report(source), out)
@@ -366,11 +386,12 @@ def _report_from_files(
         target = Target(schedule, n_params)
         train = curves.select(sorted(fitted))
         targets.append(predict_target(fit, target, name=name, fitted=train) | {"band": fit_band(fit)})
-        fc = forecast(train, target_curves([target]), level=level)
+        fc = forecast(train, target_curves([target]), laws=laws, level=level)
         extra["answer"] = forecast_answer(fc, target, train)
         checks = curves.select([r for r in held if r in set(curves.run_ids)])
         if len(checks.run_ids):  # the forecast's own band, checked on the held-out runs
-            entries += forecast_entries(forecast(train, unobserved(checks), level=level), checks)
+            held_fc = forecast(train, unobserved(checks), laws=laws, level=level)
+            entries += forecast_entries(held_fc, checks)
     report = assemble(
         f"scalefit report: {name} on {data}",
         {name: fit},
@@ -395,6 +416,7 @@ def _run_report(args: argparse.Namespace) -> int:
             loss=args.loss,
             out=args.out,
             level=args.level,
+            laws=_law_list(args.laws),
         )
     answer = load_report(paths["json"]).get("answer")
     if answer:

@@ -17,7 +17,8 @@ predict):
    ``finals-chinchilla`` (the Chinchilla law through the annealed finals of runs of three or more
    sizes) and ``tail-power`` (a power law in steps through the constant-LR tail of each run, for a
    target that continues that run; ``scalefit.predict.baselines``), scored like the laws (each has no
-   answer where its data are lacking). ``laws=`` takes names, ``Law`` objects or members.
+   answer where its data are lacking). ``laws=`` takes names (a law's, or a baseline's from
+   ``BASELINES``), ``Law`` objects or members.
 2. Folds that mimic the question (``scalefit.predict.folds``): leave one run out, truncate a run and
    predict its remainder, leave the longest horizon, the largest size or the largest compute out. Each
    member is refitted on every fold and predicts the held-out final losses; its error is the log ratio
@@ -82,7 +83,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from scalefit.errors import ConfigError, DataError, ScalefitError
-from scalefit.laws.base import CurveLaw, Law, get_law
+from scalefit.laws.base import REGISTRY, CurveLaw, Law, get_law
 from scalefit.predict.baselines import FinalsPowerLaw, FinalsScaling, TailPowerLaw
 from scalefit.predict.folds import (
     Fold,
@@ -99,6 +100,7 @@ from scalefit.store.curves import Curves
 __all__ = [
     "ALIKE",
     "ALIKE_LEVEL",
+    "BASELINES",
     "CURVE_LAWS",
     "CUTOFF",
     "MIN_COMMON",
@@ -114,6 +116,12 @@ __all__ = [
 
 CURVE_LAWS = ("momentum", "multipower", "cooldown")
 STATIC_LAWS = ("chinchilla", "kaplan", "overtraining")
+# the empirical baselines by member name: what ``laws=["finals-power", ...]`` builds (curves only)
+BASELINES: Mapping[str, Callable[[], Member]] = {
+    "finals-power": FinalsPowerLaw,
+    "finals-chinchilla": FinalsScaling,
+    "tail-power": TailPowerLaw,
+}
 CUTOFF = 4.0  # members whose fold MSE exceeds this multiple of the best get no weight
 # curves: the order in which members that score alike are preferred (module doc, step 3)
 PREFERENCE = (
@@ -259,18 +267,22 @@ def _members(
     if laws is None:
         if isinstance(data, Curves):
             names = CURVE_LAWS + (("multipower-size",) if "size" in asked else ())
-            baselines = (FinalsPowerLaw(), FinalsScaling(), TailPowerLaw())
-            return [*(LawMember(get_law(n)) for n in names), *baselines]
+            return [*(LawMember(get_law(n)) for n in names), *(make() for make in BASELINES.values())]
         return [LawMember(get_law(n)) for n in STATIC_LAWS]
     if isinstance(laws, (str, Law)):
         laws = [laws]
-    out: list[Member] = []
-    for x in laws:
-        out.append(LawMember(get_law(x)) if isinstance(x, str) else LawMember(x) if isinstance(x, Law) else x)
+    out = [_member(x) for x in laws]
     if not out:
         raise ConfigError("laws must name at least one law", field="laws", value=list(laws))
     want = "curve" if isinstance(data, Curves) else "table"
     kinds = {"curve" if isinstance(m.law, CurveLaw) else "table" for m in out if isinstance(m, LawMember)}
+    if want == "table" and any(m.name in BASELINES for m in out):
+        raise ConfigError(
+            "the baselines answer Curves, not a table",
+            field="laws",
+            value=[m.name for m in out if m.name in BASELINES],
+            fix="give static laws (e.g. chinchilla) for a table",
+        )
     if kinds - {want}:
         raise ConfigError(
             f"forecast of {'Curves' if want == 'curve' else 'a table'} needs {want} laws only",
@@ -279,6 +291,22 @@ def _members(
             fix="give curve laws for Curves, static laws (e.g. chinchilla) for a table",
         )
     return out
+
+
+def _member(x: str | Law | Member) -> Member:
+    """One member of ``laws=``: a baseline's or a law's name, a ``Law`` object, or a member as is."""
+    if isinstance(x, str):
+        if x in BASELINES:
+            return BASELINES[x]()
+        if x not in REGISTRY:
+            raise ConfigError(
+                "unknown law or baseline",
+                field="laws",
+                value=x,
+                fix=f"use one of {', '.join(sorted([*REGISTRY, *BASELINES]))}",
+            )
+        return LawMember(get_law(x))
+    return LawMember(x) if isinstance(x, Law) else x
 
 
 def _size_blind(member: Member) -> bool:
