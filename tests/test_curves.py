@@ -77,6 +77,30 @@ def test_select_split_and_attrs() -> None:
     assert err.value.column == "width"
 
 
+def test_truncate_keeps_the_steps_below_each_stop_and_without_loss_hides_it() -> None:
+    evals = pd.DataFrame({"run_id": ["a", "a", "b"], "step": [0, 2, 1], "dataset": "val", "eval_loss": 1.0})
+    c = Curves.from_frame(_frame(), evals=evals)
+    cut = c.truncate({"a": 2, "b": None})
+    assert cut.run_ids == ["a", "b"]
+    np.testing.assert_array_equal(cut.run("a").steps, [0, 1])
+    np.testing.assert_array_equal(cut.run("a").loss, [6.0, 5.2])
+    np.testing.assert_array_equal(cut.run("b").steps, [0, 1, 2])
+    assert cut.evals[["run_id", "step"]].values.tolist() == [["a", 0], ["b", 1]]  # the eval at a's step 2 too
+    assert cut.runs.loc["a", "n_params"] == 10
+    # the same as validating the kept rows afresh
+    rows = c.frame[(c.frame["run_id"] == "b") | (c.frame["step"] < 2)].drop(columns=["finite"])
+    again = Curves.from_frame(rows, runs=c.runs.reset_index())
+    pd.testing.assert_frame_equal(cut.frame, again.frame)
+    pd.testing.assert_frame_equal(cut.runs, again.runs)
+    assert c.truncate({"a": 0, "b": 1}).run_ids == ["b"]  # a run with no row left is dropped
+    with pytest.raises(DataError, match="unknown run"):
+        c.truncate({"zzz": 1})
+    hidden = cut.without_loss()
+    assert hidden.frame["loss"].isna().all() and not hidden.frame["finite"].any() and hidden.evals is None
+    np.testing.assert_array_equal(hidden.run("a").lr, cut.run("a").lr)
+    assert len(c.final()) == 2 and len(hidden.final()) == 0  # nothing observed: no final row
+
+
 def test_lr_sequence_from_dense_logged_lr() -> None:
     df = pd.DataFrame({"run_id": "r", "step": range(4), "lr": [0.0, 1.0, 2.0, 3.0], "loss": 1.0})
     c = Curves.from_frame(df)

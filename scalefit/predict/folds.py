@@ -156,21 +156,6 @@ def question_of(train: Curves, targets: Curves) -> str:
     return "branch" if all(v is not None for v in branches(train, targets).values()) else "schedule"
 
 
-def _subset(curves: Curves, cut: dict[str, int | None]) -> Curves:
-    """The runs named in ``cut``, each kept below its cut step (None: whole), as new Curves."""
-    frame = curves.frame.drop(columns=["finite"])
-    keep = np.zeros(len(frame), dtype=bool)
-    for run_id, stop in cut.items():
-        rows = frame["run_id"].to_numpy() == run_id
-        if stop is not None:
-            rows &= frame["step"].to_numpy() < stop
-        keep |= rows
-    part = frame[keep].reset_index(drop=True)
-    ids = sorted(pd.unique(part["run_id"]).tolist())
-    runs = curves.runs.loc[ids].reset_index()
-    return Curves.from_frame(part, runs=runs, source=curves.source)
-
-
 def _final_truth(curves: Curves, run_ids: Sequence[str]) -> pd.DataFrame:
     final = curves.final()
     final = final[final["run_id"].isin(list(run_ids))]
@@ -181,9 +166,7 @@ def _predict_targets(curves: Curves, run_ids: Sequence[str]) -> Curves:
     """The held-out runs' rows up to their final finite step with the loss hidden: every row gives the
     LR; the forecast predicts at the final step only (``build_design(..., at=)``)."""
     last = _last_steps(curves)
-    part = _subset(curves, {r: int(last[r]) + 1 for r in run_ids})
-    frame = part.frame.drop(columns=["finite"]).assign(loss=np.nan)
-    return Curves.from_frame(frame, runs=part.runs.reset_index(), source=curves.source)
+    return curves.truncate({r: int(last[r]) + 1 for r in run_ids}).without_loss()
 
 
 def _schedule_key(curves: Curves, run_id: str) -> str:
@@ -220,7 +203,7 @@ def _trunc(train: Curves) -> list[Fold]:
         stop = int(math.floor(TRUNCATE * int(last[r])))
         cut: dict[str, int | None] = {x: None for x in train.run_ids}
         cut[r] = stop
-        kept = _subset(train, cut)
+        kept = train.truncate(cut)
         if r not in kept.run_ids or int(_last_steps(kept.select([r])).max()) < 1:
             continue
         lr = train.lr_sequence(r, int(last[r]) + 1)
@@ -250,7 +233,7 @@ def _horizon(train: Curves) -> list[Fold]:
         Fold(
             name="horizon",
             kind="horizon",
-            train=_subset(train, cut),
+            train=train.truncate(cut),
             targets=_predict_targets(train, held),
             truth=_final_truth(train, held),
             distance=math.log(float(horizons[-1]) / cut_at),

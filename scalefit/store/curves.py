@@ -315,6 +315,31 @@ class Curves:
                 raise DataError("unknown run", file=self.source, run_id=run_id, fix=f"one of {self.run_ids}")
         return ids
 
+    def truncate(self, stops: Mapping[str, int | None]) -> Curves:
+        """The runs named in ``stops``, each kept at its steps below its stop (None: whole run), evals
+        alike; a run left with no row is dropped. The rows are already validated: nothing is re-read."""
+        ids = self._check_ids(stops)
+        run_ids, steps = self._frame["run_id"].to_numpy(), self._frame["step"].to_numpy()
+        keep = np.zeros(len(self._frame), dtype=bool)
+        for run_id in ids:
+            rows = run_ids == run_id
+            stop = stops[run_id]
+            keep |= rows if stop is None else rows & (steps < stop)
+        frame = self._frame[keep].reset_index(drop=True)
+        kept = sorted(pd.unique(frame["run_id"]).tolist())
+        evals = None
+        if self._evals is not None:
+            ev = self._evals
+            cap = ev["run_id"].map({r: np.inf if s is None else s for r, s in stops.items()})
+            evals = ev[ev["run_id"].isin(kept) & (ev["step"] < cap)].reset_index(drop=True)
+        scheds = {k: v for k, v in self._schedules.items() if k in set(kept)}
+        return Curves(frame, self._runs.loc[kept], evals, self.source, scheds)
+
+    def without_loss(self) -> Curves:
+        """The same runs and rows with the loss not observed (NaN) and no evals: targets to predict."""
+        frame = self._frame.assign(loss=np.nan, finite=False)
+        return Curves(frame, self._runs, None, self.source, self._schedules)
+
     def select(self, run_ids: Iterable[str] | None = None, **run_attrs: Any) -> Curves:
         """Runs in ``run_ids`` whose runs-table columns equal ``run_attrs`` (a list/set means 'one of')."""
         keep = pd.Series(True, index=self._runs.index)
