@@ -27,6 +27,7 @@ EXAMPLES: dict[str, str] = {
     "fit": "scalefit fit runs/ --law momentum --runs cosine_24000,constant_24000 --out fit.json\n"
     "  scalefit fit chinchilla-epoch --law chinchilla --bootstrap 200 --out chin.json",
     "predict": "scalefit predict --data runs/ --schedule cosine:peak=3e-4,steps=48000,warmup=2000\n"
+    "  scalefit predict --data runs/ --schedule wsd:peak=3e-4,steps=24000 --laws cooldown,momentum\n"
     "  scalefit predict fit.json --schedule wsd:peak=3e-4,steps=24000,decay=0.2 --family wsd\n"
     "  scalefit predict chin.json --budget 5.88e23 --json",
     "report": "scalefit report fit.json --data runs/ --schedule cosine:peak=3e-4,steps=48000 --out report/\n"

@@ -16,6 +16,8 @@ exact where every step is logged, else rebuilt piecewise-linearly between the lo
     curves = Curves.from_frame(df, runs=runs_table)
     curves.final()                      # last finite row of each run + its runs-table columns
     curves.lr_sequence("cosine_24000")  # dense LR at steps 0..n-1
+    curves.truncate({"cosine_24000": 12000, "constant_24000": None})  # the first 12k steps, one whole
+    curves.without_loss()               # the same rows, loss not observed: targets to predict
 """
 
 from __future__ import annotations
