@@ -287,8 +287,7 @@ def protocols() -> list[Protocol]:
 # -- scoring -----------------------------------------------------------------------------------------
 def hide(test: Curves | pd.DataFrame, loss: str) -> Curves | pd.DataFrame:
     if isinstance(test, Curves):
-        frame = test.frame.drop(columns=["finite"]).assign(loss=np.nan)
-        return Curves.from_frame(frame, runs=test.runs.reset_index(), source=test.source)
+        return test.without_loss()
     return test.drop(columns=[loss])
 
 

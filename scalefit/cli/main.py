@@ -135,6 +135,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="train_loss", help="loss column, or eval:<dataset> (store only)")
 
 
+def _add_laws_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--laws",
+        default=None,
+        help="comma-separated laws and baselines the forecast weighs (default: every applicable one)",
+    )
+
+
 def _add_fit(subs: Any) -> None:
     p = _sub(subs, "fit", "Fit a scaling law to curves (a store directory or a bundled dataset name).")
     p.add_argument("data", help="store directory or bundled dataset name (e.g. mpl-400m)")
@@ -159,11 +167,7 @@ def _add_predict(subs: Any) -> None:
         help="forecast from these runs with every applicable law (needs --schedule)",
     )
     _add_data_args(p)
-    p.add_argument(
-        "--laws",
-        default=None,
-        help="comma-separated laws and baselines the forecast weighs (default: every applicable one)",
-    )
+    _add_laws_arg(p)
     p.add_argument("--level", type=float, default=0.9, help="level of the forecast band (default 0.9)")
     p.add_argument("--schedule", default=None, help="target schedule string (sets steps and peak LR)")
     p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
@@ -183,11 +187,7 @@ def _add_report(subs: Any) -> None:
     p.add_argument("--n-params", type=float, default=None, help="target model size (parameters)")
     p.add_argument("--loss", default="train_loss", help="loss column, or eval:<dataset> (store only)")
     p.add_argument("--level", type=float, default=0.9, help="level of the forecast band (default 0.9)")
-    p.add_argument(
-        "--laws",
-        default=None,
-        help="comma-separated laws and baselines the forecast weighs (default: every applicable one)",
-    )
+    _add_laws_arg(p)
     p.add_argument("--out", default="report", help="output directory (default ./report)")
 
 

@@ -34,7 +34,6 @@ from scalefit.report.build import (
     jsonable,
     load_report,
     report_provenance,
-    unobserved,
     write_report,
 )
 from scalefit.report.text import answer_text, parameter_table_text, prediction_text
@@ -390,7 +389,7 @@ def _report_from_files(
         extra["answer"] = forecast_answer(fc, target, train)
         checks = curves.select([r for r in held if r in set(curves.run_ids)])
         if len(checks.run_ids):  # the forecast's own band, checked on the held-out runs
-            held_fc = forecast(train, unobserved(checks), laws=laws, level=level)
+            held_fc = forecast(train, checks.without_loss(), laws=laws, level=level)
             entries += forecast_entries(held_fc, checks)
     report = assemble(
         f"scalefit report: {name} on {data}",

@@ -41,7 +41,6 @@ __all__ = [
     "heldout_summary",
     "fit_band",
     "forecast_entries",
-    "unobserved",
     "forecast_answer",
     "reach",
     "write_report",
@@ -146,16 +145,10 @@ def _entries(
     return entries
 
 
-def unobserved(curves: Curves) -> Curves:
-    """``curves`` with the loss removed (NaN): the runs as forecast targets (their steps and LR)."""
-    frame = curves.frame.drop(columns=["finite"]).assign(loss=np.nan)
-    return Curves.from_frame(frame, runs=curves.runs.reset_index(), source=curves.source)
-
-
 def forecast_entries(
     fc: Forecast, curves: Curves, name: str = "forecast", *, max_points: int = 200
 ) -> list[dict]:
-    """Held-out curve entries of a `Forecast` whose targets were ``curves`` (e.g. ``unobserved(held)``):
+    """Held-out curve entries of a `Forecast` whose targets were ``curves`` (e.g. ``held.without_loss()``):
     its prediction and band at every observed step, for the held-out checks of the forecast's band."""
     band = {"level": fc.level, "kind": "forecast"}
     return _entries(name, fc.predict(), curves, curves.run_ids, band, max_points)
