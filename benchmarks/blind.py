@@ -23,6 +23,10 @@ Protocols (fixed; ``PROTOCOLS``):
   predict every 50k-step run at 1e-4 and 1e-3 (the LR as logged, no normalisation).
 - ``s124m-horizon``: fit every 124M run at peak 1e-3 of at most 25k steps and the constant run up to
   25k, predict the 50k-step runs at 1e-3.
+- ``s124m-reach-lr{0.0005,0.002}`` (``REACH_PEAKS``): horizon extension at a peak no law was
+  developed on: fit the peak's 15k-step runs and its constant run up to 15k steps, predict its other
+  50k-step runs (3.3x the fitted horizon). Added after every law and the forecast rule were fixed and
+  run once: blind for every law and the forecast (the runs are of the 124M grid of the in-view lines).
 - ``s124m-continue``: fit the constant runs of every peak (1e-4 ... 2e-3) up to 25k steps and the 25k
   cosine at 1e-3, predict the constant runs at 50k (the runs continued as they were logged). Added
   with the forecast's ``tail-power`` member; in view like every 124M protocol. Its first version also
@@ -65,8 +69,8 @@ and every 124M protocol in view (the preference order is the laws' record there)
 of one to three compute levels, errors normalised by ``growth``, the band of level means) with
 ``epoch-compute`` and the ``l2l-*`` sweeps in view (their folds and targets were looked at); its
 ``finals-chinchilla`` member was added after its miss on ``sizes`` was seen, so ``sizes`` is in view for it
-too; its ``"branch"`` question after its first run on the ``cooldown-<size>`` protocols; ``gadre-compute`` is
-the forecast's blind test.
+too; its ``"branch"`` question after its first run on the ``cooldown-<size>`` protocols;
+``gadre-compute`` and the two ``s124m-reach-*`` are the forecast's blind tests.
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
 STATIC_SHARE = 0.9  # static protocols fit below this quantile of compute
 P_DEVELOPMENT = ("33m", "60m", "124m", "209m")  # the sizes the cooldown law's p was chosen on
 LADDER_SIZES = ("53m", "152m", "360m")  # cooldown-ladder: sizes of the blind half, fitted together
+REACH_PEAKS = ("0.0005", "0.002")  # s124m-reach-*: horizon extension at peaks no law was developed on
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,22 @@ def _horizon() -> tuple[Curves, Curves]:
     train = val_curves("schaipp-124m", [*short, trunk], upto={trunk: 25000})
     test = sorted(r for r in at.index[at["total_steps"] == 50000] if r != trunk)
     return train, val_curves("schaipp-124m", test)
+
+
+def _reach(peak: str) -> Callable[[], tuple[Curves, Curves]]:
+    """The 124M runs at ``peak`` (as in their run ids): fit its 15k-step runs and its constant run up to
+    15k steps, predict its other 50k-step runs (3.3x the fitted horizon)."""
+
+    def build() -> tuple[Curves, Curves]:
+        runs = datasets.load("schaipp-124m").runs
+        at = runs[runs.index.str.endswith(f"-lr{peak}-T15000") | runs.index.str.endswith(f"-lr{peak}-T50000")]
+        trunk = f"constant-lr{peak}-T50000"
+        short = sorted(at.index[at["total_steps"] == 15000])
+        train = val_curves("schaipp-124m", [*short, trunk], upto={trunk: 15000})
+        test = sorted(r for r in at.index[at["total_steps"] == 50000] if r != trunk)
+        return train, val_curves("schaipp-124m", test)
+
+    return build
 
 
 def _continue() -> tuple[Curves, Curves]:
@@ -256,6 +277,8 @@ def protocols() -> list[Protocol]:
     # the forecast's selection rule (PREFERENCE) was chosen with every law's lines here in view
     out.append(Protocol("s124m-peak", _peak, _curve_laws(), frozenset({"cooldown", "forecast"})))
     out.append(Protocol("s124m-horizon", _horizon, _curve_laws(), frozenset({"cooldown", "forecast"})))
+    # added after every law and the forecast rule were fixed: no run at these peaks was ever a target
+    out += [Protocol(f"s124m-reach-lr{p}", _reach(p), _curve_laws(), frozenset()) for p in REACH_PEAKS]
     out.append(Protocol("s124m-continue", _continue, _curve_laws(), frozenset({"cooldown", "forecast"})))
     # the finals-chinchilla member was added after the forecast's miss on the size sweep was seen
     size_seen = frozenset({"multipower-size", "forecast"})
