@@ -108,7 +108,7 @@ FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
 STATIC_SHARE = 0.9  # static protocols fit below this quantile of compute
 P_DEVELOPMENT = ("33m", "60m", "124m", "209m")  # the sizes the cooldown law's p was chosen on
 LADDER_SIZES = ("53m", "152m", "360m")  # cooldown-ladder: sizes of the blind half, fitted together
-REACH_PEAKS = ("0.0005", "0.002")  # s124m-reach-*: horizon extension at peaks no law was developed on
+REACH_PEAKS = (5e-4, 2e-3)  # s124m-reach-*: horizon extension at peaks no law was developed on
 
 
 @dataclass(frozen=True)
@@ -161,14 +161,14 @@ def _horizon() -> tuple[Curves, Curves]:
     return train, val_curves("schaipp-124m", test)
 
 
-def _reach(peak: str) -> Callable[[], tuple[Curves, Curves]]:
-    """The 124M runs at ``peak`` (as in their run ids): fit its 15k-step runs and its constant run up to
-    15k steps, predict its other 50k-step runs (3.3x the fitted horizon)."""
+def _reach(peak: float) -> Callable[[], tuple[Curves, Curves]]:
+    """The 124M runs at ``peak``: fit its 15k-step runs and its constant run up to 15k steps, predict
+    its other 50k-step runs (3.3x the fitted horizon)."""
 
     def build() -> tuple[Curves, Curves]:
         runs = datasets.load("schaipp-124m").runs
-        at = runs[runs.index.str.endswith(f"-lr{peak}-T15000") | runs.index.str.endswith(f"-lr{peak}-T50000")]
-        trunk = f"constant-lr{peak}-T50000"
+        at = runs[np.isclose(runs["peak_lr"].astype(float), peak)]
+        trunk = f"constant-lr{peak:g}-T50000"
         short = sorted(at.index[at["total_steps"] == 15000])
         train = val_curves("schaipp-124m", [*short, trunk], upto={trunk: 15000})
         test = sorted(r for r in at.index[at["total_steps"] == 50000] if r != trunk)
@@ -278,7 +278,7 @@ def protocols() -> list[Protocol]:
     out.append(Protocol("s124m-peak", _peak, _curve_laws(), frozenset({"cooldown", "forecast"})))
     out.append(Protocol("s124m-horizon", _horizon, _curve_laws(), frozenset({"cooldown", "forecast"})))
     # added after every law and the forecast rule were fixed: no run at these peaks was ever a target
-    out += [Protocol(f"s124m-reach-lr{p}", _reach(p), _curve_laws(), frozenset()) for p in REACH_PEAKS]
+    out += [Protocol(f"s124m-reach-lr{p:g}", _reach(p), _curve_laws(), frozenset()) for p in REACH_PEAKS]
     out.append(Protocol("s124m-continue", _continue, _curve_laws(), frozenset({"cooldown", "forecast"})))
     # the finals-chinchilla member was added after the forecast's miss on the size sweep was seen
     size_seen = frozenset({"multipower-size", "forecast"})
