@@ -3,6 +3,7 @@ each run with every law and with ``forecast``; prints one JSON object.
 
     python benchmarks/blind.py                              # every protocol (12-20 min on 2 cores)
     python benchmarks/blind.py --protocols mpl-25m,epoch-compute --out blind.json
+    python benchmarks/blind.py --jobs 2                     # the forecast's fits in 2 processes
 
 Output: ``{"protocols": [{"protocol", "law" (a law name or "forecast"), "mean_abs_final_err" (nats),
 "pred_e" (mean relative error of the held-out points, per run then averaged), "coverage" (share of
@@ -83,10 +84,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import multiprocessing  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -97,7 +101,7 @@ from scalefit.errors import ExtrapolationWarning, FitWarning, ScalefitError  # n
 from scalefit.fitting.engine import fit_law  # noqa: E402
 from scalefit.laws import get_law  # noqa: E402
 from scalefit.laws.base import Law  # noqa: E402
-from scalefit.predict.forecast import CURVE_LAWS, forecast  # noqa: E402
+from scalefit.predict.forecast import CURVE_LAWS, ParallelMap, forecast  # noqa: E402
 from scalefit.store import datasets  # noqa: E402
 from scalefit.store.curves import Curves  # noqa: E402
 
@@ -342,7 +346,7 @@ def score(pred: pd.DataFrame, test: Curves | pd.DataFrame, loss: str) -> dict:
     }
 
 
-def run_protocol(p: Protocol) -> list[dict]:
+def run_protocol(p: Protocol, map_fn: ParallelMap | None = None) -> list[dict]:
     train, test = p.build()
     laws = p.laws()
     loss = "loss" if isinstance(train, Curves) else str(getattr(laws[0], "loss", "loss"))
@@ -364,7 +368,8 @@ def run_protocol(p: Protocol) -> list[dict]:
         t0 = time.perf_counter()
         # curves: the forecast's default members (the protocol's laws and the empirical baselines);
         # tables: the protocol's laws, which name the table's columns
-        fc = forecast(train, targets, laws=None if isinstance(train, Curves) else laws, level=LEVEL)
+        members = None if isinstance(train, Curves) else laws
+        fc = forecast(train, targets, laws=members, level=LEVEL, map_fn=map_fn)
         row = score(fc.predict(), test, loss)
         rows.append({"protocol": p.name, "law": "forecast", **row, "in_view": "forecast" in p.in_view})
         rows[-1] |= {"seconds": round(time.perf_counter() - t0, 2), "weights": fc.weights}
@@ -395,7 +400,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocols", default=None, help="comma-separated protocol names (default: all)")
     ap.add_argument("--out", default=None, help="also write the JSON to this file")
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="worker processes for the forecast's fits (the same numbers)"
+    )
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     chosen = protocols()
     if args.protocols:
         names = args.protocols.split(",")
@@ -405,11 +415,16 @@ def main(argv: list[str] | None = None) -> dict:
         chosen = [p for p in chosen if p.name in names]
     t0 = time.perf_counter()
     rows: list[dict] = []
-    for p in chosen:
-        print(f"blind: {p.name} ...", file=sys.stderr, flush=True)
-        rows += run_protocol(p)
-        for r in rows[-(len(p.laws()) + 1) :]:
-            print(f"blind: {json.dumps(r)}", file=sys.stderr, flush=True)
+    with ExitStack() as stack:
+        map_fn = None
+        if args.jobs > 1:
+            spawn = multiprocessing.get_context("spawn")
+            map_fn = stack.enter_context(ProcessPoolExecutor(args.jobs, mp_context=spawn)).map
+        for p in chosen:
+            print(f"blind: {p.name} ...", file=sys.stderr, flush=True)
+            rows += run_protocol(p, map_fn)
+            for r in rows[-(len(p.laws()) + 1) :]:
+                print(f"blind: {json.dumps(r)}", file=sys.stderr, flush=True)
     result = {
         "level": LEVEL,
         "protocols": rows,

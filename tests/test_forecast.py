@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -14,7 +18,7 @@ import pytest
 from scipy.stats import t as student_t
 
 import scalefit as sf
-from scalefit.errors import ConfigError, DataError
+from scalefit.errors import ConfigError, DataError, ExtrapolationWarning
 from scalefit.fitting.design import build_design
 from scalefit.laws import get_law
 from scalefit.laws.base import CurveLaw, CurveRun, Design, Param
@@ -30,6 +34,7 @@ from scalefit.predict.forecast import (
     forecast,
     growth,
 )
+from scalefit.predict.members import Fitted, LawMember
 from scalefit.store import datasets
 from scalefit.store.curves import Curves
 
@@ -241,6 +246,46 @@ def test_horizon_question_holds_out_the_longest_runs():
     truth = float(target.final()["loss"].iloc[0])
     got = finals(fc).loc["cos-12k"]
     assert got["lo"] <= truth <= got["hi"] and abs(got["loss_pred"] - truth) < 0.01
+
+
+@dataclass(frozen=True)
+class LoudMember:
+    """The momentum law as a member that warns on every fit (module level: a spawned worker imports it)."""
+
+    name: str = "loud"
+
+    def fit(self, data: Curves | pd.DataFrame) -> Fitted:
+        warnings.warn(f"loud: fitted {len(data.run_ids)} runs", ExtrapolationWarning, stacklevel=2)
+        return LawMember(get_law("momentum", lam=LAM)).fit(data)
+
+
+def test_fits_in_worker_processes_give_the_same_forecast():
+    """``map_fn``: the fits run in a process pool give the serial forecast exactly, and the warnings
+    raised in the workers reach the caller (one per fit: every fold's and the whole data's)."""
+    specs = {
+        "cos-3k": f"cosine:peak={PEAK},steps=3000,warmup=300,final=0.1",
+        "cos-6k": TRAIN["cosine"],
+        "constant": TRAIN["constant"],
+    }
+    train = draw(specs, 1e-3, 21)
+    target = hidden(draw({"cos-12k": f"cosine:peak={PEAK},steps=12000,warmup=300,final=0.1"}, 0.0, 22))
+    laws = [LoudMember(), "finals-power"]
+    with pytest.warns(ExtrapolationWarning, match="loud: fitted") as said:
+        serial = forecast(train, target, laws=laws)
+    with (
+        ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool,
+        pytest.warns(ExtrapolationWarning, match="loud: fitted") as heard,
+    ):
+        pooled = forecast(train, target, laws=laws, map_fn=pool.map)
+    assert len(said) == len(serial.folds) + 1  # the loud member's fit on every fold and on the whole data
+    assert sorted(str(w.message) for w in heard) == sorted(str(w.message) for w in said)
+    pd.testing.assert_frame_equal(pooled.predict(), serial.predict())
+    pd.testing.assert_frame_equal(pooled.errors, serial.errors)
+    assert pooled.weights == serial.weights and pooled.notes == serial.notes
+    assert pooled.failures == serial.failures and len(serial.errors) > 0
+    with pytest.raises(ConfigError, match="map_fn") as bad:
+        forecast(train, target, laws=laws, map_fn=lambda fn, items: [fn(x) for x in items][:1])
+    assert bad.value.field == "map_fn"
 
 
 def test_json_round_trip_and_bad_input():

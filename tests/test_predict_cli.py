@@ -39,7 +39,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def forecast_run(work: Path) -> subprocess.CompletedProcess:
     cmd = ("predict", "--data", "mpl-400m", "--runs", RUNS, "--schedule", SCHEDULE, "--laws", LAWS)
-    proc = scalefit(*cmd, cwd=work)
+    proc = scalefit(*cmd, "--jobs", "2", cwd=work)  # the fits in two worker processes
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -109,3 +109,6 @@ def test_laws_name_the_members_and_a_misspelt_one_is_named(
     assert main(["report", "mpl.json", "--data", "mpl-400m", "--laws", "cooldown"]) == 2
     err = capsys.readouterr().err
     assert "--laws" in err and "--schedule" in err
+    assert main(["predict", "--data", "mpl-400m", "--runs", RUNS, "--schedule", SCHEDULE, "--jobs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--jobs must be at least 1" in err and "--jobs 4" in err

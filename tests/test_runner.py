@@ -25,6 +25,7 @@ import scalefit as sf
 from scalefit.cluster.runner import NAMESPACE, ray_map, run_sweep
 from scalefit.cluster.sweep import parse_sweep
 from scalefit.proxy.data import write_token_folder
+from scalefit.store import datasets
 
 pytestmark = pytest.mark.ray  # every test here uses the ray_cluster fixture
 
@@ -153,6 +154,18 @@ def test_ray_map_keeps_order_with_bounded_in_flight(ray_cluster) -> None:
     offset = 10
     assert ray_map(lambda x: (x + offset) ** 2, [1, 2, 3]) == [121, 144, 169]
     assert ray_map(abs, []) == []
+
+
+def test_forecast_fits_on_ray_equal_the_serial_forecast(ray_cluster) -> None:
+    """The runner's Ray map is a drop-in ``map_fn`` for ``sf.forecast``: the same forecast, fit for fit."""
+    curves = datasets.load("mpl-400m")
+    train = curves.select(["cosine_24000", "constant_24000", "wsdcon_9"])
+    target = curves.select(["wsd_20000_24000"]).without_loss()
+    serial = sf.forecast(train, target, laws=["momentum", "finals-power"])
+    remote = sf.forecast(train, target, laws=["momentum", "finals-power"], map_fn=ray_map)
+    pd.testing.assert_frame_equal(remote.predict(), serial.predict())
+    pd.testing.assert_frame_equal(remote.errors, serial.errors)
+    assert remote.weights == serial.weights and len(serial.folds) >= 3
 
 
 def test_a_damaged_run_is_a_named_error_and_the_other_runs_train(ray_cluster, tokens, tmp_path) -> None:

@@ -141,6 +141,12 @@ def _add_laws_arg(p: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated laws and baselines the forecast weighs (default: every applicable one)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes for the forecast's fits (default 1: in this process; the answer is the same)",
+    )
 
 
 def _add_fit(subs: Any) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import multiprocessing
 import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from scalefit.cluster.sweep import describe_plan, load_sweep
 from scalefit.errors import ConfigError, DataError, FitWarning, ScalefitError
 from scalefit.fitting import api
 from scalefit.fitting.result import Fit
-from scalefit.predict.forecast import forecast
+from scalefit.predict.forecast import ParallelMap, forecast
 from scalefit.predict.schedule_choice import best_schedule
 from scalefit.predict.targets import Target, compute_optimal, load_fit, predict_target, target_curves
 from scalefit.report.build import (
@@ -273,7 +276,10 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
                 fix="give a store folder or a curve dataset (e.g. mpl-400m); fit tables with scalefit fit",
             )
         target = Target(args.schedule, args.n_params, args.tokens_per_step, run_id="target")
-        fc = forecast(curves, target_curves([target]), laws=_law_list(args.laws), level=args.level)
+        with _fit_pool(args.jobs) as map_fn:
+            fc = forecast(
+                curves, target_curves([target]), laws=_law_list(args.laws), level=args.level, map_fn=map_fn
+            )
         out["answer"] = forecast_answer(fc, target, curves)
         out["forecast"] = jsonable(fc.to_dict())
     if args.fits:
@@ -286,6 +292,19 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
             family=args.family,
         )
     return out
+
+
+@contextmanager
+def _fit_pool(jobs: int) -> Iterator[ParallelMap | None]:
+    """``--jobs``: the forecast's fits in ``jobs`` worker processes (started fresh, "spawn": a forked
+    worker would inherit this process's threads), or here when 1 (``map_fn=None``)."""
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1", field="--jobs", value=jobs, fix="e.g. --jobs 4")
+    if jobs == 1:
+        yield None
+        return
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool.map
 
 
 def _law_list(text: str | None) -> list[str] | None:
@@ -354,6 +373,7 @@ def _report_from_files(
     out: str | Path = "report",
     level: float = 0.9,
     laws: Sequence[str] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Path]:
     """What ``scalefit report`` does: re-render a report.json, or report a Fit JSON against ``data``
     (held out: the runs of ``data`` the fit did not see, or ``heldout``); returns the written paths."""
@@ -385,12 +405,13 @@ def _report_from_files(
         target = Target(schedule, n_params)
         train = curves.select(sorted(fitted))
         targets.append(predict_target(fit, target, name=name, fitted=train) | {"band": fit_band(fit)})
-        fc = forecast(train, target_curves([target]), laws=laws, level=level)
-        extra["answer"] = forecast_answer(fc, target, train)
         checks = curves.select([r for r in held if r in set(curves.run_ids)])
-        if len(checks.run_ids):  # the forecast's own band, checked on the held-out runs
-            held_fc = forecast(train, checks.without_loss(), laws=laws, level=level)
-            entries += forecast_entries(held_fc, checks)
+        with _fit_pool(jobs) as map_fn:
+            fc = forecast(train, target_curves([target]), laws=laws, level=level, map_fn=map_fn)
+            extra["answer"] = forecast_answer(fc, target, train)
+            if len(checks.run_ids):  # the forecast's own band, checked on the held-out runs
+                held_fc = forecast(train, checks.without_loss(), laws=laws, level=level, map_fn=map_fn)
+                entries += forecast_entries(held_fc, checks)
     report = assemble(
         f"scalefit report: {name} on {data}",
         {name: fit},
@@ -416,6 +437,7 @@ def _run_report(args: argparse.Namespace) -> int:
             out=args.out,
             level=args.level,
             laws=_law_list(args.laws),
+            jobs=args.jobs,
         )
     answer = load_report(paths["json"]).get("answer")
     if answer:

@@ -23,7 +23,9 @@ predict):
    predict its remainder, leave the longest horizon, the largest size or the largest compute out. Each
    member is refitted on every fold and predicts the held-out final losses; its error is the log ratio
    ``log(pred / true)`` (``errors``); ``scores`` is member x fold, the mean absolute error (NaN where the
-   member could not be fitted or did not apply).
+   member could not be fitted or did not apply). These fits and those on the whole data are
+   independent tasks (``_Task``), each seeded and single-threaded: ``map_fn`` may run them in
+   parallel (a process pool, Ray) and the forecast is the same.
 3. Weights, per target row among the members that answer it (a baseline answers only some rows; a
    member whose fit failed on more than half of the folds is not weighed), from their mean squared
    error over the folds that all of them scored (for tables each error divided by ``growth`` of its
@@ -74,9 +76,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -110,6 +113,7 @@ __all__ = [
     "UNIDENTIFIED",
     "WINDOW",
     "Forecast",
+    "ParallelMap",
     "forecast",
     "growth",
 ]
@@ -140,6 +144,15 @@ UNIDENTIFIED = 0.05  # the least relative half-width of the band of an unidentif
 WINDOW = 1.5  # tables: fold groups within this factor of a row's distance are at a comparable distance
 MIN_COMMON = 2  # folds the members answering a row must all have scored to be weighed against each other
 FORMAT = "scalefit.Forecast/1"
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class ParallelMap(Protocol):
+    """``map_fn(fn, items)``: ``fn`` applied to every item, the results in the items' order."""
+
+    def __call__(self, fn: Callable[[_T], _R], items: Sequence[_T], /) -> Iterable[_R]: ...
 
 
 @dataclass(frozen=True)
@@ -696,23 +709,66 @@ def _weighing_folds(folds: Sequence[Fold], question: str) -> list[str]:
     return [f.name for f in folds]
 
 
+@dataclass(frozen=True)
+class _Task:
+    """One member fitted to one training set (steps 1-2): a fold's, predicting its held-out rows, or
+    (``fold`` None) the whole ``data``'s, predicting the ``targets``."""
+
+    member: Member
+    fold: Fold | None = None
+    data: Curves | pd.DataFrame | None = None
+    targets: Curves | pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a ``_Task`` returns to the forecast (small, so that a parallel map ships it cheaply)."""
+
+    pred: np.ndarray | None = None  # a fold's: the loss at each truth row
+    frame: pd.DataFrame | None = None  # the whole data's: the targets' key columns and loss_pred
+    notes: tuple[str, ...] = ()  # the fit's FitWarnings (``Fitted.warnings``)
+    caught: tuple[tuple[type[Warning], str], ...] = ()  # other warnings raised in the task, re-emitted
+    failure: str | None = None  # why the member could not be fitted or could not answer
+
+
+def _run(task: _Task) -> _Outcome:
+    """Fit ``task.member`` and predict what the task asks; a ``ScalefitError`` becomes its failure.
+
+    Warnings raised here are returned, not emitted, and the forecast re-emits them in its own process:
+    the same under the built-in ``map`` and under a process pool's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = _answer(task)
+    return replace(outcome, caught=tuple((w.category, str(w.message)) for w in caught))
+
+
+def _answer(task: _Task) -> _Outcome:
+    train = task.data if task.fold is None else task.fold.train
+    fitted, why = _fit(task.member, train)
+    if fitted is None:
+        return _Outcome(failure=why)
+    if task.fold is None:
+        return _Outcome(frame=fitted.frame(task.targets), notes=tuple(fitted.warnings))
+    try:
+        return _Outcome(pred=fitted.at(task.fold.targets, task.fold.truth))
+    except ScalefitError as err:
+        return _Outcome(failure=str(err))
+
+
 def _fold_errors(
-    folds: Sequence[Fold], members: Sequence[Member], loss: str
+    folds: Sequence[Fold], members: Sequence[Member], loss: str, outcomes: Sequence[_Outcome]
 ) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
-    """Every member refitted on every fold: the error rows and the failures."""
+    """The error rows and the failures of every member refitted on every fold (``outcomes`` in the
+    order fold by fold, member by member)."""
     rows, failures = [], {}
+    done = iter(outcomes)
     for fold in folds:
         truth = fold.truth[loss].to_numpy(float)
         for member in members:
-            fitted, why = _fit(member, fold.train)
-            pred = np.full(len(truth), np.nan)
-            if fitted is None:
-                failures.setdefault(member.name, {})[fold.name] = str(why)
-            else:
-                try:
-                    pred = fitted.at(fold.targets, fold.truth)
-                except ScalefitError as err:
-                    failures.setdefault(member.name, {})[fold.name] = str(err)
+            outcome = next(done)
+            pred = np.full(len(truth), np.nan) if outcome.pred is None else outcome.pred
+            if outcome.failure is not None:
+                failures.setdefault(member.name, {})[fold.name] = outcome.failure
             distances = fold.row_distance or (fold.distance,) * len(truth)
             levels = fold.row_level or (math.nan,) * len(truth)
             for run_id, p_, t_, d_, l_ in zip(
@@ -738,6 +794,7 @@ def forecast(
     *,
     laws: Sequence[str | Law] | str | Law | None = None,
     level: float = 0.9,
+    map_fn: ParallelMap | None = None,
 ) -> Forecast:
     """Fit every applicable law to ``data``, score each by folds that mimic the question the
     ``targets`` ask, combine them by those scores and band the result at ``level`` (module doc).
@@ -745,7 +802,10 @@ def forecast(
     ``data``: the fitted runs (Curves, or a static table); ``targets``: what ``Fit.predict`` takes
     (Curves with the LR and no loss, e.g. ``target_curves``; a table of N and D). ``laws``: names or
     ``Law`` objects (default: every applicable law; static laws with other column names are passed as
-    objects, e.g. ``ChinchillaLaw(loss="val_loss", n="params", d="tokens")``).
+    objects, e.g. ``ChinchillaLaw(loss="val_loss", n="params", d="tokens")``). ``map_fn(fn, tasks)``:
+    how the fits (every member on the whole data, then on every fold) are run, results in order:
+    the built-in ``map`` (default), or a parallel one, e.g. ``ProcessPoolExecutor(4).map`` or the
+    runner's ``ray_map``; the forecast is the same either way (each fit is seeded and single-threaded).
     """
     if not 0.0 < float(level) < 1.0:
         raise ConfigError("level must be in (0, 1)", field="level", value=level, fix="e.g. level=0.9")
@@ -790,19 +850,32 @@ def forecast(
         question = table_question(*compute)
         folds = table_folds(data, compute[0])
     loss = "loss" if curves else str(getattr(first, "loss", "loss"))
-    errors, failures = _fold_errors(folds, members, loss)
+    # the fits on all the runs first: the largest, so a parallel map does not end on one of them alone
+    tasks = [_Task(m, data=data, targets=targets) for m in members]
+    tasks += [_Task(m, fold=f) for f in folds for m in members]
+    outcomes = list((map if map_fn is None else map_fn)(_run, tasks))
+    if len(outcomes) != len(tasks):
+        raise ConfigError(
+            "map_fn returned a different number of results than tasks",
+            field="map_fn",
+            value=f"{len(outcomes)} of {len(tasks)}",
+            fix="give a map that returns one result per item, in order (e.g. ProcessPoolExecutor.map)",
+        )
+    for outcome in outcomes:
+        for category, message in outcome.caught:
+            warnings.warn(message, category, stacklevel=2)
+    errors, failures = _fold_errors(folds, members, loss, outcomes[len(members) :])
     scores = _by_fold(errors, members, folds, np.abs)
     floor = None if curves else _distance_floor(folds)
     scores_sq = _by_fold(_normalised(errors, floor), members, folds, np.square)
     full: dict[str, pd.DataFrame] = {}
     warned: dict[str, tuple[str, ...]] = {}
-    for member in members:
-        fitted, why = _fit(member, data)
-        if fitted is None:
-            failures.setdefault(member.name, {})["all"] = str(why)
+    for member, outcome in zip(members, outcomes[: len(members)], strict=True):
+        if outcome.frame is None:
+            failures.setdefault(member.name, {})["all"] = str(outcome.failure)
             continue
-        full[member.name] = fitted.frame(targets)
-        warned[member.name] = tuple(fitted.warnings)
+        full[member.name] = outcome.frame
+        warned[member.name] = outcome.notes
     if not full:
         raise DataError(
             "no law could be fitted to the runs",
