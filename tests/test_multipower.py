@@ -62,6 +62,26 @@ def test_grouped_terms_error_is_far_below_data_rounding(name):
         assert len(terms) < 0.25 * np.sum(np.minimum(steps, np.count_nonzero(np.diff(lr))))
 
 
+@pytest.mark.parametrize("block", [61, 997, 10**9])
+def test_drop_and_its_derivatives_do_not_depend_on_the_block_size(block, monkeypatch):
+    lr = schedules()["rewarm"]
+    terms = K.mpl_terms(lr, np.arange(200, 3001, 37), 200, ratio=None)
+    whole = K.mpl_drop(terms, 2.0, 0.6, 0.7, grad=True)  # default blocks: several, the last one ragged
+    assert len(terms) > 2 * K.DROP_BLOCK and len(terms) % K.DROP_BLOCK
+    monkeypatch.setattr(K, "DROP_BLOCK", block)
+    blocked = K.mpl_drop(terms, 2.0, 0.6, 0.7, grad=True)
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the derivatives are those of the drop sum: central differences in C, beta, gamma
+    theta, h = np.array([2.0, 0.6, 0.7]), 1e-6
+    for j in range(3):
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        numeric = (K.mpl_drop(terms, *up)[0] - K.mpl_drop(terms, *down)[0]) / (2 * h)
+        np.testing.assert_allclose(blocked[j + 1], numeric, rtol=1e-6, atol=1e-9)
+
+
 def official_prediction(lr, steps, theta):
     """The reference code's MPL from its definition: sums over 0..s, warmup rises included, LR >= 1e-12."""
     L0, A, alpha, B, C, beta, gamma = theta
