@@ -26,14 +26,7 @@ cooldown removes only the recent part of ``N``; a power ``e < 1`` of the total c
 drop, so short cooldowns got too little gain (+0.012 at F = 0.1 on the 124M runs, the long ones right).
 Kept linear, the partial drop counts in full. ``q`` is structural (the functional is not linear in it):
 ``profile()`` offers ``Q_GRID`` and the engine keeps the ``q`` with the lowest training objective, like
-the momentum law's ``lam``. The grid began at 0.5; on runs of several peaks the fit ended on that edge
-(flagged ``profile_edge``: on ``s124m-peak``, ``s124m-continue`` and ``cooldown-209m`` of
-``benchmarks/blind.py``, the training objective still falling towards lower ``q``), so 0.3 and 0.4
-were added. Every other curve protocol, blind ones included, keeps its ``q`` (0.6-1) and its finals;
-``s124m-peak`` now ends at 0.4 (mean |final error| 0.0153 -> 0.0149), ``s124m-continue`` at 0.4
-(0.0241 -> 0.0176), ``cooldown-209m`` stays at 0.5; one fit through the three sizes of
-``cooldown-ladder`` (a size-blind law pooled over sizes, which the forecast does not do) moves to the
-new edge 0.3 (0.156 -> 0.146).
+the momentum law's ``lam``.
 
 ``rho >= 1``: at a constant LR the bound's noise term grows like ``log t``, a worst-case factor of the
 last-iterate analysis; a stationary noise floor does not grow while training goes on. ``g^rho`` with
@@ -128,7 +121,7 @@ _CHUNK = 2_000_000  # max (points x steps) elements evaluated at once
 LR_REF = 1e-3  # LR unit of the noise term: B is its loss at N_q = LR_REF and t = 10^4 steps
 H_REF = float(np.sum(1.0 / np.arange(1, 10_000)))  # H[t - 1] at t = 10^4 (decorrelates B and rho)
 DEFAULT_Q = 1.0  # the bound itself; used when a design is built before q is chosen
-Q_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)  # LR powers of the injected noise (profiled)
+Q_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)  # LR powers of the injected noise tried by profile
 RHO_BOUNDS = (1.0, 6.0)  # the log-horizon exponent: >= 1 (a noise floor does not grow; module doc)
 DEFAULT_RHO = 2.0  # fixed unless rho=None: one horizon does not identify it (module doc, "rho")
 P_BOUNDS = (0.3, 1.0)  # the peak exponent: 1 is progress linear in the LR (module doc, "p")
