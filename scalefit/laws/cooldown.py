@@ -26,7 +26,12 @@ cooldown removes only the recent part of ``N``; a power ``e < 1`` of the total c
 drop, so short cooldowns got too little gain (+0.012 at F = 0.1 on the 124M runs, the long ones right).
 Kept linear, the partial drop counts in full. ``q`` is structural (the functional is not linear in it):
 ``profile()`` offers ``Q_GRID`` and the engine keeps the ``q`` with the lowest training objective, like
-the momentum law's ``lam``.
+the momentum law's ``lam``. On runs of several peaks the fit ends on the grid's edge 0.5 (flagged
+``profile_edge``). Starting the grid at 0.3 was tried and dropped: the law alone moved little
+(``s124m-peak`` 0.0153 -> 0.0149 at q = 0.4, ``s124m-continue`` 0.0241 -> 0.0176, every other curve
+protocol of ``benchmarks/blind.py`` unchanged), but the forecast's fold fits of truncated runs then took
+the low values, and on ``s124m-cooldown-T50000`` the folds chose ``momentum`` (forecast 0.0080 ->
+0.0325).
 
 ``rho >= 1``: at a constant LR the bound's noise term grows like ``log t``, a worst-case factor of the
 last-iterate analysis; a stationary noise floor does not grow while training goes on. ``g^rho`` with
