@@ -396,6 +396,15 @@ def summary(rows: list[dict], blind_only: bool) -> dict:
     }
 
 
+def emit(result: dict, out: str | None) -> None:
+    """Print a benchmark's JSON object and, with ``out``, write it there too (the benchmarks' ``--out``)."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocols", default=None, help="comma-separated protocol names (default: all)")
@@ -431,11 +440,7 @@ def main(argv: list[str] | None = None) -> dict:
         "summary": {"blind": summary(rows, True), "all": summary(rows, False)},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit(result, args.out)
     return result
 
 

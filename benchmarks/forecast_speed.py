@@ -97,10 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             print(f"forecast_speed: {json.dumps(lines[-1])}", file=sys.stderr, flush=True)
     result = {"jobs": args.jobs, "cpus": os.cpu_count(), "lines": lines}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    blind.emit(result, args.out)
     return result
 
 

@@ -27,11 +27,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # tiny L-BFGS problems: BLAS threads only contend
 
 import argparse  # noqa: E402
-import json  # noqa: E402
+import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blind  # noqa: E402
 
 from scalefit.errors import DataError, ExtrapolationWarning, FitWarning  # noqa: E402
 from scalefit.fitting.engine import fit_law  # noqa: E402
@@ -135,10 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     for _, group in targets.groupby("data", sort=True):
         rows += run_dataset(sweep, group)
     result = {"level": LEVEL, "rows": rows, "summary": summary(rows)}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    blind.emit(result, args.out)
     return result
 
 
